@@ -1,0 +1,79 @@
+"""Built-in actions, task kinds and provider event types."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobs.actions.registry import (
+    ActionContext,
+    JobError,
+    JobSpec,
+    action,
+    provider_event_type,
+    task_kind,
+)
+
+
+@action("noop", max_attempts=1, timeout=30)
+def noop(ctx: ActionContext) -> dict[str, Any]:
+    """Does nothing: for benchmarks and smoke checks of a deployment."""
+    return {"ok": True}
+
+
+@action("sleep", max_attempts=3, timeout=60, backoff_base=1.0)
+def sleep(ctx: ActionContext) -> dict[str, Any]:
+    """Sleeps payload["seconds"]: for exercising heartbeats, timeouts and crash recovery."""
+    seconds = float(ctx.payload.get("seconds", 1))
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+@action("fail", max_attempts=3, timeout=30, backoff_base=1.0)
+def fail(ctx: ActionContext) -> None:
+    """Fails with payload["code"]/["detail"]/["retryable"]: for exercising retries."""
+    raise JobError(
+        str(ctx.payload.get("code", "simulated_failure")),
+        str(ctx.payload.get("detail", "Simulated failure requested by the payload")),
+        retryable=bool(ctx.payload.get("retryable", True)),
+    )
+
+
+# imap_sync_messages is registered by jobs.actions.imap (imported below).
+
+
+@task_kind("mailbox_sync")
+def mailbox_sync(params: dict[str, Any]) -> list[JobSpec]:
+    return [JobSpec("imap_sync_messages", {"full": False, **_folders(params)})]
+
+
+@task_kind("mailbox_resync")
+def mailbox_resync(params: dict[str, Any]) -> list[JobSpec]:
+    return [JobSpec("imap_sync_messages", {"full": True, **_folders(params)})]
+
+
+@task_kind("noop_batch")
+def noop_batch(params: dict[str, Any]) -> list[JobSpec]:
+    """`count` no-op jobs (up to 10,000): for benchmarks of batched creation."""
+    count = int(params.get("count", 1))
+    if not 1 <= count <= 10_000:
+        raise ValueError("count must be between 1 and 10000")
+    return [JobSpec("noop", {"n": n}) for n in range(count)]
+
+
+@provider_event_type("imap", "mailbox.changed", coalesce=True)
+@provider_event_type("imap", "message.created", coalesce=True)
+def imap_changed(payload: dict[str, Any]) -> list[JobSpec]:
+    return [JobSpec("imap_sync_messages", {"full": False, **_folders(payload)})]
+
+
+def _folders(params: dict[str, Any]) -> dict[str, Any]:
+    folders = params.get("folders")
+    if folders is None:
+        return {}
+    if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+        raise ValueError("folders must be a list of folder names")
+    return {"folders": folders}
+
+
+from jobs.actions import imap  # noqa: E402, F401  (registers imap_sync_messages)

@@ -1,0 +1,165 @@
+"""Registries: actions (name → handler and policy), task kinds and provider event types
+(→ the jobs they produce)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+
+class JobError(Exception):
+    """Raised by a handler to fail the attempt with a classified error."""
+
+    def __init__(self, code: str, detail: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ActionPolicy:
+    max_attempts: int | None = None  # None: settings.JOBS_DEFAULT_MAX_ATTEMPTS
+    timeout: float | None = None  # seconds; None: settings.JOBS_DEFAULT_TIMEOUT
+    backoff_base: float = 5.0  # delay before the second attempt, in seconds
+    backoff_factor: float = 2.0
+    backoff_max: float = 3600.0
+    jitter: float = 0.25  # ± fraction of the delay, so retries of one outage spread out
+    # Error codes that are retried whatever the error says; others follow JobError.retryable.
+    retry_on: frozenset[str] = frozenset()
+
+    @property
+    def effective_max_attempts(self) -> int:
+        return self.max_attempts or settings.JOBS_DEFAULT_MAX_ATTEMPTS
+
+    @property
+    def effective_timeout(self) -> float:
+        return self.timeout or float(settings.JOBS_DEFAULT_TIMEOUT)
+
+    def is_retryable(self, code: str, retryable: bool) -> bool:
+        return retryable or code in self.retry_on
+
+    def backoff_seconds(self, attempt_number: int) -> float:
+        """Delay after the attempt numbered `attempt_number` (1-based) failed."""
+        delay = min(
+            self.backoff_max, self.backoff_base * self.backoff_factor ** (attempt_number - 1)
+        )
+        spread = delay * self.jitter
+        return max(0.0, delay + random.uniform(-spread, spread))
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What a handler gets: ids and the payload, never a model instance it could save."""
+
+    job_id: str
+    account_id: str
+    action: str
+    payload: dict[str, Any]
+    attempt: int
+    task_id: str | None = None
+
+
+Handler = Callable[[ActionContext], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class RegisteredAction:
+    name: str
+    handler: Handler
+    policy: ActionPolicy
+
+
+_ACTIONS: dict[str, RegisteredAction] = {}
+DEFAULT_POLICY = ActionPolicy()
+
+
+def action(name: str, **policy: Any) -> Callable[[Handler], Handler]:
+    """Register `handler` under `name`: @action("imap_sync_messages", max_attempts=5, timeout=120)."""
+
+    def register(handler: Handler) -> Handler:
+        if "retry_on" in policy:
+            policy["retry_on"] = frozenset(policy["retry_on"])
+        _ACTIONS[name] = RegisteredAction(name, handler, ActionPolicy(**policy))
+        return handler
+
+    return register
+
+
+def get_action(name: str) -> RegisteredAction | None:
+    return _ACTIONS.get(name)
+
+
+def policy_for(name: str) -> ActionPolicy:
+    registered = _ACTIONS.get(name)
+    return registered.policy if registered else DEFAULT_POLICY
+
+
+def action_names() -> list[str]:
+    return sorted(_ACTIONS)
+
+
+# --- What produces jobs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    action: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventRoute:
+    produce: Callable[[dict[str, Any]], list[JobSpec]]
+    # While a job of the same account and action is scheduled or queued, a new event joins it
+    # instead of creating another (ten "mailbox changed" pings need one sync, not ten).
+    coalesce: bool = False
+
+
+_TASK_KINDS: dict[str, Callable[[dict[str, Any]], list[JobSpec]]] = {}
+_EVENT_TYPES: dict[tuple[str, str], EventRoute] = {}
+
+
+def task_kind(name: str):
+    """Register a task kind: a function of the task's params returning the jobs to create."""
+
+    def register(produce: Callable[[dict[str, Any]], list[JobSpec]]):
+        _TASK_KINDS[name] = produce
+        return produce
+
+    return register
+
+
+def provider_event_type(provider: str, type_: str, *, coalesce: bool = False):
+    """Register a provider event type: a function of the event payload returning job specs."""
+
+    def register(produce: Callable[[dict[str, Any]], list[JobSpec]]):
+        _EVENT_TYPES[(provider, type_)] = EventRoute(produce, coalesce)
+        return produce
+
+    return register
+
+
+def get_task_kind(name: str):
+    return _TASK_KINDS.get(name)
+
+
+def task_kind_names() -> list[str]:
+    return sorted(_TASK_KINDS)
+
+
+def get_event_route(provider: str, type_: str) -> EventRoute | None:
+    return _EVENT_TYPES.get((provider, type_))
+
+
+def event_type_names() -> list[tuple[str, str]]:
+    return sorted(_EVENT_TYPES)

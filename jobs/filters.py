@@ -1,0 +1,197 @@
+"""The one FilterSet for jobs: the API list query string, the search body, search-delete and the
+admin all filter through it, so "delete what I searched" deletes exactly what the search showed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from django.http import QueryDict
+
+from jobs.errors import ValidationFailed
+from jobs.models import Job
+from jobs.states import JobStatus
+from jobsconsole.ids import is_valid_id
+
+
+class MultiValueField(forms.Field):
+    """A list of non-empty strings (from repeated or comma-separated values)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        if value in (None, "", []):
+            return []
+        values = [value] if isinstance(value, str) else list(value)
+        cleaned = []
+        for item in values:
+            item = str(item).strip()
+            if not item:
+                raise forms.ValidationError("Empty value in the list.")
+            if len(item) > 200:
+                raise forms.ValidationError("Value too long (200 characters at most).")
+            cleaned.append(item)
+        return cleaned
+
+
+class MultiValueFilter(django_filters.Filter):
+    field_class = MultiValueField
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.field_name}__in": value})
+
+
+class LabelFilter(django_filters.Filter):
+    """`key:value` pairs; a job matches when it carries every pair."""
+
+    field_class = MultiValueField
+
+    def filter(self, qs, value):
+        for pair in value or []:
+            key, _, label_value = pair.partition(":")
+            qs = qs.filter(**{f"labels__{key}": label_value})
+        return qs
+
+
+def _validate_labels(values: list[str]) -> None:
+    for pair in values:
+        key, sep, _ = pair.partition(":")
+        if not sep or not key or not key.replace("_", "").replace("-", "").isalnum():
+            raise forms.ValidationError(
+                f"{pair!r} is not key:value (key of letters, digits, - and _)."
+            )
+
+
+class JobFilterForm(forms.Form):
+    def clean(self):
+        data = super().clean()
+        _check_ranges(self, data)
+        return data
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
+    action = MultiValueFilter()
+    last_error_code = MultiValueFilter()
+    task_id = django_filters.CharFilter(field_name="task_id")
+    provider_event_id = django_filters.CharFilter(field_name="provider_event_id")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    run_at_after = django_filters.IsoDateTimeFilter(field_name="run_at", lookup_expr="gte")
+    run_at_before = django_filters.IsoDateTimeFilter(field_name="run_at", lookup_expr="lt")
+    attempt_count_min = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="gte")
+    attempt_count_max = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="lte")
+    q = django_filters.CharFilter(method="filter_text")
+    label = LabelFilter()
+
+    class Meta:
+        model = Job
+        fields: list[str] = []
+        form = JobFilterForm
+
+    def filter_text(self, qs, name, value):
+        # Text in the error detail, or an exact id (operators paste ids into search boxes).
+        text = value.strip()
+        if not text:
+            return qs
+        condition = Q(last_error_detail__icontains=text)
+        if is_valid_id(text, "job"):
+            condition |= Q(id=text)
+        return qs.filter(condition)
+
+
+# Names that are filters. Everything a caller passes that is neither one of these nor a name the
+# caller reserves (limit, cursor, dry_run) is an unknown field and a 400.
+FILTER_FIELDS = frozenset(JobFilter.base_filters)
+MULTI_VALUED = frozenset({"status", "action", "last_error_code", "label"})
+_INTEGER_FIELDS = frozenset({"attempt_count_min", "attempt_count_max"})
+_RANGES = [
+    ("created_after", "created_before"),
+    ("updated_after", "updated_before"),
+    ("run_at_after", "run_at_before"),
+]
+
+
+def _check_ranges(form, data: dict) -> None:
+    for low, high in _RANGES:
+        if data.get(low) and data.get(high) and data[low] >= data[high]:
+            form.add_error(high, f"must be later than {low}.")
+    for name in _INTEGER_FIELDS:
+        value = data.get(name)
+        if value is not None:
+            if value != int(value):
+                form.add_error(name, "must be a whole number.")
+            elif value < 0:
+                form.add_error(name, "must be 0 or more.")
+    low, high = data.get("attempt_count_min"), data.get("attempt_count_max")
+    if low is not None and high is not None and low > high:
+        form.add_error("attempt_count_max", "must be at least attempt_count_min.")
+    if data.get("label"):
+        try:
+            _validate_labels(data["label"])
+        except forms.ValidationError as exc:
+            form.add_error("label", exc)
+
+
+def normalize_filter_params(
+    data: Mapping[str, Any], *, reserved: frozenset[str] = frozenset()
+) -> QueryDict:
+    """Turn a query string or a JSON body into one QueryDict for JobFilter.
+
+    Multi-valued filters take a list, one value, repeated keys or comma-separated values. Unknown
+    names and values of the wrong shape raise ValidationFailed naming the field.
+    """
+    unknown = sorted(set(data) - FILTER_FIELDS - reserved)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown filter field(s): {', '.join(unknown)}.",
+            fields={name: ["Unknown filter field."] for name in unknown},
+        )
+    result = QueryDict(mutable=True)
+    for name in data:
+        if name in reserved:
+            continue
+        values = data.getlist(name) if isinstance(data, QueryDict) else data[name]
+        if not isinstance(values, list):
+            values = [values]
+        if name not in MULTI_VALUED and len(values) > 1:
+            raise ValidationFailed.for_field(name, "takes one value, not a list.")
+        for value in values:
+            if value is None:
+                continue
+            if isinstance(value, bool) or isinstance(value, (dict, list)):
+                raise ValidationFailed.for_field(
+                    name, f"has the wrong type ({type(value).__name__})."
+                )
+            if name in _INTEGER_FIELDS and not isinstance(value, (int, str)):
+                raise ValidationFailed.for_field(name, "must be a whole number.")
+            text = str(value)
+            parts = [part.strip() for part in text.split(",")] if name in MULTI_VALUED else [text]
+            for part in parts:
+                result.appendlist(name, part)
+    return result
+
+
+def has_filters(params: QueryDict) -> bool:
+    """Whether any filter narrows the set (search-delete refuses to run without one)."""
+    return any(value.strip() for name in params for value in params.getlist(name))
+
+
+def filter_jobs(queryset: QuerySet[Job], params: QueryDict) -> QuerySet[Job]:
+    """Apply the normalized filters to `queryset`, or raise ValidationFailed naming fields."""
+    filterset = JobFilter(params, queryset=queryset)
+    if not filterset.is_valid():
+        fields = {
+            name: [str(message) for message in messages]
+            for name, messages in filterset.errors.items()
+        }
+        summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+        raise ValidationFailed(f"Invalid filter: {summary}", fields=fields)
+    return filterset.qs

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Account
+from jobs.states import JobStatus, TaskStatus
+from jobsconsole.ids import PrefixedId
+
+
+class Task(models.Model):
+    """Work a client asked for; produces one or more jobs. Its status is derived from them."""
+
+    id = models.CharField(
+        primary_key=True, max_length=32, default=PrefixedId("tsk"), editable=False
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="tasks")
+    kind = models.CharField(max_length=100)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["account", "-id"], name="task_account_id")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id}"
+
+
+class ProviderEvent(models.Model):
+    """A change pushed by a mail provider; deduplicated on the provider's own event id."""
+
+    id = models.CharField(
+        primary_key=True, max_length=32, default=PrefixedId("evt"), editable=False
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="provider_events")
+    provider = models.CharField(max_length=50)
+    type = models.CharField(max_length=100)
+    external_id = models.CharField(max_length=255)
+    payload = models.JSONField(default=dict, blank=True)
+    # The job this event produced, or joined when a sync of the account was already pending.
+    job = models.ForeignKey(
+        "Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    coalesced = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "provider", "external_id"], name="provider_event_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.type} {self.external_id}"
+
+
+class Job(models.Model):
+    """The executable queue unit: one action with its payload, run by django-q2 workers."""
+
+    id = models.CharField(
+        primary_key=True, max_length=32, default=PrefixedId("job"), editable=False
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="jobs")
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    provider_event = models.ForeignKey(
+        ProviderEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    action = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    priority = models.IntegerField(default=0)
+    run_at = models.DateTimeField(default=timezone.now)
+    attempt_count = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    last_error_code = models.CharField(max_length=100, blank=True)
+    last_error_detail = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    resolution = models.JSONField(null=True, blank=True)
+
+    # Execution bookkeeping.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="job_account_id"),
+            models.Index(fields=["account", "status", "-id"], name="job_account_status_id"),
+            models.Index(
+                fields=["account", "action", "last_error_code"], name="job_account_action_error"
+            ),
+            models.Index(fields=["status", "run_at"], name="job_status_run_at"),
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
+            models.Index(fields=["status", "enqueued_at"], name="job_status_enqueued"),
+            models.Index(
+                fields=["status", "action", "last_error_code"], name="job_status_action_error"
+            ),
+        ]
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("resolve_job", "Can resolve jobs"),
+            ("trigger_job", "Can trigger jobs"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.id}"
+
+
+class AttemptOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"  # terminal: no retry
+    RETRY_SCHEDULED = "retry_scheduled", "Failed, retry scheduled"
+    TIMEOUT = "timeout", "Timed out"
+    WORKER_LOST = "worker_lost", "Worker lost"
+
+
+class JobAttempt(models.Model):
+    """One execution of a job by a worker."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=20, choices=AttemptOutcome.choices, default=AttemptOutcome.RUNNING
+    )
+    error_code = models.CharField(max_length=100, blank=True)
+    error_detail = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_attempt_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.number} {self.outcome}"
+
+
+class ActorType(models.TextChoices):
+    USER = "user", "User"
+    API_KEY = "api_key", "API key"
+    SYSTEM = "system", "System"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which job, when and why. Holds ids, not foreign keys, so it outlives
+    the jobs, tasks and accounts it speaks of."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    actor = models.CharField(max_length=200)  # "user:alice", "key:ab12cd34", "system:worker"
+    command = models.CharField(max_length=40)
+    account_id = models.CharField(max_length=32, blank=True)
+    job_id = models.CharField(max_length=32, blank=True)
+    task_id = models.CharField(max_length=32, blank=True)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["job_id", "-id"], name="audit_job"),
+            models.Index(fields=["account_id", "-id"], name="audit_account"),
+            models.Index(fields=["command", "-id"], name="audit_command"),
+            models.Index(fields=["actor", "-id"], name="audit_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.command} {self.job_id or self.account_id} by {self.actor}"
+
+
+class IdempotencyRecord(models.Model):
+    """The stored answer to a POST sent with an Idempotency-Key, replayed for 24 hours."""
+
+    principal = models.CharField(max_length=200)
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    body_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["principal", "key"], name="idempotency_unique")
+        ]

@@ -1,0 +1,1021 @@
+"""Every rule that changes a job lives here.
+
+Each command is one transaction: it locks the job row, checks the state table (jobs.states),
+writes with update_fields, records its audit event and refreshes the task's derived status, all
+before commit. Rows are locked in a fixed order (jobs by id, then their tasks by id) so two
+commands never deadlock. Broker messages are sent after commit (jobs.broker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, router, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import Account
+from jobs.actions.registry import JobSpec, get_action, get_event_route, get_task_kind, policy_for
+from jobs.actors import Actor
+from jobs.broker import enqueue_on_commit
+from jobs.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from jobs.filters import filter_jobs, has_filters, normalize_filter_params
+from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt, ProviderEvent, Task
+from jobs.states import MUTABLE_FIELDS, Command, JobStatus, derive_task_status, is_allowed
+from jobsconsole.ids import new_id
+
+logger = logging.getLogger(__name__)
+S = JobStatus
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_LABELS = 20
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,49}$")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _audit(
+    *,
+    actor: Actor,
+    command: str,
+    account_id: str,
+    job: Job | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+    task_id: str | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    return AuditEvent.objects.create(**_audit_fields(**locals()))
+
+
+def _audit_fields(
+    *,
+    actor: Actor,
+    command: str,
+    account_id: str,
+    job: Job | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+    task_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "created_at": now or timezone.now(),
+        "actor_type": actor.type,
+        "actor": actor.name,
+        "command": command,
+        "account_id": account_id,
+        "job_id": job.pk if job else "",
+        "task_id": task_id or (job.task_id if job and job.task_id else ""),
+        "from_status": from_status,
+        "to_status": to_status,
+        "reason": reason,
+        "data": data or {},
+    }
+
+
+def _lock_job(job_id: str, *, for_delete: bool = False) -> Job:
+    # NO KEY UPDATE does not block inserts that reference the job (attempts); a delete needs
+    # the full lock.
+    queryset = Job.objects.select_for_update(no_key=not for_delete)
+    try:
+        return queryset.get(pk=job_id)
+    except Job.DoesNotExist:
+        raise NotFound(f"Job {job_id} not found.") from None
+
+
+def _check_allowed(job: Job, command: Command) -> None:
+    if not is_allowed(command, job.status):
+        raise InvalidTransition(job_id=job.pk, command=command.value, status=job.status)
+
+
+def _refresh_task_statuses(task_ids: Iterable[str | None]) -> None:
+    """Recompute the derived status of each task from its jobs, under the task's row lock so
+    concurrent transitions of two jobs of one task serialize and the last one sees both."""
+    ids = sorted({task_id for task_id in task_ids if task_id})
+    if not ids:
+        return
+    list(
+        Task.objects.select_for_update(no_key=True)
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk")
+    )
+    counts: dict[str, dict[str, int]] = {task_id: {} for task_id in ids}
+    rows = (
+        Job.objects.filter(task_id__in=ids)
+        .values_list("task_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for task_id, status, n in rows:
+        counts[task_id][status] = n
+    now = timezone.now()
+    for task_id, by_status in counts.items():
+        status = derive_task_status(by_status)
+        Task.objects.filter(pk=task_id).exclude(status=status).update(status=status, updated_at=now)
+
+
+def _grant_attempt_if_spent(job: Job, fields: list[str]) -> None:
+    # Retry and trigger run the job once more even when its budget is spent.
+    if job.attempt_count >= job.max_attempts:
+        job.max_attempts = job.attempt_count + 1
+        fields.append("max_attempts")
+
+
+def _requeue(job: Job, *, now: datetime) -> list[str]:
+    job.status = S.QUEUED
+    job.run_at = now
+    job.enqueued_at = now
+    job.finished_at = None
+    job.heartbeat_at = None
+    job.worker = ""
+    job.resolution = None
+    return [
+        "status",
+        "run_at",
+        "enqueued_at",
+        "finished_at",
+        "heartbeat_at",
+        "worker",
+        "resolution",
+    ]
+
+
+def _save(job: Job, fields: list[str], *, now: datetime) -> None:
+    job.updated_at = now
+    job.save(update_fields=sorted({*fields, "updated_at"}))
+
+
+# --- creating jobs -----------------------------------------------------------------------------
+
+
+def _validate_spec(spec: JobSpec) -> None:
+    if get_action(spec.action) is None:
+        raise ValidationFailed.for_field("action", f"Unknown action {spec.action!r}.")
+    _validate_payload(spec.payload)
+    _validate_labels(spec.labels)
+
+
+def jobs_create(
+    *,
+    account: Account,
+    specs: list[JobSpec],
+    actor: Actor,
+    task: Task | None = None,
+    provider_event: ProviderEvent | None = None,
+) -> list[Job]:
+    """Create jobs in one batched insert. Due jobs of an active account are queued and sent to
+    the broker after commit; the others wait as `scheduled` for the dispatcher."""
+    for spec in specs:
+        _validate_spec(spec)
+    now = timezone.now()
+    jobs: list[Job] = []
+    for spec in specs:
+        run_at = spec.run_at or now
+        due = run_at <= now and not account.is_paused
+        jobs.append(
+            Job(
+                id=new_id("job"),
+                account_id=account.pk,
+                task_id=task.pk if task else None,
+                provider_event_id=provider_event.pk if provider_event else None,
+                action=spec.action,
+                payload=spec.payload,
+                labels=spec.labels,
+                priority=spec.priority,
+                run_at=run_at,
+                max_attempts=spec.max_attempts or policy_for(spec.action).effective_max_attempts,
+                status=S.QUEUED if due else S.SCHEDULED,
+                enqueued_at=now if due else None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    with transaction.atomic():
+        Job.objects.bulk_create(jobs, batch_size=1000)
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(
+                    **_audit_fields(
+                        actor=actor,
+                        command="create",
+                        account_id=account.pk,
+                        job=job,
+                        to_status=job.status,
+                        data={"action": job.action}
+                        | ({"provider_event_id": job.provider_event_id} if provider_event else {}),
+                        now=now,
+                    )
+                )
+                for job in jobs
+            ],
+            batch_size=1000,
+        )
+        if task:
+            _refresh_task_statuses([task.pk])
+        enqueue_on_commit([job.pk for job in jobs if job.status == S.QUEUED])
+    return jobs
+
+
+def job_create(
+    *,
+    account: Account,
+    action: str,
+    actor: Actor,
+    payload: dict[str, Any] | None = None,
+    priority: int = 0,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    labels: dict[str, str] | None = None,
+    task: Task | None = None,
+) -> Job:
+    """Create one job (see jobs_create)."""
+    spec = JobSpec(action, payload or {}, priority, run_at, max_attempts, labels or {})
+    return jobs_create(account=account, specs=[spec], actor=actor, task=task)[0]
+
+
+def task_create(*, account: Account, kind: str, params: dict[str, Any], actor: Actor) -> Task:
+    """Create a task and, in the same transaction, the jobs its kind produces."""
+    produce = get_task_kind(kind)
+    if produce is None:
+        raise ValidationFailed.for_field("kind", f"Unknown task kind {kind!r}.")
+    if not isinstance(params, dict):
+        raise ValidationFailed.for_field("params", "must be an object.")
+    try:
+        specs = produce(params)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed.for_field("params", str(exc)) from None
+    with transaction.atomic():
+        task = Task.objects.create(account=account, kind=kind, params=params)
+        _audit(
+            actor=actor,
+            command="create_task",
+            account_id=account.pk,
+            task_id=task.pk,
+            data={"kind": kind, "jobs": len(specs)},
+        )
+        jobs_create(account=account, specs=specs, actor=actor, task=task)
+        task.refresh_from_db(fields=["status", "updated_at"])
+    return task
+
+
+def provider_event_ingest(
+    *,
+    account: Account,
+    provider: str,
+    type: str,
+    external_id: str,
+    payload: dict[str, Any],
+    actor: Actor,
+) -> tuple[ProviderEvent, bool]:
+    """Turn a provider event into jobs. Returns (event, created): an event whose external id was
+    seen before is returned as it was and creates nothing. A coalescing event type joins a
+    scheduled or queued job of the same account and action instead of creating another."""
+    route = get_event_route(provider, type)
+    if route is None:
+        raise ValidationFailed.for_field("type", f"Unknown event type {provider}:{type}.")
+    if not external_id or len(external_id) > 255:
+        raise ValidationFailed.for_field("external_id", "must be 1 to 255 characters.")
+    if not isinstance(payload, dict):
+        raise ValidationFailed.for_field("payload", "must be an object.")
+    _validate_payload(payload)
+    try:
+        specs = route.produce(payload)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed.for_field("payload", str(exc)) from None
+
+    def existing() -> ProviderEvent | None:
+        return ProviderEvent.objects.filter(
+            account=account, provider=provider, external_id=external_id
+        ).first()
+
+    if (event := existing()) is not None:
+        return event, False
+    try:
+        with transaction.atomic():
+            # The account lock serializes events of one account, so two events arriving together
+            # cannot both miss the pending sync and create two.
+            Account.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
+            event = ProviderEvent.objects.create(
+                account=account,
+                provider=provider,
+                type=type,
+                external_id=external_id,
+                payload=payload,
+            )
+            to_create: list[JobSpec] = []
+            joined: Job | None = None
+            for spec in specs:
+                pending = None
+                if route.coalesce:
+                    pending = (
+                        Job.objects.filter(
+                            account=account,
+                            action=spec.action,
+                            status__in=[S.SCHEDULED, S.QUEUED],
+                        )
+                        .order_by("id")
+                        .first()
+                    )
+                if pending:
+                    joined = joined or pending
+                else:
+                    to_create.append(spec)
+            created = jobs_create(
+                account=account, specs=to_create, actor=actor, provider_event=event
+            )
+            event.job = created[0] if created else joined
+            event.coalesced = not created and joined is not None
+            event.save(update_fields=["job", "coalesced"])
+            _audit(
+                actor=actor,
+                command="ingest_event",
+                account_id=account.pk,
+                job=event.job,
+                data={
+                    "provider_event_id": event.pk,
+                    "type": f"{provider}:{type}",
+                    "external_id": external_id,
+                    "coalesced": event.coalesced,
+                    "created_jobs": [job.pk for job in created],
+                },
+            )
+    except IntegrityError:
+        # The same external id arrived concurrently and the other request won.
+        event = existing()
+        if event is None:
+            raise
+        return event, False
+    return event, True
+
+
+# --- operator commands -------------------------------------------------------------------------
+
+
+def job_retry(*, job_id: str, actor: Actor, note: str = "") -> Job:
+    """Queue a failed or stalled job now, with one more attempt even if its budget is spent."""
+    note = _clean_note(note, required=False)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _check_allowed(job, Command.RETRY)
+        from_status, now = job.status, timezone.now()
+        fields = _requeue(job, now=now)
+        _grant_attempt_if_spent(job, fields)
+        _save(job, fields, now=now)
+        _audit(
+            actor=actor,
+            command=Command.RETRY,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            reason=note,
+        )
+        _refresh_task_statuses([job.task_id])
+        enqueue_on_commit([job.pk])
+    return job
+
+
+def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "") -> Job:
+    """Queue a job now, ignoring its run_at and an account pause. Refused while another job of
+    the same account and action is running, unless `force`: two syncs of one mailbox at once
+    are a conflict."""
+    note = _clean_note(note, required=False)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _check_allowed(job, Command.TRIGGER)
+        if not force:
+            running = (
+                Job.objects.filter(account_id=job.account_id, action=job.action, status=S.RUNNING)
+                .exclude(pk=job.pk)
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if running:
+                raise Conflict(
+                    f"Job {running} of the same account and action is running; "
+                    "trigger with force to run both at once.",
+                    code="sibling_running",
+                    extra={"current_status": job.status, "running_job_id": running},
+                )
+        from_status, now = job.status, timezone.now()
+        fields = _requeue(job, now=now)
+        _grant_attempt_if_spent(job, fields)
+        _save(job, fields, now=now)
+        _audit(
+            actor=actor,
+            command=Command.TRIGGER,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            reason=note,
+            data={"force": force},
+        )
+        _refresh_task_statuses([job.task_id])
+        enqueue_on_commit([job.pk])
+    return job
+
+
+def job_resolve(*, job_id: str, actor: Actor, code: str, note: str) -> Job:
+    """Close a job by hand (ignored, fixed elsewhere, cancelled) with a resolution code and note."""
+    code = (code or "").strip()
+    if not _SLUG.match(code):
+        raise ValidationFailed.for_field(
+            "code", "must be a short code such as ignored, fixed or cancelled (a-z, 0-9, _ . -)."
+        )
+    note = _clean_note(note, required=True)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _check_allowed(job, Command.RESOLVE)
+        from_status, now = job.status, timezone.now()
+        job.status = S.RESOLVED
+        job.resolution = {"code": code, "note": note, "by": actor.name, "at": now.isoformat()}
+        job.finished_at = now
+        _save(job, ["status", "resolution", "finished_at"], now=now)
+        _audit(
+            actor=actor,
+            command=Command.RESOLVE,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            reason=note,
+            data={"code": code},
+        )
+        _refresh_task_statuses([job.task_id])
+    return job
+
+
+def job_update(*, job_id: str, actor: Actor, changes: Mapping[str, Any]) -> Job:
+    """Change the mutable fields of a job that is not running. A queued job moved into the
+    future goes back to `scheduled`."""
+    cleaned = _clean_changes(changes)
+    with transaction.atomic():
+        job = _lock_job(job_id)
+        _check_allowed(job, Command.UPDATE)
+        from_status, now = job.status, timezone.now()
+        before = {name: getattr(job, name) for name in cleaned}
+        for name, value in cleaned.items():
+            setattr(job, name, value)
+        fields = list(cleaned)
+        if "run_at" in cleaned and job.status == S.QUEUED and job.run_at > now:
+            job.status = S.SCHEDULED
+            job.enqueued_at = None
+            fields += ["status", "enqueued_at"]
+        _save(job, fields, now=now)
+        _audit(
+            actor=actor,
+            command=Command.UPDATE,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            data={
+                "changes": {
+                    name: {"from": _jsonable(before[name]), "to": _jsonable(value)}
+                    for name, value in cleaned.items()
+                }
+            },
+        )
+        _refresh_task_statuses([job.task_id])
+    return job
+
+
+def job_delete(*, job_id: str, actor: Actor) -> None:
+    """Delete a job that is not running. Its audit trail stays."""
+    with transaction.atomic():
+        job = _lock_job(job_id, for_delete=True)
+        _check_allowed(job, Command.DELETE)
+        _audit(
+            actor=actor,
+            command=Command.DELETE,
+            account_id=job.account_id,
+            job=job,
+            from_status=job.status,
+            data={"action": job.action, "attempt_count": job.attempt_count},
+        )
+        _delete_job_rows([job.pk])
+        _refresh_task_statuses([job.task_id])
+
+
+SEARCH_DELETE_BATCH = 2000
+
+
+def jobs_search_delete(
+    *,
+    account_id: str,
+    filters: Mapping[str, Any],
+    actor: Actor,
+    dry_run: bool = False,
+    batch_size: int = SEARCH_DELETE_BATCH,
+) -> dict[str, Any]:
+    """Delete every job of one account that `filters` match, except running ones.
+
+    Set-based and batched: each batch locks and deletes up to `batch_size` rows in its own
+    transaction, so a large clean-up never holds locks for long. One audit event records the
+    filter, the count and the deleted ids; it is written with the first batch and completed
+    with each, so it is accurate even if the command is interrupted.
+    """
+    params = normalize_filter_params(filters)
+    if not has_filters(params):
+        raise ValidationFailed(
+            "Refusing to delete without a filter: give at least one filter field.",
+            code="empty_filter",
+            fields={"filter": ["At least one filter field is required."]},
+        )
+    matched_qs = filter_jobs(Job.objects.filter(account_id=account_id), params).order_by()
+    matched = matched_qs.count()
+    if dry_run:
+        running = matched_qs.filter(status=S.RUNNING).count()
+        return {"matched": matched, "deleted": 0, "skipped_running": running, "dry_run": True}
+
+    filter_record = {name: params.getlist(name) for name in params}
+    deleted_ids: list[str] = []
+    audit_id: int | None = None
+    deletable = matched_qs.exclude(status=S.RUNNING)
+    while True:
+        with transaction.atomic():
+            rows = list(
+                deletable.select_for_update(of=("self",))
+                .order_by("pk")
+                .values_list("pk", "task_id")[:batch_size]
+            )
+            ids = [pk for pk, _ in rows]
+            if ids:
+                _delete_job_rows(ids)
+                _refresh_task_statuses(task_id for _, task_id in rows)
+            deleted_ids += ids
+            data = {"filter": filter_record, "count": len(deleted_ids), "job_ids": deleted_ids}
+            if audit_id is None:
+                audit_id = _audit(
+                    actor=actor, command="search_delete", account_id=account_id, data=data
+                ).pk
+            else:
+                AuditEvent.objects.filter(pk=audit_id).update(data=data)
+        if len(ids) < batch_size:
+            break
+    running = matched_qs.filter(status=S.RUNNING).count()
+    return {
+        "matched": matched,
+        "deleted": len(deleted_ids),
+        "skipped_running": running,
+        "dry_run": False,
+    }
+
+
+def _delete_job_rows(ids: list[str]) -> None:
+    """Delete jobs and their attempts with plain DELETE ... WHERE id IN (...): Django's
+    collector would load every row (and its related rows) into memory first."""
+    db = router.db_for_write(Job)
+    JobAttempt.objects.filter(job_id__in=ids)._raw_delete(db)
+    ProviderEvent.objects.filter(job_id__in=ids).update(job=None)
+    Job.objects.filter(pk__in=ids)._raw_delete(db)
+
+
+# --- worker-side transitions ---------------------------------------------------------------------
+
+SYSTEM_WORKER = Actor.system("worker")
+SYSTEM_SWEEPER = Actor.system("sweeper")
+SYSTEM_DISPATCHER = Actor.system("dispatcher")
+
+
+def job_claim(*, job_id: str, worker: str) -> JobAttempt | None:
+    """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
+    queued any more (a duplicate or late message, a deleted or resolved job): a no-op."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+        if job is None or job.status != S.QUEUED:
+            return None
+        now = timezone.now()
+        job.status = S.RUNNING
+        job.attempt_count += 1
+        job.started_at = now
+        job.heartbeat_at = now
+        job.finished_at = None
+        job.worker = worker
+        _save(
+            job,
+            ["status", "attempt_count", "started_at", "heartbeat_at", "finished_at", "worker"],
+            now=now,
+        )
+        attempt = JobAttempt.objects.create(
+            job=job, number=job.attempt_count, worker=worker, started_at=now
+        )
+        _audit(
+            actor=SYSTEM_WORKER,
+            command="claim",
+            account_id=job.account_id,
+            job=job,
+            from_status=S.QUEUED,
+            to_status=S.RUNNING,
+            data={"attempt": attempt.number, "worker": worker},
+            now=now,
+        )
+        _refresh_task_statuses([job.task_id])
+    attempt.job = job
+    return attempt
+
+
+def job_heartbeat(*, job_id: str, attempt: int) -> bool:
+    """Record that the run is alive. False when the run is no longer this attempt's (it was
+    declared lost and rescheduled, or deleted)."""
+    return bool(
+        Job.objects.filter(pk=job_id, status=S.RUNNING, attempt_count=attempt).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def _lock_own_run(job_id: str, attempt: int) -> Job | None:
+    job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+    if job is None or job.status != S.RUNNING or job.attempt_count != attempt:
+        # The sweeper declared this run lost (or an operator deleted the job) while it ran; the
+        # outcome of a run we no longer own must not overwrite the newer state.
+        return None
+    return job
+
+
+def _close_attempt(
+    job: Job,
+    attempt: int,
+    *,
+    now: datetime,
+    outcome: str,
+    code: str = "",
+    detail: str = "",
+    tb: str = "",
+) -> None:
+    started = job.started_at or now
+    JobAttempt.objects.filter(job=job, number=attempt).update(
+        finished_at=now,
+        duration_ms=max(0, int((now - started).total_seconds() * 1000)),
+        outcome=outcome,
+        error_code=code,
+        error_detail=detail,
+        traceback=tb,
+    )
+
+
+def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> Job | None:
+    """Close a run as succeeded. None when the run is not ours any more."""
+    with transaction.atomic():
+        job = _lock_own_run(job_id, attempt)
+        if job is None:
+            return None
+        now = timezone.now()
+        job.status = S.SUCCEEDED
+        job.result = result
+        job.finished_at = now
+        job.heartbeat_at = None
+        _save(job, ["status", "result", "finished_at", "heartbeat_at"], now=now)
+        _close_attempt(job, attempt, now=now, outcome=AttemptOutcome.SUCCEEDED)
+        _audit(
+            actor=SYSTEM_WORKER,
+            command="succeed",
+            account_id=job.account_id,
+            job=job,
+            from_status=S.RUNNING,
+            to_status=S.SUCCEEDED,
+            data={"attempt": attempt},
+            now=now,
+        )
+        _refresh_task_statuses([job.task_id])
+    return job
+
+
+def job_fail(
+    *,
+    job_id: str,
+    attempt: int,
+    code: str,
+    detail: str,
+    retryable: bool,
+    traceback: str = "",
+    timed_out: bool = False,
+) -> Job | None:
+    """Close a run as failed: scheduled again after a backoff when the error is retryable and
+    attempts remain, failed otherwise. None when the run is not ours any more."""
+    with transaction.atomic():
+        job = _lock_own_run(job_id, attempt)
+        if job is None:
+            return None
+        now = timezone.now()
+        policy = policy_for(job.action)
+        retry = policy.is_retryable(code, retryable) and job.attempt_count < job.max_attempts
+        if retry:
+            job.status = S.SCHEDULED
+            job.run_at = now + timedelta(seconds=policy.backoff_seconds(attempt))
+            job.finished_at = None
+        else:
+            job.status = S.FAILED
+            job.finished_at = now
+        job.last_error_code = code
+        job.last_error_detail = detail
+        job.last_error_at = now
+        job.heartbeat_at = None
+        job.enqueued_at = None
+        _save(
+            job,
+            ["status", "run_at", "finished_at", "last_error_code", "last_error_detail"]
+            + ["last_error_at", "heartbeat_at", "enqueued_at"],
+            now=now,
+        )
+        if timed_out:
+            outcome = AttemptOutcome.TIMEOUT
+        else:
+            outcome = AttemptOutcome.RETRY_SCHEDULED if retry else AttemptOutcome.FAILED
+        _close_attempt(
+            job, attempt, now=now, outcome=outcome, code=code, detail=detail, tb=traceback
+        )
+        _audit(
+            actor=SYSTEM_WORKER,
+            command="fail",
+            account_id=job.account_id,
+            job=job,
+            from_status=S.RUNNING,
+            to_status=job.status,
+            reason=detail[:500],
+            data={
+                "attempt": attempt,
+                "error_code": code,
+                "retry_at": job.run_at.isoformat() if retry else None,
+            },
+            now=now,
+        )
+        _refresh_task_statuses([job.task_id])
+    return job
+
+
+def jobs_sweep_lost(*, now: datetime | None = None, limit: int = 500) -> list[str]:
+    """Declare lost the running jobs whose worker stopped heart-beating (killed, lost, cut off)
+    or that outran their timeout plus the grace: `stalled` with error `worker_lost`, then
+    rescheduled at once when attempts remain."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.JOBS_STALL_GRACE_SECONDS)
+    candidates = Job.objects.filter(status=S.RUNNING).filter(
+        Q(heartbeat_at__lt=now - grace) | Q(heartbeat_at__isnull=True)
+    )
+    swept: list[str] = []
+    with transaction.atomic():
+        jobs = list(
+            candidates.select_for_update(skip_locked=True, no_key=True).order_by("pk")[:limit]
+        )
+        for job in jobs:
+            _declare_lost(job, now=now)
+            swept.append(job.pk)
+        _refresh_task_statuses(job.task_id for job in jobs)
+    # A worker that is alive but stuck past its action's timeout (the hard timeout did not fire).
+    overdue = [
+        job
+        for job in Job.objects.filter(status=S.RUNNING, started_at__lt=now - grace).only(
+            "pk", "action", "started_at"
+        )[:limit]
+        if job.started_at + timedelta(seconds=policy_for(job.action).effective_timeout) + grace
+        < now
+    ]
+    if overdue:
+        with transaction.atomic():
+            jobs = list(
+                Job.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(pk__in=[job.pk for job in overdue], status=S.RUNNING)
+                .order_by("pk")
+            )
+            for job in jobs:
+                _declare_lost(job, now=now, detail="The run outlived its timeout and its grace.")
+                swept.append(job.pk)
+            _refresh_task_statuses(job.task_id for job in jobs)
+    if swept:
+        logger.warning("declared %d lost run(s): %s", len(swept), ", ".join(swept[:20]))
+    return swept
+
+
+def _declare_lost(job: Job, *, now: datetime, detail: str = "") -> None:
+    detail = detail or (
+        f"Worker {job.worker or '?'} stopped heart-beating "
+        f"(last heartbeat {job.heartbeat_at.isoformat() if job.heartbeat_at else 'never'})."
+    )
+    _close_attempt(
+        job,
+        job.attempt_count,
+        now=now,
+        outcome=AttemptOutcome.WORKER_LOST,
+        code="worker_lost",
+        detail=detail,
+    )
+    job.status = S.STALLED
+    job.last_error_code = "worker_lost"
+    job.last_error_detail = detail
+    job.last_error_at = now
+    job.heartbeat_at = None
+    job.finished_at = now
+    job.enqueued_at = None
+    _audit(
+        actor=SYSTEM_SWEEPER,
+        command="stall",
+        account_id=job.account_id,
+        job=job,
+        from_status=S.RUNNING,
+        to_status=S.STALLED,
+        reason=detail,
+        data={"attempt": job.attempt_count, "worker": job.worker},
+        now=now,
+    )
+    if job.attempt_count < job.max_attempts:
+        job.status = S.SCHEDULED
+        job.run_at = now + timedelta(
+            seconds=policy_for(job.action).backoff_seconds(job.attempt_count)
+        )
+        job.finished_at = None
+        _audit(
+            actor=SYSTEM_SWEEPER,
+            command="reschedule",
+            account_id=job.account_id,
+            job=job,
+            from_status=S.STALLED,
+            to_status=S.SCHEDULED,
+            reason="Attempts remain after a lost run.",
+            data={"run_at": job.run_at.isoformat()},
+            now=now,
+        )
+    _save(
+        job,
+        ["status", "run_at", "last_error_code", "last_error_detail", "last_error_at"]
+        + ["heartbeat_at", "finished_at", "enqueued_at"],
+        now=now,
+    )
+
+
+def jobs_dispatch_due(*, now: datetime | None = None, limit: int | None = None) -> list[str]:
+    """Move due `scheduled` jobs of active accounts to the broker, highest priority first.
+    SKIP LOCKED lets several dispatchers share the work without waiting on each other."""
+    now = now or timezone.now()
+    limit = limit or settings.JOBS_DISPATCH_BATCH
+    with transaction.atomic():
+        jobs = list(
+            Job.objects.filter(status=S.SCHEDULED, run_at__lte=now, account__paused_at__isnull=True)
+            .select_for_update(skip_locked=True, no_key=True, of=("self",))
+            .order_by("-priority", "run_at", "pk")
+            .only("pk", "account_id", "task_id")[:limit]
+        )
+        if not jobs:
+            return []
+        ids = [job.pk for job in jobs]
+        Job.objects.filter(pk__in=ids).update(status=S.QUEUED, enqueued_at=now, updated_at=now)
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(
+                    **_audit_fields(
+                        actor=SYSTEM_DISPATCHER,
+                        command="dispatch",
+                        account_id=job.account_id,
+                        job=job,
+                        from_status=S.SCHEDULED,
+                        to_status=S.QUEUED,
+                        now=now,
+                    )
+                )
+                for job in jobs
+            ]
+        )
+        _refresh_task_statuses(job.task_id for job in jobs)
+        enqueue_on_commit(ids)
+    return ids
+
+
+def jobs_requeue_unclaimed(*, now: datetime | None = None, limit: int = 500) -> list[str]:
+    """Enqueue again the queued jobs that no worker claimed within the bound: their message was
+    lost (a broker crash, an enqueue that failed after commit). A duplicate is harmless: the
+    claim of a job that is not queued any more is a no-op."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.JOBS_REQUEUE_AFTER_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            Job.objects.filter(status=S.QUEUED)
+            .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True))
+            .select_for_update(skip_locked=True, no_key=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Job.objects.filter(pk__in=ids).update(enqueued_at=now)
+        enqueue_on_commit(ids)
+    logger.warning("enqueued again %d unclaimed job(s): %s", len(ids), ", ".join(ids[:20]))
+    return ids
+
+
+# --- validation of inputs ----------------------------------------------------------------------
+
+
+def _clean_note(note: Any, *, required: bool) -> str:
+    if note is None:
+        note = ""
+    if not isinstance(note, str):
+        raise ValidationFailed.for_field("note", "must be a string.")
+    note = note.strip()
+    if required and not note:
+        raise ValidationFailed.for_field("note", "is required: say why.")
+    if len(note) > 2000:
+        raise ValidationFailed.for_field("note", "is too long (2000 characters at most).")
+    return note
+
+
+def _validate_payload(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise ValidationFailed.for_field("payload", "must be an object.")
+    try:
+        size = len(json.dumps(payload))
+    except (TypeError, ValueError):
+        raise ValidationFailed.for_field("payload", "must be JSON.") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValidationFailed.for_field(
+            "payload", f"is too large ({MAX_PAYLOAD_BYTES} bytes at most)."
+        )
+
+
+def _validate_labels(labels: Any) -> None:
+    if not isinstance(labels, dict):
+        raise ValidationFailed.for_field("labels", "must be an object of string values.")
+    if len(labels) > MAX_LABELS:
+        raise ValidationFailed.for_field("labels", f"at most {MAX_LABELS} labels.")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(str(key)):
+            raise ValidationFailed.for_field(
+                "labels", f"bad key {key!r} (letters, digits, - and _)."
+            )
+        if not isinstance(value, str) or len(value) > 200:
+            raise ValidationFailed.for_field(
+                "labels", f"value of {key!r} must be a string (200 max)."
+            )
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed.for_field(name, "must be an integer.")
+    if not low <= value <= high:
+        raise ValidationFailed.for_field(name, f"must be between {low} and {high}.")
+    return value
+
+
+def _clean_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(changes, Mapping) or not changes:
+        raise ValidationFailed(
+            "Nothing to update: give one of " + ", ".join(MUTABLE_FIELDS) + ".",
+            fields={"non_field_errors": ["No field to update."]},
+        )
+    immutable = sorted(set(changes) - set(MUTABLE_FIELDS))
+    if immutable:
+        raise ValidationFailed(
+            f"Field(s) cannot be changed: {', '.join(immutable)}. "
+            f"Mutable fields: {', '.join(MUTABLE_FIELDS)}.",
+            code="immutable_field",
+            fields={name: ["This field cannot be changed."] for name in immutable},
+        )
+    cleaned: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "priority":
+            cleaned[name] = _int_in(name, value, -1000, 1000)
+        elif name == "max_attempts":
+            cleaned[name] = _int_in(name, value, 1, 100)
+        elif name == "run_at":
+            cleaned[name] = _clean_datetime(name, value)
+        elif name == "payload":
+            _validate_payload(value)
+            cleaned[name] = value
+        elif name == "labels":
+            _validate_labels(value)
+            cleaned[name] = value
+    return cleaned
+
+
+def _clean_datetime(name: str, value: Any) -> datetime:
+    parsed = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        raise ValidationFailed.for_field(name, "must be an ISO 8601 date-time.")
+    if timezone.is_naive(parsed):
+        raise ValidationFailed.for_field(name, "must include a time zone (for example Z).")
+    return parsed
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value

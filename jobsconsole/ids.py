@@ -1,0 +1,74 @@
+"""Public ids: a type prefix and a ULID, so ids are opaque and sort by creation time."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ULID_LENGTH = 26
+_lock = threading.Lock()
+_last_ms = -1
+_last_random = 0
+
+
+def _encode(value: int) -> str:
+    chars = []
+    for _ in range(_ULID_LENGTH):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_ulid() -> str:
+    """A ULID, monotonic within this process: ids made in the same millisecond still sort in
+    the order they were made, so a batch of jobs lists in creation order."""
+    global _last_ms, _last_random
+    with _lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms <= _last_ms:
+            now_ms = _last_ms
+            _last_random = (_last_random + 1) & ((1 << 80) - 1)
+        else:
+            _last_ms = now_ms
+            _last_random = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+        return _encode((now_ms << 80) | _last_random)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{new_ulid()}"
+
+
+def ulid_floor(epoch_ms: int) -> str:
+    """The smallest ULID of a millisecond: a lower bound for range scans on id."""
+    return _encode(epoch_ms << 80)
+
+
+ID_PATTERN = re.compile(r"^(acc|tsk|evt|job)_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def is_valid_id(value: object, prefix: str) -> bool:
+    return (
+        isinstance(value, str) and value.startswith(prefix + "_") and bool(ID_PATTERN.match(value))
+    )
+
+
+class PrefixedId:
+    """Default callable for a model's primary key (a class so migrations can serialize it)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self) -> str:
+        return new_id(self.prefix)
+
+    def deconstruct(self):
+        return ("jobsconsole.ids.PrefixedId", (self.prefix,), {})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PrefixedId) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(self.prefix)

@@ -1,0 +1,198 @@
+"""Settings, read from the environment (see README "Configuration")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from jobsconsole.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it, or set DJANGO_DEBUG=1 for local development."
+        )
+    # Development only: a fixed key is harmless when DEBUG is on and never used in production.
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_q",
+    "accounts",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobsconsole.urls"
+WSGI_APPLICATION = "jobsconsole.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+_default_db = parse_database_url(DATABASE_URL, base_dir=BASE_DIR)
+if _default_db["ENGINE"].endswith("sqlite3"):
+    if _default_db["NAME"] != ":memory:":
+        Path(_default_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    _default_db["OPTIONS"] = {
+        # Web and workers write the same file: WAL lets readers and one writer overlap, the busy
+        # timeout waits for the writer instead of failing, and IMMEDIATE takes the write lock at
+        # BEGIN so a transaction never has to upgrade a read lock (the cause of "database is
+        # locked" that no timeout can cure).
+        "timeout": env_float("JOBS_SQLITE_TIMEOUT", 30.0),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _default_db["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+else:
+    # Persistent connections: without them every ORM-broker enqueue opened a new connection
+    # (~2,700/s fell to ~200/s). Health checks let a worker survive a database restart.
+    _default_db["CONN_MAX_AGE"] = env_int("DJANGO_CONN_MAX_AGE", 600)
+    _default_db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _default_db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Security ---------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- API --------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsApiClient"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobsconsole.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Jobs console API",
+    "DESCRIPTION": "Observe and recover the asynchronous jobs of the email-integration platform.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Execution (django-q2) -----------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+JOBS_WORKERS = env_int("JOBS_WORKERS", 2)
+# The cluster's hard limit per run; each action has its own (shorter) timeout enforced by the
+# worker entry. The broker redelivers an unacknowledged message after `retry` seconds, so it
+# must exceed the hard timeout (a redelivery of a finished job is a no-op anyway).
+JOBS_HARD_TIMEOUT = env_int("JOBS_HARD_TIMEOUT", 900)
+Q_CLUSTER = {
+    "name": env_str("JOBS_QUEUE_NAME", "jobsconsole"),
+    "workers": JOBS_WORKERS,
+    "recycle": 1000,
+    "timeout": JOBS_HARD_TIMEOUT,
+    "retry": JOBS_HARD_TIMEOUT + 60,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": -1,
+    "catch_up": False,
+    "queue_limit": env_int("JOBS_QUEUE_LIMIT", 50),
+    "poll": env_float("JOBS_ORM_POLL", 0.1),
+    "label": "Django Q2",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+JOBS_DEFAULT_MAX_ATTEMPTS = env_int("JOBS_DEFAULT_MAX_ATTEMPTS", 5)
+JOBS_DEFAULT_TIMEOUT = env_int("JOBS_DEFAULT_TIMEOUT", 300)
+JOBS_HEARTBEAT_SECONDS = env_float("JOBS_HEARTBEAT_SECONDS", 5.0)
+# A running job whose heartbeat is older than its timeout plus this grace is a lost run.
+JOBS_STALL_GRACE_SECONDS = env_float("JOBS_STALL_GRACE_SECONDS", 30.0)
+# A queued job no worker picked up in this long is enqueued again (a lost broker message).
+JOBS_REQUEUE_AFTER_SECONDS = env_float("JOBS_REQUEUE_AFTER_SECONDS", 120.0)
+JOBS_DISPATCH_INTERVAL = env_float("JOBS_DISPATCH_INTERVAL", 0.5)
+JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 500)
+JOBS_IDEMPOTENCY_TTL_HOURS = env_int("JOBS_IDEMPOTENCY_TTL_HOURS", 24)
+# Key for encrypting mailbox credentials at rest (Fernet, urlsafe base64 of 32 bytes). When unset
+# it is derived from SECRET_KEY, so rotating SECRET_KEY makes stored passwords unreadable.
+JOBS_CREDENTIALS_KEY = env_str("JOBS_CREDENTIALS_KEY")
+
+LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django-q": {"level": env_str("JOBS_Q_LOG_LEVEL", "WARNING")},
+    },
+}
