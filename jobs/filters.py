@@ -166,7 +166,7 @@ def normalize_filter_params(
         for value in values:
             if value is None:
                 continue
-            if isinstance(value, bool) or isinstance(value, (dict, list)):
+            if isinstance(value, (bool, dict, list)):
                 raise ValidationFailed.for_field(
                     name, f"has the wrong type ({type(value).__name__})."
                 )

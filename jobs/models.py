@@ -206,3 +206,6 @@ class IdempotencyRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["principal", "key"], name="idempotency_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.principal} {self.key}"

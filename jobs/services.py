@@ -731,8 +731,10 @@ def job_fail(
         job.enqueued_at = None
         _save(
             job,
-            ["status", "run_at", "finished_at", "last_error_code", "last_error_detail"]
-            + ["last_error_at", "heartbeat_at", "enqueued_at"],
+            [
+                *("status", "run_at", "finished_at", "last_error_code", "last_error_detail"),
+                *("last_error_at", "heartbeat_at", "enqueued_at"),
+            ],
             now=now,
         )
         if timed_out:
@@ -854,8 +856,10 @@ def _declare_lost(job: Job, *, now: datetime, detail: str = "") -> None:
         )
     _save(
         job,
-        ["status", "run_at", "last_error_code", "last_error_detail", "last_error_at"]
-        + ["heartbeat_at", "finished_at", "enqueued_at"],
+        [
+            *("status", "run_at", "last_error_code", "last_error_detail", "last_error_at"),
+            *("heartbeat_at", "finished_at", "enqueued_at"),
+        ],
         now=now,
     )
 

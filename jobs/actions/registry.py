@@ -80,7 +80,7 @@ DEFAULT_POLICY = ActionPolicy()
 
 
 def action(name: str, **policy: Any) -> Callable[[Handler], Handler]:
-    """Register `handler` under `name`: @action("imap_sync_messages", max_attempts=5, timeout=120)."""
+    """Register a handler under `name`: @action("imap_sync_messages", max_attempts=5)."""
 
     def register(handler: Handler) -> Handler:
         if "retry_on" in policy:
