@@ -88,7 +88,8 @@ if _default_db["ENGINE"].endswith("sqlite3"):
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    _default_db["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+    # A file, not memory: tests that start workers in other processes share the database.
+    _default_db["TEST"] = {"NAME": _default_db["NAME"] + "-test"}
 else:
     # Persistent connections: without them every ORM-broker enqueue opened a new connection
     # (~2,700/s fell to ~200/s). Health checks let a worker survive a database restart.

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+
+from jobs.actors import Actor
+from tests.factories import AccountFactory, JobFactory, TaskFactory
+
+# In CI every test must run: a missing browser or database binary is a failure there, not a
+# skip. On a developer machine without them the test skips and says why.
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return Actor.system("test")
+
+
+@pytest.fixture
+def account(db):
+    return AccountFactory()
+
+
+@pytest.fixture
+def other_account(db):
+    return AccountFactory()
+
+
+@pytest.fixture
+def make_job(db, account):
+    def make(**kwargs):
+        kwargs.setdefault("account", account)
+        return JobFactory(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def make_task(db, account):
+    def make(**kwargs):
+        kwargs.setdefault("account", account)
+        return TaskFactory(**kwargs)
+
+    return make
