@@ -23,7 +23,7 @@ PYTHON = VENV / "bin" / "python"
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (dev.py may be started by an older python3)
         sys.exit("Python 3.11 or newer is required.")
     if not PYTHON.exists():
         print(f"Creating virtual environment in {VENV} ...", flush=True)

@@ -44,7 +44,7 @@ class JobFactory(factory.django.DjangoModelFactory):
     max_attempts = 3
 
     @factory.post_generation
-    def in_status(obj, create, extracted, **kwargs):  # noqa: N805
+    def in_status(obj, create, extracted, **kwargs):
         """Fill in what a job in obj.status would carry."""
         now = timezone.now()
         status = obj.status
