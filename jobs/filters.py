@@ -75,7 +75,8 @@ class JobFilterForm(forms.Form):
 
 
 class JobFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
+    # No DISTINCT: every filter is on the job row itself, and DISTINCT forbids FOR UPDATE.
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
     action = MultiValueFilter()
     last_error_code = MultiValueFilter()
     task_id = django_filters.CharFilter(field_name="task_id")

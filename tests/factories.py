@@ -35,6 +35,7 @@ class TaskFactory(factory.django.DjangoModelFactory):
 class JobFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Job
+        skip_postgeneration_save = True
 
     id = factory.LazyFunction(lambda: new_id("job"))
     account = factory.SubFactory(AccountFactory)
