@@ -1,4 +1,4 @@
-"""Every status × every command: allowed ones change the state and write one audit event;
+"""Every status by every command: allowed ones change the state and write one audit event;
 forbidden ones raise the 409 error and change nothing."""
 
 from __future__ import annotations
