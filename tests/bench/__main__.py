@@ -1,0 +1,40 @@
+"""Benchmarks: `python3 dev.py bench [api|execution|admin|imap|all] [options]`.
+
+Each reports its figures beside a baseline measured in the same run (raw SQL, raw django-q2,
+a bare imaplib loop), as ratios. They are not tests: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+SUITES = {
+    "api": "tests.bench.bench_api",
+    "execution": "tests.bench.bench_execution",
+    "admin": "tests.bench.bench_admin",
+    "imap": "tests.bench.bench_imap",
+}
+
+
+def main(argv: list[str]) -> int:
+    name = argv[0] if argv else "help"
+    if name not in {*SUITES, "all"}:
+        print(__doc__)
+        print("Suites:", ", ".join(SUITES))
+        return 0 if name in {"help", "-h", "--help"} else 2
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobsconsole.settings")
+    import django
+
+    django.setup()
+    status = 0
+    for suite in SUITES if name == "all" else [name]:
+        print(f"\n=== bench {suite}", flush=True)
+        module = importlib.import_module(SUITES[suite])
+        status |= module.main(argv[1:])
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
