@@ -1,0 +1,517 @@
+"""The operators' console: queue views, the job page, bulk commands, delete by search, error
+triage, the dashboard and the audit log. Thin: every change goes through jobs.services."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+
+from jobs import admin_views, services
+from jobs.actors import Actor
+from jobs.admin_filters import QUEUE_LIST_FILTERS, QueueFilter, split_search
+from jobs.admin_forms import COMMAND_FORMS, JobChangeForm
+from jobs.errors import DomainError, ValidationFailed
+from jobs.filters import filter_jobs, normalize_filter_params
+from jobs.models import ActorType, AuditEvent, Job, JobAttempt
+from jobs.paginators import NoCountAdminMixin
+from jobs.states import MUTABLE_FIELDS, Command, JobStatus, allowed_commands
+
+S = JobStatus
+BUTTON_COMMANDS = (Command.RETRY, Command.TRIGGER, Command.RESOLVE)
+
+
+def status_badge(status: str, label: str | None = None):
+    """A coloured status pill (styles in admin/jobs/_styles.html)."""
+    return format_html('<span class="job-status job-status-{}">{}</span>', status, label or status)
+
+
+def pretty_json(value) -> str:
+    if value in (None, {}, []):
+        return format_html('<span class="quiet">{}</span>', "empty" if value is not None else "—")
+    return format_html(
+        '<pre class="json">{}</pre>',
+        json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True),
+    )
+
+
+def _ago(moment) -> str:
+    if moment is None:
+        return "—"
+    return format_html(
+        '<span title="{}">{} ago</span>', moment.isoformat(), timesince(moment).split(",")[0]
+    )
+
+
+class JobAttemptInline(admin.TabularInline):
+    model = JobAttempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "outcome_column", "started_at", "duration", "worker", "error")
+    readonly_fields = fields
+    ordering = ("-number",)
+    verbose_name_plural = "attempts (newest first)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        # Whoever may see a job sees its attempts.
+        return request.user.has_perm("jobs.view_job") or request.user.has_perm("jobs.change_job")
+
+    @admin.display(description="outcome")
+    def outcome_column(self, attempt):
+        return status_badge(attempt.outcome, attempt.get_outcome_display())
+
+    @admin.display(description="duration")
+    def duration(self, attempt):
+        if attempt.duration_ms is None:
+            return "—"
+        return f"{attempt.duration_ms / 1000:.2f} s"
+
+    @admin.display(description="error")
+    def error(self, attempt):
+        if not attempt.error_code and not attempt.traceback:
+            return "—"
+        parts = [format_html("<b>{}</b> {}", attempt.error_code, attempt.error_detail)]
+        if attempt.traceback:
+            parts.append(
+                format_html(
+                    '<details class="traceback"><summary>Traceback</summary><pre>{}</pre>'
+                    "</details>",
+                    attempt.traceback,
+                )
+            )
+        return format_html_join("", "{}", ((part,) for part in parts))
+
+
+@admin.register(Job)
+class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
+    form = JobChangeForm
+    list_display = (
+        "id",
+        "account_column",
+        "action",
+        "status_column",
+        "attempts_column",
+        "last_error_code",
+        "age_column",
+        "updated_column",
+    )
+    list_filter = QUEUE_LIST_FILTERS
+    list_select_related = ("account",)
+    list_per_page = 50
+    changelist_defer = ("payload", "labels", "result", "resolution", "last_error_detail")
+    # Replaced by get_search_results; non-empty so the admin shows the search box.
+    search_fields = ("id",)
+    search_help_text = "A job, task or account id, or words of the error detail."
+    ordering = ("-id",)
+    # Sorting on an unindexed column would sort the whole table for each page.
+    sortable_by = ()
+    actions = ["retry_jobs", "resolve_jobs", "trigger_jobs", "delete_jobs"]
+    inlines = [JobAttemptInline]
+
+    # --- permissions ---------------------------------------------------------------------
+
+    def has_command_permission(self, request, command: str) -> bool:
+        if command == "delete":
+            return self.has_delete_permission(request)
+        return request.user.has_perm(f"jobs.{command}_job")
+
+    def has_retry_permission(self, request) -> bool:
+        return self.has_command_permission(request, "retry")
+
+    def has_resolve_permission(self, request) -> bool:
+        return self.has_command_permission(request, "resolve")
+
+    def has_trigger_permission(self, request) -> bool:
+        return self.has_command_permission(request, "trigger")
+
+    def has_add_permission(self, request):
+        # Jobs come from tasks, provider events and the API, never from a blank form.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or obj.status != S.RUNNING)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # Django's delete_selected loads every object and its relations first.
+        actions.pop("delete_selected", None)
+        return actions
+
+    # --- queue view ------------------------------------------------------------------------
+
+    @admin.display(description="account")
+    def account_column(self, job):
+        return format_html(
+            '<a href="{}" title="Queue of this account">{}</a>',
+            admin_views.changelist_url(f"account={job.account_id}"),
+            job.account.name,
+        )
+
+    @admin.display(description="status")
+    def status_column(self, job):
+        return status_badge(job.status, job.get_status_display())
+
+    @admin.display(description="attempts")
+    def attempts_column(self, job):
+        return f"{job.attempt_count}/{job.max_attempts}"
+
+    @admin.display(description="age")
+    def age_column(self, job):
+        return timesince(job.created_at).split(",")[0]
+
+    @admin.display(description="updated")
+    def updated_column(self, job):
+        return _ago(job.updated_at)
+
+    def get_search_results(self, request, queryset, search_term):
+        account_id, params = split_search(search_term)
+        if account_id:
+            queryset = queryset.filter(account_id=account_id)
+        if params:
+            try:
+                queryset = filter_jobs(queryset, normalize_filter_params(params))
+            except ValidationFailed as exc:
+                raise IncorrectLookupParameters(exc.message) from exc
+        return queryset, False
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "POST" and "action" in request.POST:
+            # A forged POST of an action the user may not run is a 403, not a silent no-op.
+            names = request.POST.getlist("action")
+            try:
+                chosen = names[int(request.POST.get("index", 0))]
+            except (ValueError, IndexError):
+                chosen = names[0] if names else ""
+            if chosen and chosen not in self.get_actions(request):
+                raise PermissionDenied
+        elif request.method == "POST" and not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            queue_filter = QueueFilter.from_query(request.GET)
+        except ValidationFailed as exc:
+            self.message_user(request, f"Filter ignored: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        search_delete_url = ""
+        if queue_filter.account_id and self.has_delete_permission(request):
+            search_delete_url = (
+                reverse("admin:jobs_job_search_delete") + "?" + queue_filter.query_string()
+            )
+        context = {
+            "search_delete_url": search_delete_url,
+            "triage_url": reverse("admin:jobs_job_triage"),
+            "dashboard_url": reverse("admin:jobs_job_dashboard"),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    # --- bulk commands ---------------------------------------------------------------------
+
+    @admin.action(description="Retry the selected jobs…", permissions=["retry"])
+    def retry_jobs(self, request, queryset):
+        return admin_views.bulk_command(self, request, queryset, "retry")
+
+    @admin.action(description="Resolve the selected jobs…", permissions=["resolve"])
+    def resolve_jobs(self, request, queryset):
+        return admin_views.bulk_command(self, request, queryset, "resolve")
+
+    @admin.action(description="Trigger the selected jobs now…", permissions=["trigger"])
+    def trigger_jobs(self, request, queryset):
+        return admin_views.bulk_command(self, request, queryset, "trigger")
+
+    @admin.action(description="Delete the selected jobs…", permissions=["delete"])
+    def delete_jobs(self, request, queryset):
+        if request.POST.get("select_across") == "1":
+            # Everything a filter matches is deleted by search: set-based, scoped, audited.
+            return HttpResponseRedirect(
+                reverse("admin:jobs_job_search_delete") + "?" + request.GET.urlencode()
+            )
+        return admin_views.bulk_command(self, request, queryset, "delete")
+
+    # --- job page --------------------------------------------------------------------------
+
+    def _editable(self, request, obj) -> bool:
+        return (
+            obj is not None and obj.status != S.RUNNING and self.has_change_permission(request, obj)
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        editable = self._editable(request, obj)
+        return [
+            (
+                "Job",
+                {
+                    "fields": [
+                        "id",
+                        "status_column",
+                        "account_column",
+                        "action",
+                        "task_column",
+                        "provider_event_id",
+                        "resolution_column",
+                    ]
+                },
+            ),
+            (
+                "Last error",
+                {"fields": ["last_error_code", "last_error_at", "last_error_detail_column"]},
+            ),
+            (
+                "Schedule and budget" + ("" if editable else " (read-only)"),
+                {"fields": ["priority", "run_at", "max_attempts", "attempt_count"]},
+            ),
+            (
+                "Payload and labels",
+                {"fields": ["payload", "labels"] if editable else ["payload_json", "labels_json"]},
+            ),
+            ("Result", {"fields": ["result_json"]}),
+            (
+                "Execution",
+                {
+                    "fields": [
+                        "worker",
+                        "heartbeat_at",
+                        "enqueued_at",
+                        "started_at",
+                        "finished_at",
+                        "created_at",
+                        "updated_at",
+                    ]
+                },
+            ),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        names = [
+            name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
+        ]
+        if self._editable(request, obj):
+            return [name for name in names if name not in MUTABLE_FIELDS]
+        return names
+
+    @admin.display(description="task")
+    def task_column(self, job):
+        if not job.task_id:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>', admin_views.changelist_url(f"task_id={job.task_id}"), job.task_id
+        )
+
+    @admin.display(description="resolution")
+    def resolution_column(self, job):
+        if not job.resolution:
+            return "—"
+        r = job.resolution
+        return format_html(
+            "<b>{}</b>: {} <span class='quiet'>by {} at {}</span>",
+            r.get("code", ""),
+            r.get("note", ""),
+            r.get("by", ""),
+            r.get("at", ""),
+        )
+
+    @admin.display(description="last error detail")
+    def last_error_detail_column(self, job):
+        if not job.last_error_detail:
+            return "—"
+        return format_html('<pre class="error-detail">{}</pre>', job.last_error_detail)
+
+    @admin.display(description="payload")
+    def payload_json(self, job):
+        return pretty_json(job.payload)
+
+    @admin.display(description="labels")
+    def labels_json(self, job):
+        return pretty_json(job.labels)
+
+    @admin.display(description="result")
+    def result_json(self, job):
+        return pretty_json(job.result)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            commands = [
+                (command.value, COMMAND_FORMS[command.value](auto_id=f"id_{command.value}_%s"))
+                for command in allowed_commands(obj.status)
+                if command in BUTTON_COMMANDS
+                and self.has_command_permission(request, command.value)
+            ]
+            context.update(
+                title=f"Job {obj.pk}",
+                job=obj,
+                commands=commands,
+                audit_events=list(AuditEvent.objects.filter(job_id=obj.pk).order_by("-id")[:200]),
+                queue_url=admin_views.changelist_url(f"account={obj.account_id}"),
+                is_running=obj.status == S.RUNNING,
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def save_model(self, request, obj, form, change):
+        changes = {
+            name: form.cleaned_data[name] for name in form.changed_data if name in MUTABLE_FIELDS
+        }
+        if changes:
+            services.job_update(job_id=obj.pk, actor=Actor.user(request.user), changes=changes)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:
+            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
+    def get_deleted_objects(self, objs, request):
+        # The job and its attempts go; its audit trail stays. No collector walk needed.
+        return [str(obj) for obj in objs], {"jobs": len(objs)}, set(), []
+
+    def delete_model(self, request, obj):
+        services.job_delete(job_id=obj.pk, actor=Actor.user(request.user))
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except DomainError as exc:
+            self.message_user(request, f"Not deleted: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[object_id]))
+
+    # --- extra pages -----------------------------------------------------------------------
+
+    def get_urls(self):
+        def view(function, permission="view"):
+            def checked(request, *args, **kwargs):
+                if permission == "view" and not self.has_view_permission(request):
+                    raise PermissionDenied
+                return function(self, request, *args, **kwargs)
+
+            return self.admin_site.admin_view(checked)
+
+        return [
+            path("triage/", view(admin_views.triage_view), name="jobs_job_triage"),
+            path("dashboard/", view(admin_views.dashboard_view), name="jobs_job_dashboard"),
+            path(
+                "search-delete/",
+                view(admin_views.search_delete_view),
+                name="jobs_job_search_delete",
+            ),
+            path(
+                "<path:object_id>/command/<str:command>/",
+                view(admin_views.job_command_view),
+                name="jobs_job_command",
+            ),
+            *super().get_urls(),
+        ]
+
+
+class AuditCommandFilter(admin.SimpleListFilter):
+    """A fixed list: a DISTINCT over the whole audit log on every page would be slow."""
+
+    title = "command"
+    parameter_name = "command"
+    COMMANDS = (
+        "retry", "resolve", "trigger", "update", "delete", "search_delete", "create",
+        "create_task", "ingest_event", "dispatch", "claim", "succeed", "fail", "stall",
+        "reschedule", "pause", "resume", "create_account", "update_account",
+    )  # fmt: skip
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in self.COMMANDS]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(command=self.value()) if self.value() else queryset
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
+    """The audit log: read-only, searchable by job, account or task id, actor and command."""
+
+    list_display = (
+        "created_at",
+        "actor",
+        "command",
+        "job_column",
+        "account_id",
+        "transition",
+        "reason_column",
+    )
+    list_filter = (AuditCommandFilter, "actor_type")
+    search_fields = ("job_id",)  # replaced by get_search_results
+    search_help_text = (
+        "A job, task or account id, an actor (user:alice, key:ab12cd34, system:worker) "
+        "or a command."
+    )
+    ordering = ("-id",)
+    sortable_by = ()
+    list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        for prefix, column in (("job_", "job_id"), ("acc_", "account_id"), ("tsk_", "task_id")):
+            if term.startswith(prefix):
+                return queryset.filter(**{column: term}), False
+        if term.split(":", 1)[0] in {"user", "key", "system"} and ":" in term:
+            return queryset.filter(actor=term), False
+        if term in ActorType.values:
+            return queryset.filter(actor_type=term), False
+        # A bare word: a command, or a user name (indexed exact matches, no LIKE scan).
+        return queryset.filter(command=term) | queryset.filter(actor=f"user:{term}"), False
+
+    @admin.display(description="job")
+    def job_column(self, event):
+        if not event.job_id:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:jobs_job_change", args=[event.job_id]),
+            event.job_id,
+        )
+
+    @admin.display(description="transition")
+    def transition(self, event):
+        if not event.from_status and not event.to_status:
+            return "—"
+        return format_html(
+            "{} → {}",
+            status_badge(event.from_status) if event.from_status else "·",
+            status_badge(event.to_status) if event.to_status else "gone",
+        )
+
+    @admin.display(description="reason")
+    def reason_column(self, event):
+        text = event.reason or ""
+        if event.data.get("count") is not None:
+            text = f"{text} ({event.data['count']} jobs)".strip()
+        return text[:120] or "—"
+
+
+# The admin index links to the console's pages (templates/admin/index.html).
+admin.site.index_title = "Jobs console"
+admin.site.site_header = "Jobs console"
+admin.site.site_title = "Jobs console"
+# The queue needs the width more than a second copy of the index's model list.
+admin.site.enable_nav_sidebar = False

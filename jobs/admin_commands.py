@@ -1,0 +1,101 @@
+"""Running an operator command over many jobs from the admin: one service call per job, each
+refusal caught and counted, so a bulk command reports "120 jobs retried, 3 skipped: running"."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+from django.utils.translation import ngettext
+
+from jobs import services
+from jobs.actors import Actor
+from jobs.errors import DomainError, InvalidTransition, NotFound
+from jobs.models import Job
+
+# A request should answer while the operator waits: a bigger selection is done in runs. Each
+# run takes the jobs still matching, so running the action again continues where it stopped.
+BULK_LIMIT = 5000
+
+PAST_TENSE = {
+    "retry": "retried",
+    "resolve": "resolved",
+    "trigger": "triggered",
+    "delete": "deleted",
+}
+
+
+@dataclass
+class BulkOutcome:
+    command: str
+    done: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    remaining: bool = False
+    limit: int = 0
+
+    def message(self) -> str:
+        """ "120 jobs retried, 3 skipped: running, 1 skipped: sibling running." """
+        parts = [
+            ngettext("%(count)d job %(verb)s", "%(count)d jobs %(verb)s", self.done)
+            % {"count": self.done, "verb": PAST_TENSE[self.command]}
+        ]
+        for reason, count in sorted(self.skipped.items(), key=lambda item: -item[1]):
+            parts.append(f"{count} skipped: {reason}")
+        text = ", ".join(parts) + "."
+        if self.remaining:
+            text += f" Stopped after {BULK_LIMIT:,} jobs: run the command again for the rest."
+        return text
+
+
+def skip_reason(error: DomainError) -> str:
+    """Why a job was left alone, in an operator's words."""
+    if isinstance(error, InvalidTransition):
+        return error.status
+    if isinstance(error, NotFound):
+        return "deleted meanwhile"
+    if error.code == "sibling_running":
+        return "another job of the same account and action is running"
+    return error.message
+
+
+def command_runner(command: str, actor: Actor, data: dict) -> Callable[[str], object]:
+    """The service call for one job, with the command's inputs bound."""
+    if command == "retry":
+        return lambda job_id: services.job_retry(job_id=job_id, actor=actor, note=data["note"])
+    if command == "trigger":
+        return lambda job_id: services.job_trigger(
+            job_id=job_id, actor=actor, force=data["force"], note=data["note"]
+        )
+    if command == "resolve":
+        return lambda job_id: services.job_resolve(
+            job_id=job_id, actor=actor, code=data["code"], note=data["note"]
+        )
+    if command == "delete":
+        return lambda job_id: services.job_delete(job_id=job_id, actor=actor)
+    raise ValueError(f"unknown command {command!r}")
+
+
+def run_each(command: str, job_ids: Iterable[str], run: Callable[[str], object]) -> BulkOutcome:
+    outcome = BulkOutcome(command)
+    for job_id in job_ids:
+        try:
+            run(job_id)
+        except DomainError as error:
+            outcome.skipped[skip_reason(error)] += 1
+        else:
+            outcome.done += 1
+    return outcome
+
+
+def run_bulk(
+    command: str, queryset: QuerySet[Job], *, actor: Actor, data: dict, limit: int | None = None
+) -> BulkOutcome:
+    """Run `command` on each job of `queryset` (up to `limit`, BULK_LIMIT by default), oldest
+    first."""
+    limit = limit or BULK_LIMIT
+    ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: limit + 1])
+    outcome = run_each(command, ids[:limit], command_runner(command, actor, data))
+    outcome.remaining, outcome.limit = len(ids) > limit, limit
+    return outcome

@@ -1,0 +1,143 @@
+"""Forms of the operators' console: command inputs, the job page and the account page."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+
+from accounts.models import Account
+from jobs.models import Job
+from jobs.states import MUTABLE_FIELDS
+
+RESOLUTION_CODES = [
+    ("ignored", "ignored: nothing to do"),
+    ("fixed", "fixed: repaired elsewhere"),
+    ("cancelled", "cancelled: no longer wanted"),
+    ("duplicate", "duplicate: another job did it"),
+]
+
+
+class RetryForm(forms.Form):
+    note = forms.CharField(
+        required=False, max_length=2000, widget=forms.TextInput(attrs={"size": 50})
+    )
+
+
+class TriggerForm(forms.Form):
+    force = forms.BooleanField(
+        required=False,
+        help_text="Run even while another job of the same account and action is running.",
+    )
+    note = forms.CharField(
+        required=False, max_length=2000, widget=forms.TextInput(attrs={"size": 50})
+    )
+
+
+class ResolveForm(forms.Form):
+    code = forms.ChoiceField(choices=RESOLUTION_CODES, initial="ignored")
+    note = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 50}),
+        help_text="Required: say why, for whoever reads the audit log next.",
+    )
+
+
+class DeleteForm(forms.Form):
+    """Deleting takes no input; the confirmation is the input."""
+
+
+COMMAND_FORMS: dict[str, type[forms.Form]] = {
+    "retry": RetryForm,
+    "trigger": TriggerForm,
+    "resolve": ResolveForm,
+    "delete": DeleteForm,
+}
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON editor that shows the value indented, in a monospace box."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "widget", forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "json-editor"})
+        )
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+class JobChangeForm(forms.ModelForm):
+    """Only the mutable fields are form fields; the services decide what a change means."""
+
+    payload = PrettyJSONField(required=False)
+    labels = PrettyJSONField(required=False, help_text='String values: {"team": "mail"}.')
+
+    class Meta:
+        model = Job
+        fields = list(MUTABLE_FIELDS)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "run_at" in self.fields:
+            # Compare with the stored value, not a hidden copy (run_at's default is callable).
+            self.fields["run_at"].show_hidden_initial = False
+        # The widget shows whole seconds: compare against that, or every save moves run_at.
+        if self.initial.get("run_at"):
+            self.initial["run_at"] = self.initial["run_at"].replace(microsecond=0)
+
+    def clean_payload(self):
+        return self.cleaned_data["payload"] or {}
+
+    def clean_labels(self):
+        return self.cleaned_data["labels"] or {}
+
+
+class AccountForm(forms.ModelForm):
+    """The IMAP password is write-only: never rendered, only replaced when a new one is typed."""
+
+    imap_password = forms.CharField(
+        label="IMAP password",
+        required=False,
+        max_length=1000,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown. Leave empty to keep the current one.",
+    )
+    imap_folders_text = forms.CharField(
+        label="IMAP folders",
+        required=False,
+        help_text="Comma-separated; empty means INBOX.",
+    )
+
+    class Meta:
+        model = Account
+        fields = ["name", "email", "imap_host", "imap_port", "imap_security", "imap_username"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["imap_folders_text"].initial = ", ".join(self.instance.imap_folders or [])
+
+    def imap_changes(self, *, adding: bool) -> dict:
+        """The `imap` dict that accounts.services takes, with only what changed."""
+        names = {
+            "imap_host": "host",
+            "imap_port": "port",
+            "imap_security": "security",
+            "imap_username": "username",
+        }
+        imap = {
+            key: self.cleaned_data[field]
+            for field, key in names.items()
+            if (adding or field in self.changed_data) and self.cleaned_data.get(field) not in ("",)
+        }
+        if adding or "imap_folders_text" in self.changed_data:
+            text = self.cleaned_data.get("imap_folders_text") or ""
+            imap["folders"] = [part.strip() for part in text.split(",") if part.strip()]
+        if self.cleaned_data.get("imap_password"):
+            imap["password"] = self.cleaned_data["imap_password"]
+        return imap

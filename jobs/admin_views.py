@@ -1,0 +1,256 @@
+"""Views of the operators' console beyond Django's own: bulk command confirmation, delete by
+search, command buttons of the job page, the error triage and the dashboard. They parse input,
+call jobs.services and report; no rule lives here."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from accounts.models import Account
+from jobs import admin_commands, reports, services
+from jobs.actors import Actor
+from jobs.admin_commands import PAST_TENSE, command_runner, run_bulk
+from jobs.admin_filters import QueueFilter
+from jobs.admin_forms import COMMAND_FORMS
+from jobs.errors import DomainError, ValidationFailed
+from jobs.models import Job
+from jobs.states import ALLOWED_FROM, NEEDS_OPERATOR, Command, JobStatus
+
+CONFIRM = "confirm"
+
+
+def changelist_url(query: str = "") -> str:
+    url = reverse("admin:jobs_job_changelist")
+    return f"{url}?{query}" if query else url
+
+
+def _account_of(queue_filter: QueueFilter) -> Account | None:
+    if not queue_filter.account_id:
+        return None
+    return Account.objects.filter(pk=queue_filter.account_id).only("name").first()
+
+
+def _status_breakdown(queryset: QuerySet[Job]) -> list[tuple[str, int]]:
+    return list(queryset.order_by().values_list("status").annotate(n=Count("id")).order_by("-n"))
+
+
+def bulk_command(model_admin, request: HttpRequest, queryset: QuerySet[Job], command: str):
+    """An admin action's two steps: a confirmation page with the count, what will be skipped
+    and the filter in words; then, when confirmed, one service call per job and a report."""
+    select_across = request.POST.get("select_across") == "1"
+    form_class = COMMAND_FORMS[command]
+    form = form_class(request.POST if CONFIRM in request.POST else None)
+    if CONFIRM in request.POST and form.is_valid():
+        outcome = run_bulk(
+            command, queryset, actor=Actor.user(request.user), data=form.cleaned_data
+        )
+        level = messages.SUCCESS if outcome.done else messages.WARNING
+        model_admin.message_user(request, outcome.message(), level)
+        return None  # Django redirects back to the changelist, filters kept
+
+    breakdown = _status_breakdown(queryset)
+    total = sum(n for _, n in breakdown)
+    allowed = ALLOWED_FROM[Command(command)]
+    acting = sum(n for status, n in breakdown if status in allowed)
+    skipped = [(status, n) for status, n in breakdown if status not in allowed]
+    try:
+        queue_filter = QueueFilter.from_query(request.GET)
+    except ValidationFailed:
+        queue_filter = QueueFilter()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": f"{command.capitalize()} {total:,} job{'s' if total != 1 else ''}?",
+        "command": command,
+        "verb": PAST_TENSE[command],
+        "action_name": request.POST.get("action", ""),
+        "select_across": select_across,
+        "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "filter_words": queue_filter.describe(_account_of(queue_filter)),
+        "total": total,
+        "acting": acting,
+        "skipped": skipped,
+        "over_limit": acting > admin_commands.BULK_LIMIT,
+        "bulk_limit": admin_commands.BULK_LIMIT,
+        "sample": list(queryset.select_related("account").order_by("-id")[:10]),
+        "form": form,
+        "cancel_url": request.get_full_path(),
+    }
+    return TemplateResponse(request, "admin/jobs/job/bulk_confirmation.html", context)
+
+
+def search_delete_view(model_admin, request: HttpRequest) -> HttpResponse:
+    """Delete by search: what the filtered queue view of one account shows, running jobs kept.
+    A confirmation page with the exact count and a dry-run preview comes first."""
+    if not model_admin.has_delete_permission(request):
+        raise PermissionDenied
+    refusal = ""
+    queue_filter = QueueFilter()
+    try:
+        queue_filter = QueueFilter.from_query(request.GET)
+    except ValidationFailed as exc:
+        refusal = exc.message
+    account = _account_of(queue_filter)
+    if refusal:
+        pass
+    elif not queue_filter.account_id or account is None:
+        refusal = (
+            "Delete by search works on one account's queue: pin the queue to an account first "
+            "(open the account and follow a status, or search its acc_… id)."
+        )
+    elif queue_filter.stalled_now:
+        refusal = (
+            "“Stalled now” jobs are running, and deleting keeps running jobs: there is nothing "
+            "to delete. Let the sweeper declare them lost first."
+        )
+    elif not queue_filter.params:
+        refusal = (
+            "Add at least one filter besides the account: deleting an account's whole queue "
+            "is refused."
+        )
+    back_url = changelist_url(queue_filter.query_string())
+    actor = Actor.user(request.user)
+    preview = None
+    if not refusal:
+        try:
+            if request.method == "POST":
+                result = services.jobs_search_delete(
+                    account_id=queue_filter.account_id,
+                    filters=queue_filter.filter_dict(),
+                    actor=actor,
+                )
+                model_admin.message_user(
+                    request,
+                    _deleted_message(result["deleted"], result["skipped_running"]),
+                    messages.SUCCESS if result["deleted"] else messages.WARNING,
+                )
+                return HttpResponseRedirect(back_url)
+            preview = services.jobs_search_delete(
+                account_id=queue_filter.account_id,
+                filters=queue_filter.filter_dict(),
+                actor=actor,
+                dry_run=True,
+            )
+        except DomainError as exc:
+            refusal = exc.message
+    sample = []
+    if preview:
+        sample = list(
+            queue_filter.apply(Job.objects.select_related("account"))
+            .exclude(status=JobStatus.RUNNING)
+            .order_by("-id")[:10]
+        )
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Delete by search",
+        "refusal": refusal,
+        "preview": preview,
+        "to_delete": preview["matched"] - preview["skipped_running"] if preview else 0,
+        "sample": sample,
+        "filter_words": queue_filter.describe(account),
+        "back_url": back_url,
+    }
+    return TemplateResponse(request, "admin/jobs/job/search_delete.html", context)
+
+
+def _deleted_message(deleted: int, running: int) -> str:
+    text = f"{deleted:,} job{'s' if deleted != 1 else ''} deleted"
+    if running:
+        text += f", {running:,} skipped: running"
+    return text + "."
+
+
+def job_command_view(model_admin, request: HttpRequest, object_id: str, command: str):
+    """A command button of the job page (a POST form, never a GET link)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if command not in {"retry", "resolve", "trigger"}:
+        raise PermissionDenied
+    if not model_admin.has_command_permission(request, command):
+        raise PermissionDenied
+    job = get_object_or_404(Job.objects.only("id", "status"), pk=object_id)
+    page = reverse("admin:jobs_job_change", args=[job.pk])
+    form = COMMAND_FORMS[command](request.POST)
+    if not form.is_valid():
+        errors = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+        model_admin.message_user(request, f"Not {PAST_TENSE[command]}: {errors}", messages.ERROR)
+        return HttpResponseRedirect(page)
+    run = command_runner(command, Actor.user(request.user), form.cleaned_data)
+    try:
+        updated = run(job.pk)
+    except DomainError as exc:
+        model_admin.message_user(
+            request, f"Not {PAST_TENSE[command]}: {exc.message}", messages.ERROR
+        )
+    else:
+        model_admin.message_user(
+            request,
+            format_html(
+                "Job {} {}: it is now <b>{}</b>.", job.pk, PAST_TENSE[command], updated.status
+            ),
+            messages.SUCCESS,
+        )
+    return HttpResponseRedirect(page)
+
+
+def triage_view(model_admin, request: HttpRequest) -> HttpResponse:
+    """Failed and stalled jobs grouped by (action, error code), each with a way to act on it."""
+    account_id = request.GET.get("account", "").strip() or None
+    groups = reports.triage_groups(account_id=account_id)
+    statuses = ",".join(sorted(NEEDS_OPERATOR))
+    rows = []
+    for group in groups:
+        query = f"status={statuses}&action={group.action}"
+        if group.error_code:
+            query += f"&last_error_code={group.error_code}"
+        if account_id:
+            query += f"&account={account_id}"
+        rows.append({"group": group, "query": query, "url": changelist_url(query)})
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Error triage",
+        "rows": rows,
+        "account_id": account_id,
+        "total": sum(group.count for group in groups),
+        "can_retry": model_admin.has_command_permission(request, "retry"),
+        "can_resolve": model_admin.has_command_permission(request, "resolve"),
+    }
+    return TemplateResponse(request, "admin/jobs/job/triage.html", context)
+
+
+def dashboard_view(model_admin, request: HttpRequest) -> HttpResponse:
+    """Counts by status, the last 24 hours' failures by error code and an hourly chart."""
+    board = reports.dashboard()
+    statuses = ",".join(sorted(NEEDS_OPERATOR))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Jobs dashboard",
+        "board": board,
+        "status_rows": [
+            (status, board.by_status[status.value], changelist_url(f"status={status.value}"))
+            for status in JobStatus
+        ],
+        "failure_rows": [
+            (code, n, changelist_url(f"status={statuses}&last_error_code={code}"))
+            for code, n in board.failures_by_code
+        ],
+        "chart": reports.hourly_chart(board.hours),
+        "stalled_url": changelist_url("stalled=1"),
+        "needs_operator_url": changelist_url(f"status={statuses}"),
+        "hour_totals": (
+            sum(b.succeeded for b in board.hours),
+            sum(b.failed for b in board.hours),
+        ),
+    }
+    return TemplateResponse(request, "admin/jobs/job/dashboard.html", context)

@@ -1,0 +1,138 @@
+"""Paging the queue without counting it. A COUNT(*) over a million jobs costs more than the whole
+page; the queue view fetches one row more than a page to know whether there is a next one, and
+shows an estimate: PostgreSQL's own row estimate (pg_class.reltuples) for the unfiltered table,
+an exact count up to a cap for a filtered view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.admin.options import IncorrectLookupParameters, ShowFacets
+from django.contrib.admin.views.main import ChangeList
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
+
+COUNT_CAP = 1000
+
+
+@dataclass(frozen=True)
+class CountHint:
+    """How many rows a view holds, as far as it is cheap to know."""
+
+    value: int
+    exact: bool  # False: an estimate, or a lower bound when `capped`
+    capped: bool = False
+
+    def __str__(self) -> str:
+        if self.capped:
+            return f"{self.value:,}+"
+        return f"{self.value:,}" if self.exact else f"about {self.value:,}"
+
+
+def table_estimate(queryset: QuerySet) -> int | None:
+    """PostgreSQL's row estimate for the queryset's table (kept by ANALYZE and autovacuum)."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [queryset.model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    # -1: never analyzed (PostgreSQL 14+); 0 may also mean "not analyzed yet".
+    return int(row[0]) if row and row[0] > 0 else None
+
+
+def count_hint(queryset: QuerySet, *, filtered: bool, cap: int = COUNT_CAP) -> CountHint:
+    """A cheap count for display: the table estimate when unfiltered and large, else an exact
+    count that stops at `cap`."""
+    if not filtered:
+        estimate = table_estimate(queryset)
+        if estimate is not None and estimate > cap:
+            return CountHint(estimate, exact=False)
+    counted = queryset.order_by()[: cap + 1].count()
+    if counted > cap:
+        return CountHint(cap, exact=False, capped=True)
+    return CountHint(counted, exact=True)
+
+
+class NoCountPaginator(Paginator):
+    """A paginator whose `count` is the cheap hint, never a full COUNT(*)."""
+
+    def __init__(self, *args, filtered: bool = True, cap: int = COUNT_CAP, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filtered = filtered
+        self.cap = cap
+
+    @cached_property
+    def hint(self) -> CountHint:
+        return count_hint(self.object_list, filtered=self.filtered, cap=self.cap)
+
+    @cached_property
+    def count(self) -> int:
+        return self.hint.value
+
+
+class NoCountChangeList(ChangeList):
+    """A changelist that pages with LIMIT per_page + 1 instead of counting."""
+
+    def get_results(self, request):
+        filtered = bool(self.has_active_filters or self.query)
+        paginator = self.model_admin.get_paginator(
+            request, self.queryset, self.list_per_page, filtered=filtered
+        )
+        per_page = self.list_per_page
+        start = (max(self.page_num, 1) - 1) * per_page
+        rows = list(
+            self.queryset.defer(*self.model_admin.changelist_defer)[start : start + per_page + 1]
+        )
+        if self.page_num > 1 and not rows:
+            raise IncorrectLookupParameters("No such page.")
+        self.has_next_page = len(rows) > per_page
+        self.has_previous_page = self.page_num > 1
+        self.result_list = rows[:per_page]
+        self.count_hint = paginator.hint
+        # Django's "select all N" and "N selected" read result_count: an int, never counted.
+        self.result_count = max(paginator.count, len(self.result_list))
+        self.show_full_result_count = False
+        self.full_result_count = None
+        self.show_admin_actions = True
+        self.can_show_all = False
+        self.multi_page = self.has_next_page or self.has_previous_page
+        self.paginator = paginator
+        self.next_page_url = (
+            self.get_query_string({"p": self.page_num + 1}) if self.has_next_page else ""
+        )
+        self.previous_page_url = (
+            self.get_query_string({"p": self.page_num - 1}) if self.has_previous_page else ""
+        )
+        self.first_page_url = self.get_query_string(remove=["p"]) if self.page_num > 2 else ""
+
+
+class NoCountAdminMixin:
+    """For a ModelAdmin over a large table: no COUNT(*) on its changelist, ever."""
+
+    show_full_result_count = False
+    show_facets = ShowFacets.NEVER  # facets would count every choice of every filter
+    # Large columns the list does not show: not fetched for the page.
+    changelist_defer: tuple[str, ...] = ()
+    # A filtered view is counted exactly up to this many rows, then shown as "1,000+".
+    count_cap = COUNT_CAP
+
+    def get_changelist(self, request, **kwargs):
+        return NoCountChangeList
+
+    def get_paginator(
+        self, request, queryset, per_page, orphans=0, allow_empty_first_page=True, filtered=True
+    ):
+        return NoCountPaginator(
+            queryset,
+            per_page,
+            orphans,
+            allow_empty_first_page,
+            filtered=filtered,
+            cap=self.count_cap,
+        )

@@ -1,0 +1,277 @@
+"""Aggregate reads for the operators' console: the error triage, the dashboard and the
+per-account summary. Each is a handful of GROUP BY queries over indexed columns; none loads
+jobs one by one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from jobs.admin_filters import stale_heartbeat_condition
+from jobs.models import Job
+from jobs.states import NEEDS_OPERATOR, JobStatus
+
+S = JobStatus
+
+
+@dataclass
+class TriageGroup:
+    action: str
+    error_code: str
+    count: int
+    failed: int
+    stalled: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    accounts: int
+    sample_job_id: str
+    sample_detail: str = ""
+
+
+def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[TriageGroup]:
+    """Failed and stalled jobs grouped by (action, error code), largest group first."""
+    jobs = Job.objects.filter(status__in=NEEDS_OPERATOR)
+    if account_id:
+        jobs = jobs.filter(account_id=account_id)
+    rows = (
+        jobs.values("action", "last_error_code")
+        .annotate(
+            count=Count("id"),
+            failed=Count("id", filter=Q(status=S.FAILED)),
+            stalled=Count("id", filter=Q(status=S.STALLED)),
+            first_seen=Min("last_error_at"),
+            last_seen=Max("last_error_at"),
+            accounts=Count("account_id", distinct=True),
+            sample_job_id=Max("id"),  # ids sort by creation: the newest job of the group
+        )
+        .order_by("-count", "action", "last_error_code")[:limit]
+    )
+    groups = [
+        TriageGroup(
+            action=row["action"],
+            error_code=row["last_error_code"],
+            count=row["count"],
+            failed=row["failed"],
+            stalled=row["stalled"],
+            first_seen=row["first_seen"],
+            last_seen=row["last_seen"],
+            accounts=row["accounts"],
+            sample_job_id=row["sample_job_id"],
+        )
+        for row in rows
+    ]
+    details = dict(
+        Job.objects.filter(pk__in=[group.sample_job_id for group in groups]).values_list(
+            "pk", "last_error_detail"
+        )
+    )
+    for group in groups:
+        group.sample_detail = details.get(group.sample_job_id, "")
+    return groups
+
+
+def counts_by_status(jobs=None) -> dict[str, int]:
+    """{status: count} for every status (zero included), in the state table's order."""
+    jobs = Job.objects.all() if jobs is None else jobs
+    counts = dict(jobs.order_by().values_list("status").annotate(n=Count("id")))
+    return {status.value: counts.get(status.value, 0) for status in S}
+
+
+@dataclass
+class HourBucket:
+    hour: datetime
+    succeeded: int = 0
+    failed: int = 0
+
+
+@dataclass
+class Dashboard:
+    now: datetime
+    by_status: dict[str, int]
+    stalled_now: int
+    failures_by_code: list[tuple[str, int]]
+    hours: list[HourBucket] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def needs_operator(self) -> int:
+        return sum(self.by_status[status] for status in NEEDS_OPERATOR)
+
+
+def dashboard(*, now: datetime | None = None, hours: int = 24) -> Dashboard:
+    """Counts by status, failures of the last `hours` by error code, and an hourly series of
+    jobs that finished succeeded or failed (failed includes stalled)."""
+    now = now or timezone.now()
+    since = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    failures = list(
+        Job.objects.filter(last_error_at__gte=since, status__in=NEEDS_OPERATOR)
+        .order_by()
+        .values_list("last_error_code")
+        .annotate(n=Count("id"))
+        .order_by("-n", "last_error_code")
+    )
+    buckets = {
+        since + timedelta(hours=i): HourBucket(since + timedelta(hours=i)) for i in range(hours)
+    }
+    finished = (
+        Job.objects.filter(finished_at__gte=since, status__in=[S.SUCCEEDED, S.FAILED, S.STALLED])
+        .annotate(hour=TruncHour("finished_at"))
+        .order_by()
+        .values_list("hour", "status")
+        .annotate(n=Count("id"))
+    )
+    for hour, status, n in finished:
+        bucket = buckets.get(hour)
+        if bucket is None:
+            continue
+        if status == S.SUCCEEDED:
+            bucket.succeeded += n
+        else:
+            bucket.failed += n
+    return Dashboard(
+        now=now,
+        by_status=counts_by_status(),
+        stalled_now=Job.objects.filter(stale_heartbeat_condition(now)).count(),
+        failures_by_code=[(code or "(none)", n) for code, n in failures],
+        hours=list(buckets.values()),
+    )
+
+
+@dataclass
+class ChartBar:
+    x: float
+    width: float
+    y: float
+    height: float
+    value: int
+    kind: str
+    label: str
+
+
+@dataclass
+class Chart:
+    """Geometry of the hourly succeeded/failed bar chart, for a server-rendered SVG."""
+
+    width: int
+    height: int
+    bars: list[ChartBar]
+    ticks: list[tuple[float, str]]  # (x, label) on the time axis
+    grid: list[tuple[float, int]]  # (y, value) of horizontal grid lines
+    plot_left: int
+    plot_bottom: int
+
+
+def hourly_chart(hours: list[HourBucket], *, width: int = 760, height: int = 220) -> Chart:
+    """Side-by-side bars per hour: succeeded (green) and failed (red), on one scale."""
+    left, right, top, bottom = 48, 8, 10, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max([1, *(max(b.succeeded, b.failed) for b in hours)])
+    scale = _nice_ceiling(peak)
+    slot = plot_w / max(len(hours), 1)
+    bar_w = max(1.0, slot * 0.38)
+    bars: list[ChartBar] = []
+    ticks: list[tuple[float, str]] = []
+    for i, bucket in enumerate(hours):
+        x0 = left + i * slot + slot * 0.1
+        label = bucket.hour.strftime("%H:00")
+        for j, (kind, value) in enumerate(
+            (("succeeded", bucket.succeeded), ("failed", bucket.failed))
+        ):
+            h = plot_h * value / scale
+            bars.append(
+                ChartBar(
+                    x=round(x0 + j * bar_w, 1),
+                    width=round(bar_w, 1),
+                    y=round(top + plot_h - h, 1),
+                    height=round(h, 1),
+                    value=value,
+                    kind=kind,
+                    label=f"{label} UTC: {value} {kind}",
+                )
+            )
+        if i % 3 == 0:
+            ticks.append((round(left + i * slot + slot / 2, 1), label))
+    grid = [(round(top + plot_h - plot_h * k / 4, 1), int(scale * k / 4)) for k in range(0, 5)]
+    return Chart(width, height, bars, ticks, grid, left, top + plot_h)
+
+
+def _nice_ceiling(value: int) -> int:
+    """The smallest 4 * (1, 2 or 5) * 10^n at or above `value`: four grid lines on round
+    numbers."""
+    magnitude = 1
+    while True:
+        for step in (1, 2, 5):
+            if 4 * step * magnitude >= value:
+                return 4 * step * magnitude
+        magnitude *= 10
+
+
+@dataclass
+class AccountSummary:
+    by_status: dict[str, int]
+    failing_actions: list[tuple[str, str, int]]  # (action, error code, count)
+    last_errors: list[Job]
+
+
+def account_summary(account_id: str, *, last: int = 10) -> AccountSummary:
+    """One account's queue: counts by status, failing (action, error code) groups, last errors."""
+    jobs = Job.objects.filter(account_id=account_id)
+    failing = list(
+        jobs.filter(status__in=NEEDS_OPERATOR)
+        .order_by()
+        .values_list("action", "last_error_code")
+        .annotate(n=Count("id"))
+        .order_by("-n", "action")[:20]
+    )
+    last_errors = list(
+        jobs.exclude(last_error_code="")
+        .filter(status__in=NEEDS_OPERATOR)
+        .only("id", "action", "status", "last_error_code", "last_error_detail", "last_error_at")
+        .order_by("-id")[:last]
+    )
+    return AccountSummary(counts_by_status(jobs), failing, last_errors)
+
+
+_LOOSE_SCAN_SQL = """
+WITH RECURSIVE groups AS (
+    (SELECT status, action, last_error_code FROM jobs_job
+     WHERE status = ANY(%(statuses)s) ORDER BY status, action, last_error_code LIMIT 1)
+    UNION ALL
+    SELECT next.status, next.action, next.last_error_code FROM groups
+    CROSS JOIN LATERAL (
+        SELECT j.status, j.action, j.last_error_code FROM jobs_job j
+        WHERE j.status = ANY(%(statuses)s)
+          AND (j.status, j.action, j.last_error_code)
+              > (groups.status, groups.action, groups.last_error_code)
+        ORDER BY j.status, j.action, j.last_error_code LIMIT 1
+    ) AS next
+)
+SELECT DISTINCT last_error_code FROM groups WHERE last_error_code <> '' LIMIT %(limit)s
+"""
+
+
+def failing_error_codes(*, limit: int = 100) -> list[str]:
+    """The error codes of jobs waiting for an operator, for the queue's filter sidebar.
+
+    On PostgreSQL a loose index scan over (status, action, last_error_code): one index probe
+    per distinct group instead of reading every failed row (a plain DISTINCT read 230,000 rows
+    of the benchmark's million)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_LOOSE_SCAN_SQL, {"statuses": sorted(NEEDS_OPERATOR), "limit": limit})
+            return sorted(row[0] for row in cursor.fetchall())
+    return sorted(
+        Job.objects.filter(status__in=NEEDS_OPERATOR)
+        .exclude(last_error_code="")
+        .order_by()
+        .values_list("last_error_code", flat=True)
+        .distinct()[:limit]
+    )

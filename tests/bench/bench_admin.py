@@ -1,0 +1,134 @@
+"""Operators' console times: `python3 dev.py bench admin [--repeat 9]`.
+
+PostgreSQL only (DATABASE_URL). With the API benchmark's data set (1,000,000 jobs over 1,000
+accounts, loaded once by tests.bench.dataset), times in-process through the whole Django stack
+(session, admin, templates) the server time of
+  - the queue view filtered to the largest account and one status,
+  - the unfiltered queue view,
+  - a job page (a failed job with attempts and audit events),
+  - the error triage,
+  - the dashboard,
+each beside the raw SQL it needs: the very statements the view ran, executed again on their own.
+Target: each page under 300 ms median. Nothing is asserted: figures are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from jobs import services
+from jobs.actors import Actor
+from jobs.models import Job, JobAttempt
+from tests.bench.dataset import ensure_dataset
+
+TARGET_MS = 300.0
+
+
+def timed(fn: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def page(client: Client, url: str) -> Callable[[], object]:
+    def run():
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url}: {response.status_code}")
+        return response
+
+    return run
+
+
+def captured_sql(fn: Callable[[], object]) -> list[str]:
+    """The SELECTs a view runs (session and user look-ups included), as executable SQL."""
+    with CaptureQueriesContext(connection) as queries:
+        fn()
+    return [
+        q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")
+    ]
+
+
+def raw(statements: list[str]) -> Callable[[], None]:
+    def run() -> None:
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)
+                cursor.fetchall()
+
+    return run
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench admin")
+    parser.add_argument("--repeat", type=int, default=9)
+    args = parser.parse_args(argv)
+
+    dataset = ensure_dataset()
+    if dataset.load_seconds:
+        print(f"loaded {dataset.jobs:,} jobs in {dataset.load_seconds:.0f} s")
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client(SERVER_NAME="localhost")
+    client.force_login(user)
+
+    hot = dataset.hot_account_id
+    job = Job.objects.filter(account_id=hot, status="failed").order_by("-id").only("id").first()
+    if not JobAttempt.objects.filter(job_id=job.pk).exists():
+        # A job page worth reading: attempts with tracebacks and an audit timeline.
+        for number in range(1, 4):
+            JobAttempt.objects.create(
+                job_id=job.pk,
+                number=number,
+                outcome="failed",
+                error_code="provider_timeout",
+                error_detail="IMAP connection timed out",
+                traceback="Traceback (most recent call last):\n  ...\nTimeoutError\n" * 5,
+            )
+        actor = Actor.user(user)
+        for priority in range(5):
+            services.job_update(job_id=job.pk, actor=actor, changes={"priority": priority})
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+
+    jobs_url = reverse("admin:jobs_job_changelist")
+    pages = [
+        ("queue: one account, status failed", f"{jobs_url}?account={hot}&status=failed"),
+        ("queue: unfiltered", jobs_url),
+        ("job page", reverse("admin:jobs_job_change", args=[job.pk])),
+        ("error triage", reverse("admin:jobs_job_triage")),
+        ("dashboard", reverse("admin:jobs_job_dashboard")),
+    ]
+    print(f"{dataset.jobs:,} jobs, {len(dataset.account_ids):,} accounts; median of {args.repeat}")
+    print(
+        f"{'page':38} {'median ms':>10} {'max ms':>8} {'raw SQL ms':>11} {'queries':>8} "
+        f"{'ratio':>6}  target < {TARGET_MS:.0f} ms"
+    )
+    status = 0
+    for name, url in pages:
+        view = page(client, url)
+        statements = captured_sql(view)
+        view_ms = timed(view, args.repeat)
+        sql_ms = timed(raw(statements), args.repeat)
+        median, sql_median = statistics.median(view_ms), statistics.median(sql_ms)
+        verdict = "ok" if median < TARGET_MS else "SLOW"
+        print(
+            f"{name:38} {median:10.1f} {max(view_ms):8.1f} {sql_median:11.1f} "
+            f"{len(statements):8d} {median / max(sql_median, 0.01):6.1f}  {verdict}"
+        )
+    return status
