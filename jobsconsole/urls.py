@@ -1,6 +1,78 @@
+from __future__ import annotations
+
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from accounts.api import AccountViewSet
+from jobs.api import (
+    AccountJobsViewSet,
+    AuditEventViewSet,
+    JobViewSet,
+    ProviderEventViewSet,
+    TaskViewSet,
+)
+from jobsconsole.exceptions import api_not_found
+
+# The exact paths of PRODUCT.md: no trailing slashes. Ids are matched loosely here so that a
+# malformed id reaches the view and gets a 400 naming it instead of an anonymous 404.
+api = [
+    path(
+        "accounts", AccountViewSet.as_view({"get": "list", "post": "create"}), name="api-accounts"
+    ),
+    path(
+        "accounts/<str:account_id>", AccountViewSet.as_view({"get": "retrieve"}), name="api-account"
+    ),
+    path("accounts/<str:account_id>/pause", AccountViewSet.as_view({"post": "pause"})),
+    path("accounts/<str:account_id>/resume", AccountViewSet.as_view({"post": "resume"})),
+    path(
+        "accounts/<str:account_id>/jobs",
+        AccountJobsViewSet.as_view({"get": "list"}),
+        name="api-account-jobs",
+    ),
+    path("accounts/<str:account_id>/jobs/search", AccountJobsViewSet.as_view({"post": "search"})),
+    path(
+        "accounts/<str:account_id>/jobs/search-delete",
+        AccountJobsViewSet.as_view({"post": "search_delete"}),
+    ),
+    path(
+        "accounts/<str:account_id>/tasks",
+        TaskViewSet.as_view({"get": "list", "post": "create"}),
+    ),
+    path(
+        "accounts/<str:account_id>/provider-events",
+        ProviderEventViewSet.as_view({"get": "list", "post": "create"}),
+    ),
+    path(
+        "jobs/<str:job_id>",
+        JobViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="api-job",
+    ),
+    path("jobs/<str:job_id>/retry", JobViewSet.as_view({"post": "retry"})),
+    path("jobs/<str:job_id>/resolve", JobViewSet.as_view({"post": "resolve"})),
+    path("jobs/<str:job_id>/trigger", JobViewSet.as_view({"post": "trigger"})),
+    path("tasks/<str:task_id>", TaskViewSet.as_view({"get": "retrieve"})),
+    path("provider-events/<str:event_id>", ProviderEventViewSet.as_view({"get": "retrieve"})),
+    path("audit-events", AuditEventViewSet.as_view({"get": "list"})),
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="api-schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
+        name="api-docs",
+    ),
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include(api)),
+    re_path(r"^api(/.*)?$", api_not_found),
 ]
+
+handler500 = "jobsconsole.exceptions.api_server_error"

@@ -1,0 +1,78 @@
+"""Account shapes. The IMAP password is write-only: never rendered, only whether one is set."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accounts.models import Account, ImapSecurity
+from jobs.serializers import (
+    BlankAsNullCharField,
+    PageSerializer,
+    StrictCharField,
+    StrictSerializer,
+)
+
+
+class ImapInput(StrictSerializer):
+    host = StrictCharField(max_length=255, required=False)
+    port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    security = serializers.ChoiceField(choices=ImapSecurity.choices, required=False)
+    username = StrictCharField(max_length=255, required=False, allow_blank=True)
+    password = StrictCharField(
+        max_length=1000,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=False,
+        help_text="Write-only; stored encrypted.",
+    )
+    folders = serializers.ListField(
+        child=StrictCharField(max_length=500), required=False, max_length=100
+    )
+
+
+class AccountInput(StrictSerializer):
+    name = StrictCharField(max_length=200)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    imap = ImapInput(required=False)
+
+
+class PauseInput(StrictSerializer):
+    reason = StrictCharField(max_length=500, required=False, allow_blank=True)
+
+
+class ImapOutput(serializers.Serializer):
+    host = serializers.CharField(source="imap_host")
+    port = serializers.IntegerField(source="imap_port")
+    security = serializers.ChoiceField(choices=ImapSecurity.choices, source="imap_security")
+    username = serializers.CharField(source="imap_username")
+    folders = serializers.ListField(child=serializers.CharField(), source="imap_folders")
+    password_set = serializers.SerializerMethodField()
+
+    def get_password_set(self, account: Account) -> bool:
+        return bool(account.imap_password_encrypted)
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    email = BlankAsNullCharField(allow_null=True)
+    paused = serializers.BooleanField(source="is_paused")
+    imap = ImapOutput(source="*")
+
+    class Meta:
+        model = Account
+        fields = [
+            "id",
+            "name",
+            "email",
+            "paused",
+            "paused_at",
+            "paused_reason",
+            "imap",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AccountPageSerializer(PageSerializer):
+    results = AccountSerializer(many=True)

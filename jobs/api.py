@@ -1,0 +1,548 @@
+"""The jobs API. Views are thin: find the object through the caller's scoped queryset (404
+outside it), check the body's shape, call the service, render the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import QueryDict
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import Principal, principal_of
+from jobs import selectors, services
+from jobs.errors import ValidationFailed
+from jobs.filters import MULTI_VALUED, JobFilter
+from jobs.idempotency import HEADER as IDEMPOTENCY_HEADER
+from jobs.idempotency import idempotent
+from jobs.pagination import MAX_LIMIT, Page, int_id, page_params, paginate, prefixed_id
+from jobs.serializers import (
+    JOB_VALUES,
+    AuditEventPageSerializer,
+    AuditEventSerializer,
+    JobPageSerializer,
+    JobSearchDeleteInput,
+    JobSearchInput,
+    JobSerializer,
+    JobUpdateInput,
+    ProviderEventInput,
+    ProviderEventPageSerializer,
+    ProviderEventSerializer,
+    ResolveInput,
+    RetryInput,
+    SearchDeleteResultSerializer,
+    TaskInput,
+    TaskPageSerializer,
+    TaskSerializer,
+    TriggerInput,
+    error_responses,
+    job_data,
+)
+from jobs.states import JobStatus
+from jobsconsole.ids import ID_PATTERN
+
+# --- shared helpers ------------------------------------------------------------------------------
+
+
+def principal(request: Request) -> Principal:
+    # IsApiClient has already refused requests without one.
+    return principal_of(request)
+
+
+def json_object(request: Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            "The body must be a JSON object.",
+            code="invalid",
+            fields={"non_field_errors": ["Expected a JSON object."]},
+        )
+    return data
+
+
+def validated(serializer_class, request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=json_object(request))
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def reject_unknown_params(request: Request, allowed: frozenset[str] = frozenset()) -> None:
+    unknown = sorted(set(request.query_params) - {"limit", "cursor"} - allowed)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown query parameter(s): {', '.join(unknown)}.",
+            fields={name: ["Unknown query parameter."] for name in unknown},
+        )
+
+
+def page_response(
+    request: Request,
+    page: Page,
+    render,
+    *,
+    base_url: str | None = None,
+    query: QueryDict | None = None,
+    context: dict | None = None,
+) -> Response:
+    """{"results", "next", "previous"} with the links as URLs of the GET list (and the bare
+    cursors, for a client that re-posts a search body). `render` is a serializer class or a
+    function of one row."""
+    base = base_url or request.build_absolute_uri(request.path)
+    params = (query if query is not None else request.query_params).copy()
+
+    def link(cursor: str | None) -> str | None:
+        if cursor is None:
+            return None
+        params["cursor"] = cursor
+        return f"{base}?{params.urlencode()}"
+
+    return Response(
+        {
+            "results": (
+                render(page.items, many=True, context=context or {}).data
+                if isinstance(render, type)
+                else [render(item) for item in page.items]
+            ),
+            "next": link(page.next_cursor),
+            "previous": link(page.previous_cursor),
+            "next_cursor": page.next_cursor,
+            "previous_cursor": page.previous_cursor,
+        }
+    )
+
+
+def id_param(name: str, prefix: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name,
+        OpenApiTypes.STR,
+        OpenApiParameter.PATH,
+        description=description,
+        pattern=ID_PATTERN.pattern.replace("(acc|tsk|evt|job)", prefix),
+    )
+
+
+ACCOUNT_ID = id_param("account_id", "acc", "An account id (acc_...).")
+JOB_ID = id_param("job_id", "job", "A job id (job_...).")
+TASK_ID = id_param("task_id", "tsk", "A task id (tsk_...).")
+EVENT_ID = id_param("event_id", "evt", "A provider event id (evt_...).")
+IDEMPOTENCY_KEY = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Send the same key to repeat a request safely: within 24 hours the stored "
+    "answer is returned without acting again. The same key with another body is a 422.",
+)
+PAGE_PARAMS = [
+    OpenApiParameter(
+        "limit",
+        OpenApiTypes.INT,
+        description=f"Page size, 1 to {MAX_LIMIT} (default 50).",
+    ),
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="From `next` or `previous`."),
+]
+
+
+def _job_filter_params() -> list[OpenApiParameter]:
+    params = []
+    for name in JobFilter.base_filters:
+        if name == "status":
+            params.append(
+                OpenApiParameter(
+                    name,
+                    {"type": "array", "items": {"type": "string", "enum": list(JobStatus.values)}},
+                    explode=True,
+                    description="Repeated or comma-separated.",
+                )
+            )
+        elif name in MULTI_VALUED:
+            params.append(
+                OpenApiParameter(
+                    name,
+                    {"type": "array", "items": {"type": "string"}},
+                    explode=True,
+                    description="Repeated or comma-separated."
+                    + (" key:value pairs." if name == "label" else ""),
+                )
+            )
+        elif name.startswith("attempt_count"):
+            params.append(OpenApiParameter(name, OpenApiTypes.INT))
+        elif name.endswith(("_after", "_before")):
+            params.append(OpenApiParameter(name, OpenApiTypes.DATETIME))
+        else:
+            params.append(OpenApiParameter(name, OpenApiTypes.STR))
+    return params
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+class JobViewSet(viewsets.ViewSet):
+    """One job: GET, PATCH, DELETE, and the commands retry, resolve, trigger."""
+
+    staff_permissions = {
+        "retrieve": "jobs.view_job",
+        "partial_update": "jobs.change_job",
+        "destroy": "jobs.delete_job",
+        "retry": "jobs.retry_job",
+        "resolve": "jobs.resolve_job",
+        "trigger": "jobs.trigger_job",
+    }
+
+    @extend_schema(
+        operation_id="jobs_get",
+        summary="Get job",
+        parameters=[JOB_ID],
+        responses={200: JobSerializer, **error_responses()},
+        tags=["jobs"],
+    )
+    def retrieve(self, request, job_id: str) -> Response:
+        return Response(job_data(selectors.job_get(principal(request), job_id)))
+
+    @extend_schema(
+        operation_id="jobs_update",
+        summary="Update job",
+        description="Change mutable fields only: priority, run_at, max_attempts, payload, labels. "
+        "Any other field is a 400 `immutable_field` naming it; a running job is a 409.",
+        parameters=[JOB_ID],
+        request=JobUpdateInput,
+        responses={200: JobSerializer, **error_responses(409, body=True)},
+        tags=["jobs"],
+    )
+    def partial_update(self, request, job_id: str) -> Response:
+        job = selectors.job_get(principal(request), job_id)
+        job = services.job_update(
+            job_id=job.pk, actor=principal(request).actor, changes=json_object(request)
+        )
+        return Response(job_data(job))
+
+    @extend_schema(
+        operation_id="jobs_delete",
+        summary="Delete job",
+        description="Removes a job that is not running; its audit trail stays.",
+        parameters=[JOB_ID],
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses(409)},
+        tags=["jobs"],
+    )
+    def destroy(self, request, job_id: str) -> Response:
+        job = selectors.job_get(principal(request), job_id)
+        services.job_delete(job_id=job.pk, actor=principal(request).actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="jobs_retry",
+        summary="Retry job",
+        description="A failed or stalled job is queued now, with one more attempt even when "
+        "its budget is spent. Other statuses: 409.",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        request=RetryInput,
+        responses={200: JobSerializer, **error_responses(409, 422, body=True)},
+        tags=["jobs"],
+    )
+    @idempotent
+    def retry(self, request, job_id: str) -> Response:
+        job = selectors.job_get(principal(request), job_id)
+        data = validated(RetryInput, request)
+        job = services.job_retry(
+            job_id=job.pk, actor=principal(request).actor, note=data.get("note", "")
+        )
+        return Response(job_data(job))
+
+    @extend_schema(
+        operation_id="jobs_resolve",
+        summary="Resolve job",
+        description="Close a scheduled, queued, failed or stalled job by hand with a code and "
+        "a note. Other statuses: 409.",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        request=ResolveInput,
+        responses={200: JobSerializer, **error_responses(409, 422, body=True)},
+        tags=["jobs"],
+    )
+    @idempotent
+    def resolve(self, request, job_id: str) -> Response:
+        job = selectors.job_get(principal(request), job_id)
+        data = validated(ResolveInput, request)
+        job = services.job_resolve(
+            job_id=job.pk, actor=principal(request).actor, code=data["code"], note=data["note"]
+        )
+        return Response(job_data(job))
+
+    @extend_schema(
+        operation_id="jobs_trigger",
+        summary="Trigger job",
+        description="Queue a job now, ahead of the line, ignoring run_at and an account pause. "
+        "409 when it is running, or when another job of the same account and action is running "
+        "(unless `force`).",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        request=TriggerInput,
+        responses={200: JobSerializer, **error_responses(409, 422, body=True)},
+        tags=["jobs"],
+    )
+    @idempotent
+    def trigger(self, request, job_id: str) -> Response:
+        job = selectors.job_get(principal(request), job_id)
+        data = validated(TriggerInput, request)
+        job = services.job_trigger(
+            job_id=job.pk,
+            actor=principal(request).actor,
+            force=data["force"],
+            note=data.get("note", ""),
+        )
+        return Response(job_data(job))
+
+
+class AccountJobsViewSet(viewsets.ViewSet):
+    """The jobs of one account: list, search, search-delete."""
+
+    read_actions = ("search",)
+
+    staff_permissions = {
+        "list": "jobs.view_job",
+        "search": "jobs.view_job",
+        "search_delete": "jobs.delete_job",
+    }
+
+    def _page(self, request, account_id: str, data) -> Response:
+        caller = principal(request)
+        # The hot path: scope is checked without a query where the key tells it.
+        account_id = selectors.account_id_in_scope(caller, account_id)
+        queryset, params = selectors.jobs_search(account_id, data)
+        limit, cursor = page_params(data)
+        page = paginate(
+            queryset.values(*JOB_VALUES), limit=limit, cursor=cursor, parse_id=prefixed_id("job")
+        )
+        if not page.items and caller.is_operator:
+            selectors.account_get(caller, account_id)  # an unknown account is a 404
+        params["limit"] = str(limit)
+        base = request.build_absolute_uri(reverse("api-account-jobs", args=[account_id]))
+        return page_response(request, page, job_data, base_url=base, query=params)
+
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List jobs",
+        description="Newest first, cursor-paginated. Filters as in the search body, in the "
+        "query string (multi-valued ones repeated or comma-separated).",
+        parameters=[ACCOUNT_ID, *_job_filter_params(), *PAGE_PARAMS],
+        responses={200: JobPageSerializer, **error_responses()},
+        tags=["jobs"],
+    )
+    def list(self, request, account_id: str) -> Response:
+        return self._page(request, account_id, request.query_params)
+
+    @extend_schema(
+        operation_id="jobs_search",
+        summary="Search jobs",
+        description="The filters of the list in a JSON body. `next` links to the equivalent "
+        "GET list; `next_cursor` can be posted back as `cursor`.",
+        parameters=[ACCOUNT_ID],
+        request=JobSearchInput,
+        responses={200: JobPageSerializer, **error_responses(body=True)},
+        tags=["jobs"],
+    )
+    def search(self, request, account_id: str) -> Response:
+        return self._page(request, account_id, json_object(request))
+
+    @extend_schema(
+        operation_id="jobs_search_delete",
+        summary="Delete jobs by search",
+        description="Deletes every job of the account the filters match, except running ones "
+        "(exactly what the same search returns). An empty filter is refused (400). "
+        "`dry_run` counts only.",
+        parameters=[ACCOUNT_ID, IDEMPOTENCY_KEY],
+        request=JobSearchDeleteInput,
+        responses={200: SearchDeleteResultSerializer, **error_responses(422, body=True)},
+        tags=["jobs"],
+    )
+    @idempotent
+    def search_delete(self, request, account_id: str) -> Response:
+        account = selectors.account_get(principal(request), account_id)
+        filters = dict(json_object(request))
+        dry_run = filters.pop("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ValidationFailed.for_field("dry_run", "must be true or false.")
+        result = services.jobs_search_delete(
+            account_id=account.pk, filters=filters, actor=principal(request).actor, dry_run=dry_run
+        )
+        return Response(SearchDeleteResultSerializer(result).data)
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+
+def _task_data(tasks: list, many: bool = False):
+    context = {"job_counts": selectors.task_job_counts(task.pk for task in tasks)}
+    if many:
+        return context
+    return TaskSerializer(tasks[0], context=context).data
+
+
+class TaskViewSet(viewsets.ViewSet):
+    """Tasks: created under an account, shown with a status derived from their jobs."""
+
+    staff_permissions = {
+        "list": "jobs.view_task",
+        "retrieve": "jobs.view_task",
+        "create": "jobs.add_task",
+    }
+
+    @extend_schema(
+        operation_id="tasks_list",
+        summary="List tasks",
+        parameters=[ACCOUNT_ID, *PAGE_PARAMS],
+        responses={200: TaskPageSerializer, **error_responses()},
+        tags=["tasks"],
+    )
+    def list(self, request, account_id: str) -> Response:
+        account = selectors.account_get(principal(request), account_id)
+        reject_unknown_params(request)
+        limit, cursor = page_params(request.query_params)
+        page = paginate(
+            selectors.tasks_visible(principal(request)).filter(account=account),
+            limit=limit,
+            cursor=cursor,
+            parse_id=prefixed_id("tsk"),
+        )
+        return page_response(request, page, TaskSerializer, context=_task_data(page.items, True))
+
+    @extend_schema(
+        operation_id="tasks_create",
+        summary="Create task",
+        description="Creates a task and, in the same transaction, the jobs its kind produces.",
+        parameters=[ACCOUNT_ID, IDEMPOTENCY_KEY],
+        request=TaskInput,
+        responses={201: TaskSerializer, **error_responses(422, body=True)},
+        tags=["tasks"],
+    )
+    @idempotent
+    def create(self, request, account_id: str) -> Response:
+        account = selectors.account_get(principal(request), account_id)
+        data = validated(TaskInput, request)
+        task = services.task_create(
+            account=account,
+            kind=data["kind"],
+            params=data["params"],
+            actor=principal(request).actor,
+        )
+        return Response(_task_data([task]), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="tasks_get",
+        summary="Get task",
+        parameters=[TASK_ID],
+        responses={200: TaskSerializer, **error_responses()},
+        tags=["tasks"],
+    )
+    def retrieve(self, request, task_id: str) -> Response:
+        return Response(_task_data([selectors.task_get(principal(request), task_id)]))
+
+
+# --- provider events -----------------------------------------------------------------------------
+
+
+class ProviderEventViewSet(viewsets.ViewSet):
+    """Events pushed by mail providers, deduplicated on the provider's event id."""
+
+    staff_permissions = {
+        "list": "jobs.view_providerevent",
+        "retrieve": "jobs.view_providerevent",
+        "create": "jobs.add_providerevent",
+    }
+
+    @extend_schema(
+        operation_id="provider_events_create",
+        summary="Ingest provider event",
+        description="201 with the jobs a new event produced; 200 with the original event when "
+        "its external id was seen before (nothing is created).",
+        parameters=[ACCOUNT_ID, IDEMPOTENCY_KEY],
+        request=ProviderEventInput,
+        responses={
+            201: OpenApiResponse(ProviderEventSerializer, description="A new event."),
+            200: OpenApiResponse(ProviderEventSerializer, description="A duplicate: the original."),
+            **error_responses(422, body=True),
+        },
+        tags=["provider events"],
+    )
+    @idempotent
+    def create(self, request, account_id: str) -> Response:
+        account = selectors.account_get(principal(request), account_id)
+        data = validated(ProviderEventInput, request)
+        event, created = services.provider_event_ingest(
+            account=account,
+            provider=data["provider"],
+            type=data["type"],
+            external_id=data["external_id"],
+            payload=data["payload"],
+            actor=principal(request).actor,
+        )
+        return Response(
+            ProviderEventSerializer(event).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        operation_id="provider_events_list",
+        summary="List provider events",
+        parameters=[ACCOUNT_ID, *PAGE_PARAMS],
+        responses={200: ProviderEventPageSerializer, **error_responses()},
+        tags=["provider events"],
+    )
+    def list(self, request, account_id: str) -> Response:
+        account = selectors.account_get(principal(request), account_id)
+        reject_unknown_params(request)
+        limit, cursor = page_params(request.query_params)
+        page = paginate(
+            selectors.provider_events_visible(principal(request)).filter(account=account),
+            limit=limit,
+            cursor=cursor,
+            parse_id=prefixed_id("evt"),
+        )
+        return page_response(request, page, ProviderEventSerializer)
+
+    @extend_schema(
+        operation_id="provider_events_get",
+        summary="Get provider event",
+        parameters=[EVENT_ID],
+        responses={200: ProviderEventSerializer, **error_responses()},
+        tags=["provider events"],
+    )
+    def retrieve(self, request, event_id: str) -> Response:
+        event = selectors.provider_event_get(principal(request), event_id)
+        return Response(ProviderEventSerializer(event).data)
+
+
+# --- audit log -----------------------------------------------------------------------------------
+
+
+class AuditEventViewSet(viewsets.ViewSet):
+    """Who did what to which job, when and why."""
+
+    staff_permissions = {"list": "jobs.view_auditevent"}
+
+    @extend_schema(
+        operation_id="audit_events_list",
+        summary="Search the audit log",
+        description="Newest first. An account key sees its own account's events only.",
+        parameters=[
+            OpenApiParameter("job_id", OpenApiTypes.STR),
+            OpenApiParameter("account_id", OpenApiTypes.STR),
+            OpenApiParameter("task_id", OpenApiTypes.STR),
+            OpenApiParameter("actor", OpenApiTypes.STR, description="user:alice, key:ab12..."),
+            OpenApiParameter("actor_type", OpenApiTypes.STR, enum=["user", "api_key", "system"]),
+            OpenApiParameter("command", OpenApiTypes.STR, description="Comma-separated."),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+            *PAGE_PARAMS,
+        ],
+        responses={200: AuditEventPageSerializer, **error_responses()},
+        tags=["audit"],
+    )
+    def list(self, request) -> Response:
+        queryset = selectors.audit_events_search(principal(request), request.query_params)
+        limit, cursor = page_params(request.query_params)
+        page = paginate(queryset, limit=limit, cursor=cursor, parse_id=int_id)
+        return page_response(request, page, AuditEventSerializer)

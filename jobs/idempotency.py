@@ -1,0 +1,104 @@
+"""`Idempotency-Key` for POST commands: the same key and body within the TTL get the stored
+answer without acting again; the same key with another body is a 422 that says so.
+
+The record, the command and the stored answer are one transaction. A concurrent request with
+the same key blocks on the record's unique index until the first commits, then replays its
+answer (PostgreSQL); on SQLite the write lock serializes the two the same way. Only successful
+answers are stored: an error means nothing was done, so repeating the request is harmless, and
+a request that crashes rolls back its record. Keys are per principal: two callers
+never see each other's answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
+
+from accounts.permissions import principal_of
+from jobs.errors import Conflict, DomainError, ValidationFailed
+from jobs.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+def _body_hash(method: str, path: str, data) -> str:
+    canonical = json.dumps(
+        {"method": method, "path": path, "body": data}, sort_keys=True, cls=JSONEncoder
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _clean_key(key: str) -> str:
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        raise ValidationFailed.for_field(HEADER, "must be 1 to 255 printable ASCII characters.")
+    return key
+
+
+def _replay(record: IdempotencyRecord, body_hash: str) -> Response:
+    if record.body_hash != body_hash:
+        raise IdempotencyKeyReused(
+            f"{HEADER} {record.key!r} was already used with a different request; "
+            "use a new key for a new request.",
+            fields={HEADER: ["Already used with a different request body or path."]},
+        )
+    if record.status_code is None:  # cannot be seen committed; kept as a guard
+        raise Conflict(f"A request with {HEADER} {record.key!r} is in progress.")
+    return Response(
+        record.response_body, status=record.status_code, headers={REPLAYED_HEADER: "true"}
+    )
+
+
+def idempotent(view_method):
+    """Decorate a POST view method (or viewset action) to honour the Idempotency-Key header."""
+
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        raw_key = request.headers.get(HEADER)
+        if raw_key is None:
+            return view_method(self, request, *args, **kwargs)
+        key = _clean_key(raw_key)
+        principal = principal_of(request)
+        body_hash = _body_hash(request.method, request.path, request.data)
+        cutoff = timezone.now() - timedelta(hours=settings.JOBS_IDEMPOTENCY_TTL_HOURS)
+        lookup = {"principal": principal.name, "key": key}
+        with transaction.atomic():
+            IdempotencyRecord.objects.filter(**lookup, created_at__lt=cutoff).delete()
+            try:
+                with transaction.atomic():
+                    record = IdempotencyRecord.objects.create(
+                        **lookup,
+                        method=request.method,
+                        path=request.path[:500],
+                        body_hash=body_hash,
+                    )
+            except IntegrityError:
+                return _replay(IdempotencyRecord.objects.get(**lookup), body_hash)
+            try:
+                response = view_method(self, request, *args, **kwargs)
+            except Exception as exc:
+                response = self.handle_exception(exc)
+            if not 200 <= response.status_code < 300:
+                # Nothing was done (bad input, not found, a refused transition): keep no record,
+                # so the request may be corrected or repeated once the state allows it.
+                record.delete()
+            else:
+                record.status_code = response.status_code
+                record.response_body = json.loads(json.dumps(response.data, cls=JSONEncoder))
+                record.save(update_fields=["status_code", "response_body"])
+        return response
+
+    return wrapper

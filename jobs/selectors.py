@@ -1,0 +1,173 @@
+"""Reads, scoped to the caller.
+
+Scoping lives in the querysets: a caller bound to one account gets querysets of that account
+only, so an object of another account is simply not there (404 with the same body as a missing
+id) and never shows up in a list, a count or an error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import django_filters
+from django.db.models import Count, QuerySet
+from django.http import QueryDict
+
+from accounts.models import Account
+from accounts.permissions import Principal
+from jobs.errors import NotFound, ValidationFailed
+from jobs.filters import filter_jobs, normalize_filter_params
+from jobs.models import AuditEvent, Job, ProviderEvent, Task
+from jobsconsole.ids import is_valid_id
+
+_NAMES = {"acc": "Account", "job": "Job", "tsk": "Task", "evt": "Provider event"}
+
+
+def require_id(value: Any, prefix: str, field: str) -> str:
+    """`value` if it is a well-formed public id of type `prefix`, else a 400 naming `field`."""
+    if not is_valid_id(value, prefix):
+        raise ValidationFailed.for_field(field, f"is not a valid id (expected {prefix}_<ULID>).")
+    return value
+
+
+def _get(queryset: QuerySet, object_id: str, prefix: str, field: str):
+    require_id(object_id, prefix, field)
+    obj = queryset.filter(pk=object_id).first()
+    if obj is None:
+        # The same answer whether the id does not exist or belongs to another account.
+        raise NotFound(f"{_NAMES[prefix]} {object_id} not found.")
+    return obj
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+def accounts_visible(principal: Principal) -> QuerySet[Account]:
+    qs = Account.objects.all()
+    return qs if principal.is_operator else qs.filter(pk=principal.account_id)
+
+
+def account_get(principal: Principal, account_id: str) -> Account:
+    """The account `account_id` if the caller may see it, else NotFound."""
+    return _get(accounts_visible(principal), account_id, "acc", "account_id")
+
+
+def account_id_in_scope(principal: Principal, account_id: str) -> str:
+    """`account_id` if the caller may see that account, without a query when it can be told
+    from the key alone: an account key sees only its own account, which exists (its jobs and
+    keys reference it). For an operator the caller must check existence when it finds no rows
+    (`account_get`), so an unknown account is a 404, never an empty list."""
+    require_id(account_id, "acc", "account_id")
+    if not principal.is_operator and account_id != principal.account_id:
+        raise NotFound(f"Account {account_id} not found.")
+    return account_id
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+def jobs_visible(principal: Principal) -> QuerySet[Job]:
+    qs = Job.objects.all()
+    return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
+
+
+def job_get(principal: Principal, job_id: str) -> Job:
+    """The job `job_id` if the caller may see it, else NotFound."""
+    return _get(jobs_visible(principal), job_id, "job", "job_id")
+
+
+JOB_PAGE_PARAMS = frozenset({"limit", "cursor"})
+
+
+def jobs_search(account_id: str, data: Mapping[str, Any]) -> tuple[QuerySet[Job], QueryDict]:
+    """The jobs of the account that the filters in `data` (a query string or a search body)
+    match, and the normalized filters; `limit` and `cursor` are left to the paginator."""
+    params = normalize_filter_params(data, reserved=JOB_PAGE_PARAMS)
+    return filter_jobs(Job.objects.filter(account_id=account_id), params), params
+
+
+# --- tasks and provider events -------------------------------------------------------------------
+
+
+def tasks_visible(principal: Principal) -> QuerySet[Task]:
+    qs = Task.objects.all()
+    return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
+
+
+def task_get(principal: Principal, task_id: str) -> Task:
+    """The task `task_id` if the caller may see it, else NotFound."""
+    return _get(tasks_visible(principal), task_id, "tsk", "task_id")
+
+
+def task_job_counts(task_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    """{task id: {job status: count}} in one grouped query."""
+    ids = list(task_ids)
+    counts: dict[str, dict[str, int]] = {task_id: {} for task_id in ids}
+    rows = (
+        Job.objects.filter(task_id__in=ids)
+        .values_list("task_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for task_id, status, n in rows:
+        counts[task_id][status] = n
+    return counts
+
+
+def provider_events_visible(principal: Principal) -> QuerySet[ProviderEvent]:
+    qs = ProviderEvent.objects.all()
+    return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
+
+
+def provider_event_get(principal: Principal, event_id: str) -> ProviderEvent:
+    """The provider event `event_id` if the caller may see it, else NotFound."""
+    return _get(provider_events_visible(principal), event_id, "evt", "event_id")
+
+
+# --- audit log ---------------------------------------------------------------------------------
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    job_id = django_filters.CharFilter()
+    account_id = django_filters.CharFilter()
+    task_id = django_filters.CharFilter()
+    actor = django_filters.CharFilter()
+    actor_type = django_filters.CharFilter()
+    command = django_filters.BaseInFilter(field_name="command")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields: list[str] = []
+
+
+AUDIT_FILTER_FIELDS = frozenset(AuditEventFilter.base_filters)
+
+
+def audit_events_visible(principal: Principal) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.all()
+    return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
+
+
+def audit_events_search(principal: Principal, data: Mapping[str, Any]) -> QuerySet[AuditEvent]:
+    """The audit events the caller may see, filtered by job, account, task, actor, command
+    (comma-separated) and time. Unknown fields and bad values are a 400 naming them."""
+    unknown = sorted(set(data) - AUDIT_FILTER_FIELDS - JOB_PAGE_PARAMS)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown filter field(s): {', '.join(unknown)}.",
+            fields={name: ["Unknown filter field."] for name in unknown},
+        )
+    for name in AUDIT_FILTER_FIELDS:
+        if hasattr(data, "getlist") and len(data.getlist(name)) > 1:
+            raise ValidationFailed.for_field(name, "takes one value (use commas for command).")
+    filterset = AuditEventFilter(data, queryset=audit_events_visible(principal))
+    if not filterset.is_valid():
+        fields = {name: [str(m) for m in messages] for name, messages in filterset.errors.items()}
+        raise ValidationFailed(
+            "Invalid filter: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()),
+            fields=fields,
+        )
+    return filterset.qs

@@ -1,0 +1,425 @@
+"""API shapes: input serializers check the form of a request body (types, unknown fields); the
+services check the rules. Output serializers render what PRODUCT.md shows."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from rest_framework import serializers
+
+from jobs.models import AuditEvent, Job, ProviderEvent, Task
+from jobs.states import Command, JobStatus, TaskStatus, allowed_commands
+
+# --- input -------------------------------------------------------------------------------------
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know instead of silently dropping them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A string, not a number DRF would turn into one."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RetryInput(StrictSerializer):
+    note = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class TriggerInput(StrictSerializer):
+    force = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Run even while another job of the same account and action is running.",
+    )
+    note = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class ResolveInput(StrictSerializer):
+    code = StrictCharField(
+        max_length=50, help_text="A short code: ignored, fixed, cancelled, ... (a-z 0-9 _ . -)."
+    )
+    note = StrictCharField(max_length=2000, help_text="Why (required).")
+
+
+class JobUpdateInput(StrictSerializer):
+    """Documents PATCH; job_update checks the values and names any immutable field."""
+
+    priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
+    run_at = serializers.DateTimeField(required=False)
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    payload = serializers.DictField(required=False)
+    labels = serializers.DictField(
+        child=StrictCharField(max_length=200, allow_blank=True), required=False
+    )
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}},
+        ],
+        "description": "One value, a comma-separated string or a list.",
+    }
+)
+class StringOrList(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": list(JobStatus.values)},
+            {"type": "array", "items": {"type": "string", "enum": list(JobStatus.values)}},
+        ],
+        "description": "One status or a list.",
+    }
+)
+class StatusOrList(serializers.JSONField):
+    pass
+
+
+class JobFilterInput(serializers.Serializer):
+    """The filters of PRODUCT.md. Documents the body; jobs.filters validates it (the one
+    FilterSet shared by the list, search and search-delete)."""
+
+    status = StatusOrList(required=False)
+    action = StringOrList(required=False)
+    last_error_code = StringOrList(required=False)
+    label = StringOrList(required=False, help_text="key:value pairs; every pair must match.")
+    task_id = StrictCharField(required=False)
+    provider_event_id = StrictCharField(required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    updated_after = serializers.DateTimeField(required=False)
+    updated_before = serializers.DateTimeField(required=False)
+    run_at_after = serializers.DateTimeField(required=False)
+    run_at_before = serializers.DateTimeField(required=False)
+    attempt_count_min = serializers.IntegerField(required=False, min_value=0)
+    attempt_count_max = serializers.IntegerField(required=False, min_value=0)
+    q = StrictCharField(required=False, help_text="Text in the last error detail, or a job id.")
+
+
+class JobSearchInput(JobFilterInput):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
+    cursor = StrictCharField(required=False, help_text="`next_cursor` of the previous page.")
+
+
+class JobSearchDeleteInput(JobFilterInput):
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Count only; delete nothing."
+    )
+
+
+class TaskInput(StrictSerializer):
+    kind = StrictCharField(max_length=100, help_text="mailbox_sync, mailbox_resync, ...")
+    params = serializers.DictField(required=False, default=dict)
+
+
+class ProviderEventInput(StrictSerializer):
+    provider = StrictCharField(max_length=50)
+    type = StrictCharField(max_length=100)
+    external_id = StrictCharField(max_length=255, help_text="The provider's event id.")
+    payload = serializers.DictField(required=False, default=dict)
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+class ResolutionSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    note = serializers.CharField()
+    by = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class BlankAsNullCharField(serializers.CharField):
+    def to_representation(self, value):
+        return value or None
+
+
+class JobSerializer(serializers.ModelSerializer):
+    account_id = serializers.CharField()
+    task_id = serializers.CharField(allow_null=True)
+    provider_event_id = serializers.CharField(allow_null=True)
+    payload = serializers.DictField()
+    labels = serializers.DictField(child=serializers.CharField())
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    last_error_code = BlankAsNullCharField(allow_null=True)
+    last_error_detail = BlankAsNullCharField(allow_null=True)
+    result = serializers.DictField(allow_null=True)
+    resolution = ResolutionSerializer(allow_null=True)
+    allowed_commands = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "account_id",
+            "task_id",
+            "provider_event_id",
+            "action",
+            "payload",
+            "labels",
+            "status",
+            "priority",
+            "run_at",
+            "attempt_count",
+            "max_attempts",
+            "last_error_code",
+            "last_error_detail",
+            "last_error_at",
+            "result",
+            "resolution",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "allowed_commands",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(
+        {"type": "array", "items": {"type": "string", "enum": list(Command.values)}}
+    )
+    def get_allowed_commands(self, job: Job) -> list[str]:
+        return [command.value for command in allowed_commands(job.status)]
+
+
+# The list of jobs is the API's hot path: rendering rows straight from `.values()` costs a
+# fraction of a ModelSerializer over model instances. JobSerializer documents the same shape
+# (the schemathesis test checks that they agree).
+JOB_VALUES = (
+    "id",
+    "account_id",
+    "task_id",
+    "provider_event_id",
+    "action",
+    "payload",
+    "labels",
+    "status",
+    "priority",
+    "run_at",
+    "attempt_count",
+    "max_attempts",
+    "last_error_code",
+    "last_error_detail",
+    "last_error_at",
+    "result",
+    "resolution",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+)
+_DATETIMES = frozenset(
+    {"run_at", "last_error_at", "created_at", "updated_at", "started_at", "finished_at"}
+)
+_BLANK_AS_NULL = frozenset({"last_error_code", "last_error_detail"})
+_ALLOWED = {status: [c.value for c in allowed_commands(status)] for status in JobStatus.values}
+
+
+def _datetime(value):
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()  # as DRF renders it with TIME_ZONE = "UTC"
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def job_data(job: Job | dict) -> dict:
+    """The API representation of a job (a model instance or a row of `.values(*JOB_VALUES)`)."""
+    row = job if isinstance(job, dict) else {name: getattr(job, name) for name in JOB_VALUES}
+    data = {}
+    for name in JOB_VALUES:
+        value = row[name]
+        if name in _DATETIMES:
+            value = _datetime(value)
+        elif name in _BLANK_AS_NULL:
+            value = value or None
+        data[name] = value
+    data["allowed_commands"] = _ALLOWED[row["status"]]
+    return data
+
+
+@extend_schema_serializer(many=False)  # a page is one object even for list actions
+class PageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page.")
+    next_cursor = serializers.CharField(allow_null=True)
+    previous_cursor = serializers.CharField(allow_null=True)
+
+
+class JobPageSerializer(PageSerializer):
+    results = JobSerializer(many=True)
+
+
+class SearchDeleteResultSerializer(serializers.Serializer):
+    matched = serializers.IntegerField()
+    deleted = serializers.IntegerField()
+    skipped_running = serializers.IntegerField()
+    dry_run = serializers.BooleanField()
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "integer"},
+        "description": "Number of the task's jobs in each job status.",
+    }
+)
+class CountsField(serializers.DictField):
+    pass
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    account_id = serializers.CharField()
+    params = serializers.DictField()
+    status = serializers.ChoiceField(choices=TaskStatus.choices, help_text="Derived from its jobs.")
+    job_counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "account_id",
+            "kind",
+            "params",
+            "status",
+            "job_counts",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(CountsField())
+    def get_job_counts(self, task: Task) -> dict[str, int]:
+        return self.context.get("job_counts", {}).get(task.pk, {})
+
+
+class TaskPageSerializer(PageSerializer):
+    results = TaskSerializer(many=True)
+
+
+class ProviderEventSerializer(serializers.ModelSerializer):
+    account_id = serializers.CharField()
+    payload = serializers.DictField()
+    job_id = serializers.CharField(
+        allow_null=True, help_text="The job this event produced, or joined when coalesced."
+    )
+    jobs = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProviderEvent
+        fields = [
+            "id",
+            "account_id",
+            "provider",
+            "type",
+            "external_id",
+            "payload",
+            "job_id",
+            "coalesced",
+            "created_at",
+            "jobs",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(JobSerializer(many=True))
+    def get_jobs(self, event: ProviderEvent) -> list:
+        jobs = Job.objects.filter(provider_event_id=event.pk).order_by("id").values(*JOB_VALUES)
+        return [job_data(job) for job in jobs]
+
+
+class ProviderEventPageSerializer(PageSerializer):
+    results = ProviderEventSerializer(many=True)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    data = serializers.DictField()
+    account_id = BlankAsNullCharField(allow_null=True)
+    job_id = BlankAsNullCharField(allow_null=True)
+    task_id = BlankAsNullCharField(allow_null=True)
+    from_status = BlankAsNullCharField(allow_null=True)
+    to_status = BlankAsNullCharField(allow_null=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "actor_type",
+            "actor",
+            "command",
+            "account_id",
+            "job_id",
+            "task_id",
+            "from_status",
+            "to_status",
+            "reason",
+            "data",
+        ]
+        read_only_fields = fields
+
+
+class AuditEventPageSerializer(PageSerializer):
+    results = AuditEventSerializer(many=True)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable.")
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Messages per field (bad input).",
+    )
+    current_status = serializers.CharField(required=False, help_text="On a 409: the job's status.")
+    running_job_id = serializers.CharField(
+        required=False, help_text="On a trigger refused: the job running now."
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad input (malformed JSON, wrong types, unknown fields, bad ids, cursors or limits); "
+    "`fields` names each problem.",
+    401: "No API key, or an invalid or revoked one.",
+    403: "A read-only key asked for a write, or the caller may not do this.",
+    404: "No such object, or it belongs to another account.",
+    405: "Method not allowed on this path.",
+    406: "The Accept header asks for a format other than JSON.",
+    409: "The job's status does not allow the command (see `current_status`).",
+    415: "The body is not `application/json`.",
+    422: "The Idempotency-Key was already used with a different request.",
+    429: "Too many requests.",
+}
+
+
+def error_responses(*statuses: int, body: bool = False) -> dict:
+    """OpenAPI responses for the errors an operation can answer, all in the one error shape.
+    Every operation can answer 400, 401, 403, 404, 405, 406 and 429; one with a body, 415."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    codes = {400, 401, 403, 404, 405, 406, 429, *statuses}
+    if body:
+        codes.add(415)
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
+        for code in sorted(codes)
+    }
