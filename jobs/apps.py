@@ -1,4 +1,7 @@
+import importlib
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class JobsConfig(AppConfig):
@@ -6,5 +9,9 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        # Register the built-in actions, task kinds and provider event types.
+        # Register the built-in actions, task kinds and provider event types, then any module
+        # the deployment adds (JOBS_EXTRA_ACTION_MODULES).
         from jobs.actions import builtin  # noqa: F401
+
+        for module in settings.JOBS_EXTRA_ACTION_MODULES:
+            importlib.import_module(module)

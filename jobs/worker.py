@@ -1,0 +1,247 @@
+"""The django-q2 entry: `run_job(job_id)` runs one job in a worker process of a `qcluster`.
+
+django-q2 calls the function in the main thread of a forked worker process, inside its own
+SIGALRM-based hard timeout (django_q.worker / django_q.timeout). Here we:
+
+- claim the job (jobs.services.job_claim): only a `queued` job is claimed, so a duplicate or
+  late message is a no-op;
+- keep a heartbeat while the handler runs, from a thread with its own database connection, so
+  the sweeper can tell a slow run from a lost one;
+- enforce the action's own timeout with SIGALRM (shorter than the cluster's hard limit, which
+  kills the whole process), so a timed-out run is recorded as `timeout` and the worker process
+  goes on with the next job;
+- close the attempt with its outcome, retrying while the database is briefly unreachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+from jobs import services
+from jobs.actions.registry import ActionContext, JobError, get_action
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ActionTimeout(BaseException):
+    """Raised in the worker's main thread when the action outruns its timeout. A BaseException,
+    so a handler's `except Exception` cannot swallow it."""
+
+
+def run_job(job_id: str) -> str:
+    """Run the job `job_id` once, if it is still queued. Returns the outcome, for django-q2's
+    task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout" or "lost"."""
+    attempt = _with_db_retry(
+        lambda: services.job_claim(job_id=job_id, worker=worker_identity()), what="claim"
+    )
+    if attempt is None:
+        return "skipped"
+    job, number = attempt.job, attempt.number
+    registered = get_action(job.action)
+    if registered is None:
+        return _fail(
+            job_id,
+            number,
+            code="unknown_action",
+            detail=f"No action is registered as {job.action!r} on worker {worker_identity()}.",
+            retryable=False,
+        )
+    context = ActionContext(
+        job_id=job.pk,
+        account_id=job.account_id,
+        action=job.action,
+        payload=job.payload,
+        attempt=number,
+        task_id=job.task_id,
+    )
+    timeout = registered.policy.effective_timeout
+    heartbeat = _heartbeat()
+    heartbeat.watch(job.pk, number)
+    try:
+        with _deadline(timeout):
+            result = registered.handler(context)
+        result = _as_result(result)
+    except ActionTimeout:
+        # The alarm may have interrupted the handler in the middle of a query: never reuse
+        # that connection.
+        _close_connection()
+        return _fail(
+            job_id,
+            number,
+            code="timeout",
+            detail=f"The action ran longer than its timeout of {timeout:g} s and was stopped.",
+            retryable=True,
+            timed_out=True,
+        )
+    except JobError as exc:
+        return _fail(job_id, number, code=exc.code, detail=exc.detail, retryable=exc.retryable)
+    except Exception as exc:
+        return _fail(
+            job_id,
+            number,
+            code="internal_error",
+            detail=f"{type(exc).__name__}: {exc}"[:2000],
+            retryable=False,
+            traceback=traceback.format_exc(),
+        )
+    finally:
+        heartbeat.unwatch()
+    job = _with_db_retry(
+        lambda: services.job_succeed(job_id=job_id, attempt=number, result=result),
+        what="success",
+    )
+    return "succeeded" if job is not None else "lost"
+
+
+def worker_identity() -> str:
+    """hostname:pid of this worker process, recorded on the job and its attempt."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _fail(job_id: str, number: int, **error: Any) -> str:
+    job = _with_db_retry(
+        lambda: services.job_fail(job_id=job_id, attempt=number, **error), what="failure"
+    )
+    if job is None:
+        return "lost"
+    if error.get("timed_out"):
+        return "timeout"
+    return "retry_scheduled" if job.status == services.S.SCHEDULED else "failed"
+
+
+def _as_result(value: Any) -> dict[str, Any] | None:
+    """A handler returns a JSON object or None; any other JSON value is wrapped."""
+    if value is not None and not isinstance(value, dict):
+        value = {"value": value}
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the action returned a result that is not JSON: {exc}") from None
+    return value
+
+
+def _with_db_retry(call: Callable[[], T], *, what: str) -> T:
+    """Run a worker transition, retrying with backoff while the database is unreachable (a
+    restart, a failover), for at most JOBS_DB_RETRY_SECONDS. Each transition is one transaction
+    that checks the job's state first, so running it again after an unknown outcome is safe."""
+    deadline = time.monotonic() + settings.JOBS_DB_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("database unavailable recording %s (%s); retrying", what, exc)
+            _close_connection()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _close_connection() -> None:
+    with contextlib.suppress(Exception):
+        connection.close()
+
+
+# --- timeout -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise ActionTimeout in this (main) thread after `seconds`. django-q2 has armed SIGALRM for
+    its hard limit around this call: we take the timer over and give it back, less the time
+    spent, when the handler returns."""
+    if threading.current_thread() is not threading.main_thread():
+        # Signals only reach the main thread (a synchronous test run, for example).
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise ActionTimeout(f"timed out after {seconds:g} s")
+
+    previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+    hard_left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+    started = time.monotonic()
+    # If the cluster's hard limit comes first, it wins, but is still recorded as our timeout.
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, hard_left) if hard_left else seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if hard_left:
+            left = hard_left - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+
+
+# --- heartbeat ---------------------------------------------------------------------------------
+
+
+class _Heartbeat(threading.Thread):
+    """One thread per worker process that beats for the run in progress, if any, every
+    JOBS_HEARTBEAT_SECONDS. It has its own database connection (Django's are per thread),
+    closed whenever no run is in progress. A job shorter than the interval never costs a beat:
+    the claim itself stamps the first heartbeat."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="jobs-heartbeat", daemon=True)
+        self.interval = interval
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._run: tuple[str, int] | None = None
+
+    def watch(self, job_id: str, attempt: int) -> None:
+        with self._lock:
+            self._run = (job_id, attempt)
+
+    def unwatch(self) -> None:
+        with self._lock:
+            self._run = None
+
+    def run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self._lock:
+                current = self._run
+            if current is None:
+                _close_connection()
+                continue
+            try:
+                close_old_connections()
+                if not services.job_heartbeat(job_id=current[0], attempt=current[1]):
+                    # The sweeper declared the run lost, or the job was deleted: stop beating
+                    # for a run that is no longer ours.
+                    with self._lock:
+                        if self._run == current:
+                            self._run = None
+            except Exception as exc:
+                logger.warning("heartbeat for %s failed: %s", current[0], exc)
+                _close_connection()
+
+
+_heartbeat_thread: _Heartbeat | None = None
+_heartbeat_lock = threading.Lock()
+
+
+def _heartbeat() -> _Heartbeat:
+    global _heartbeat_thread
+    with _heartbeat_lock:
+        # Threads do not survive fork: a worker process starts its own.
+        if _heartbeat_thread is None or _heartbeat_thread.pid != os.getpid():
+            _heartbeat_thread = _Heartbeat(settings.JOBS_HEARTBEAT_SECONDS)
+            _heartbeat_thread.start()
+        return _heartbeat_thread

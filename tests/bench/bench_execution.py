@@ -1,0 +1,249 @@
+"""Execution throughput: `python3 dev.py bench execution [--jobs 5000] [--create 10000]
+[--brokers orm,redis]`.
+
+Runs against DATABASE_URL (PostgreSQL for figures worth reporting), in one run and one process
+tree, for each broker (ORM; Redis when REDIS_URL or --redis-url answers):
+  - raw django-q2: one `manage.py qcluster` with 2 workers drains N messages for a function
+    that only notes it ran (one append to a file, so completion can be counted on Redis too);
+  - ours: the same cluster, broker and settings runs N `noop` jobs end to end: created (batched
+    insert + enqueue), claimed, run, succeeded, with their attempt and audit records;
+and reports jobs/s for both and the ratio. Both enqueue in batches, and both clocks start
+before the first message is written and stop when the last run is recorded.
+Then it times `task_create(kind="noop_batch", count=10000)`: one task, 10,000 jobs, batched
+insert and enqueue, with no cluster running.
+Targets: ours >= 0.7x raw on the ORM broker, >= 0.5x on Redis; creation >= 5,000 jobs/s.
+Nothing is asserted: figures are reported. Only the rows and queues it made are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = {"orm": 0.7, "redis": 0.5}
+CREATE_TARGET = 5000.0
+RAW_FUNC = "tests.bench.bench_execution.raw_noop"
+
+
+def raw_noop(path: str) -> None:
+    """The raw django-q2 function: note that it ran, nothing else."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b".")
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench execution")
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--create", type=int, default=10000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--brokers", default="orm,redis")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    )
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobsconsole.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    print(
+        f"database: {connection.vendor} {connection.settings_dict['NAME']}, "
+        f"{args.workers} workers, {args.jobs} jobs per run",
+        flush=True,
+    )
+    for broker in args.brokers.split(","):
+        if broker == "redis" and not _redis_up(args.redis_url):
+            print(f"redis: skipped, nothing answers at {args.redis_url}")
+            continue
+        raw, ours = _throughput(broker, args.jobs, args.workers, args.redis_url)
+        ratio = ours / raw
+        verdict = "ok" if ratio >= TARGETS[broker] else "BELOW TARGET"
+        print(
+            f"{broker:>5}: raw django-q2 {raw:7.0f} jobs/s | ours {ours:7.0f} jobs/s | "
+            f"ratio {ratio:.2f} (target >= {TARGETS[broker]}) {verdict}",
+            flush=True,
+        )
+    rate = _creation(args.create)
+    verdict = "ok" if rate >= CREATE_TARGET else "BELOW TARGET"
+    print(
+        f"create: task noop_batch of {args.create} jobs: {rate:7.0f} jobs/s "
+        f"(target >= {CREATE_TARGET:.0f}) {verdict}",
+        flush=True,
+    )
+    return 0
+
+
+def _redis_up(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _throughput(broker: str, count: int, workers: int, redis_url: str) -> tuple[float, float]:
+    from django_q.conf import Conf
+
+    from accounts.models import Account
+
+    queue = f"bench{uuid.uuid4().hex[:10]}"
+    saved = {name: getattr(Conf, name) for name in ("CLUSTER_NAME", "PREFIX", "ORM", "REDIS")}
+    # This process produces for the cluster it starts: point django-q2's producer at its queue.
+    Conf.CLUSTER_NAME = Conf.PREFIX = queue
+    Conf.ORM, Conf.REDIS = (None, redis_url) if broker == "redis" else ("default", {})
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    env.update(JOBS_QUEUE_NAME=queue, JOBS_WORKERS=str(workers))
+    if broker == "redis":
+        env["REDIS_URL"] = redis_url
+    account = Account.objects.create(name=f"bench {queue}", email=f"{queue}@bench.test")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-exec-"))
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=(workdir / "qcluster.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        # Warm up both paths (imports, connections) before the clocks start.
+        _raw_run(workdir / "warm", 20)
+        _ours_run(account, 20)
+        raw = _raw_run(workdir / "raw", count)
+        ours = _ours_run(account, count)
+        return raw, ours
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        try:
+            cluster.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+        _cleanup(account, queue, broker, redis_url)
+        for name, value in saved.items():
+            setattr(Conf, name, value)
+
+
+def _raw_run(path: Path, count: int) -> float:
+    from django.utils import timezone
+    from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
+    from django_q.conf import Conf
+    from django_q.humanhash import uuid as q_uuid
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    broker = get_broker()
+    started = time.perf_counter()
+    for start in range(0, count, 1000):
+        packages = [
+            SignedPackage.dumps(
+                {
+                    "id": q_uuid()[1],
+                    "name": f"raw{n}",
+                    "func": RAW_FUNC,
+                    "args": (str(path),),
+                    "kwargs": {},
+                    "started": timezone.now(),
+                    "ack_failure": Conf.ACK_FAILURES,
+                }
+            )
+            for n in range(start, min(count, start + 1000))
+        ]
+        if isinstance(broker, ORM):
+            now = timezone.now()
+            OrmQ.objects.bulk_create(
+                [OrmQ(key=broker.list_key, payload=package, lock=now) for package in packages]
+            )
+        else:
+            broker.connection.rpush(broker.list_key, *packages)
+    _wait(lambda: path.exists() and path.stat().st_size >= count, f"{count} raw runs")
+    return count / (time.perf_counter() - started)
+
+
+def _ours_run(account, count: int) -> float:
+    from jobs.actions.registry import JobSpec
+    from jobs.actors import Actor
+    from jobs.models import Job
+    from jobs.services import jobs_create
+
+    before = Job.objects.filter(account=account, status="succeeded").count()
+    started = time.perf_counter()
+    for start in range(0, count, 1000):
+        specs = [JobSpec("noop", {"n": n}) for n in range(start, min(count, start + 1000))]
+        jobs_create(account=account, specs=specs, actor=Actor.system("bench"))
+
+    def done() -> bool:
+        return Job.objects.filter(account=account, status="succeeded").count() >= before + count
+
+    _wait(done, f"{count} jobs to succeed")
+    return count / (time.perf_counter() - started)
+
+
+def _creation(count: int) -> float:
+    from accounts.models import Account
+    from jobs.actors import Actor
+    from jobs.services import task_create
+
+    queue = f"bench{uuid.uuid4().hex[:10]}"
+    from django_q.conf import Conf
+
+    saved = Conf.CLUSTER_NAME, Conf.PREFIX
+    Conf.CLUSTER_NAME = Conf.PREFIX = queue
+    account = Account.objects.create(name=f"bench {queue}", email=f"{queue}@bench.test")
+    try:
+        started = time.perf_counter()
+        task_create(
+            account=account, kind="noop_batch", params={"count": count}, actor=Actor.system("b")
+        )
+        return count / (time.perf_counter() - started)
+    finally:
+        broker = "redis" if Conf.REDIS and not Conf.ORM else "orm"
+        _cleanup(account, queue, broker, Conf.REDIS if broker == "redis" else "")
+        Conf.CLUSTER_NAME, Conf.PREFIX = saved
+
+
+def _wait(condition, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench execution: timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _cleanup(account, queue: str, broker: str, redis_url: str) -> None:
+    from django.db import router
+    from django_q.models import OrmQ
+
+    from jobs.models import AuditEvent, Job, JobAttempt, Task
+
+    db = router.db_for_write(Job)
+    JobAttempt.objects.filter(job__account=account)._raw_delete(db)
+    Job.objects.filter(account=account)._raw_delete(db)
+    Task.objects.filter(account=account)._raw_delete(db)
+    AuditEvent.objects.filter(account_id=account.pk)._raw_delete(db)
+    OrmQ.objects.filter(key=queue).delete()
+    account.delete()
+    if broker == "redis":
+        import redis
+
+        redis.from_url(redis_url).delete(f"django_q:{queue}:q")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
