@@ -1,10 +1,11 @@
-"""imap_sync_messages: a real IMAP sync of message envelopes (see issue "Real work")."""
+"""imap_sync_messages: a real IMAP sync of message envelopes (the work is in jobs.mailsync)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from jobs.actions.registry import ActionContext, JobError, action
+from jobs.mailsync import sync_account
 
 
 @action(
@@ -15,4 +16,14 @@ from jobs.actions.registry import ActionContext, JobError, action
     retry_on={"provider_timeout", "provider_unavailable"},
 )
 def imap_sync_messages(ctx: ActionContext) -> dict[str, Any]:
-    raise JobError("not_implemented", "IMAP sync is not built yet", retryable=False)
+    """Sync the envelopes of the account's folders above the last synced UID.
+
+    Payload: {"full": bool (drop what is stored and sync from scratch), "folders": [names]
+    (default: the account's folders, INBOX when none are set)}. Result: counts per folder.
+    """
+    folders = ctx.payload.get("folders")
+    if folders is not None and (
+        not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders)
+    ):
+        raise JobError("invalid_payload", "payload.folders must be a list of folder names")
+    return sync_account(ctx.account_id, full=bool(ctx.payload.get("full")), folders=folders)
