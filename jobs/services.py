@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -513,7 +514,7 @@ def job_delete(*, job_id: str, actor: Actor) -> None:
         _refresh_task_statuses([job.task_id])
 
 
-SEARCH_DELETE_BATCH = 2000
+SEARCH_DELETE_BATCH = 10_000
 
 
 def jobs_search_delete(
@@ -528,8 +529,8 @@ def jobs_search_delete(
 
     Set-based and batched: each batch locks and deletes up to `batch_size` rows in its own
     transaction, so a large clean-up never holds locks for long. One audit event records the
-    filter, the count and the deleted ids; it is written with the first batch and completed
-    with each, so it is accurate even if the command is interrupted.
+    filter, the count and the deleted ids; it is written before the first batch and its count
+    kept exact with each, so it stays truthful even if the command is interrupted.
     """
     params = normalize_filter_params(filters)
     if not has_filters(params):
@@ -546,29 +547,46 @@ def jobs_search_delete(
 
     filter_record = {name: params.getlist(name) for name in params}
     deleted_ids: list[str] = []
-    audit_id: int | None = None
     deletable = matched_qs.exclude(status=S.RUNNING)
-    while True:
-        with transaction.atomic():
-            rows = list(
-                deletable.select_for_update(of=("self",))
-                .order_by("pk")
-                .values_list("pk", "task_id")[:batch_size]
-            )
-            ids = [pk for pk, _ in rows]
-            if ids:
-                _delete_job_rows(ids)
-                _refresh_task_statuses(task_id for _, task_id in rows)
+    audit = _audit(
+        actor=actor,
+        command="search_delete",
+        account_id=account_id,
+        data={"filter": filter_record, "count": 0, "complete": False},
+    )
+    complete = False
+    try:
+        while not complete:
+            with transaction.atomic():
+                rows = list(
+                    deletable.select_for_update(of=("self",))
+                    .order_by("pk")
+                    .values_list("pk", "task_id")[:batch_size]
+                )
+                ids = [pk for pk, _ in rows]
+                if ids:
+                    _delete_job_rows(ids)
+                    _refresh_task_statuses(task_id for _, task_id in rows)
+                    # The count is kept exact batch by batch; the id list is written once at the
+                    # end (rewriting a growing list per batch would be quadratic).
+                    AuditEvent.objects.filter(pk=audit.pk).update(
+                        data={
+                            "filter": filter_record,
+                            "count": len(deleted_ids) + len(ids),
+                            "complete": False,
+                        }
+                    )
             deleted_ids += ids
-            data = {"filter": filter_record, "count": len(deleted_ids), "job_ids": deleted_ids}
-            if audit_id is None:
-                audit_id = _audit(
-                    actor=actor, command="search_delete", account_id=account_id, data=data
-                ).pk
-            else:
-                AuditEvent.objects.filter(pk=audit_id).update(data=data)
-        if len(ids) < batch_size:
-            break
+            complete = len(ids) < batch_size
+    finally:
+        AuditEvent.objects.filter(pk=audit.pk).update(
+            data={
+                "filter": filter_record,
+                "count": len(deleted_ids),
+                "complete": complete,
+                "job_ids": deleted_ids,
+            }
+        )
     running = matched_qs.filter(status=S.RUNNING).count()
     return {
         "matched": matched,
@@ -594,10 +612,27 @@ SYSTEM_SWEEPER = Actor.system("sweeper")
 SYSTEM_DISPATCHER = Actor.system("dispatcher")
 
 
+@contextmanager
+def _worker_transaction():
+    """The transaction of a worker's claim or outcome. With JOBS_WORKER_ASYNC_COMMIT on
+    PostgreSQL it does not wait for its WAL flush (synchronous_commit off, for this transaction
+    only): a database *crash* may then forget the last fraction of a second of claims and
+    outcomes, never corrupt anything, and each forgotten transition heals into another run
+    (a forgotten claim leaves the job queued and it is enqueued again; a forgotten outcome
+    leaves it running and the sweeper reschedules it): the at-least-once the design already
+    guarantees. Operators' commands always commit durably."""
+    with transaction.atomic():
+        connection = transaction.get_connection()
+        if settings.JOBS_WORKER_ASYNC_COMMIT and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
 def job_claim(*, job_id: str, worker: str) -> JobAttempt | None:
     """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
     queued any more (a duplicate or late message, a deleted or resolved job): a no-op."""
-    with transaction.atomic():
+    with _worker_transaction():
         job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
         if job is None or job.status != S.QUEUED:
             return None
@@ -673,7 +708,7 @@ def _close_attempt(
 
 def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> Job | None:
     """Close a run as succeeded. None when the run is not ours any more."""
-    with transaction.atomic():
+    with _worker_transaction():
         job = _lock_own_run(job_id, attempt)
         if job is None:
             return None
@@ -710,7 +745,7 @@ def job_fail(
 ) -> Job | None:
     """Close a run as failed: scheduled again after a backoff when the error is retryable and
     attempts remain, failed otherwise. None when the run is not ours any more."""
-    with transaction.atomic():
+    with _worker_transaction():
         job = _lock_own_run(job_id, attempt)
         if job is None:
             return None
@@ -784,9 +819,10 @@ def jobs_sweep_lost(*, now: datetime | None = None, limit: int = 500) -> list[st
     # A worker that is alive but stuck past its action's timeout (the hard timeout did not fire).
     overdue = [
         job
-        for job in Job.objects.filter(status=S.RUNNING, started_at__lt=now - grace).only(
-            "pk", "action", "started_at"
-        )[:limit]
+        # Oldest first, so the limit cannot hide an overdue run behind younger ones.
+        for job in Job.objects.filter(status=S.RUNNING, started_at__lt=now - grace)
+        .only("pk", "action", "started_at")
+        .order_by("started_at")[:limit]
         if job.started_at + timedelta(seconds=policy_for(job.action).effective_timeout) + grace
         < now
     ]

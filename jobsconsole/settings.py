@@ -178,6 +178,19 @@ JOBS_STALL_GRACE_SECONDS = env_float("JOBS_STALL_GRACE_SECONDS", 30.0)
 JOBS_REQUEUE_AFTER_SECONDS = env_float("JOBS_REQUEUE_AFTER_SECONDS", 120.0)
 JOBS_DISPATCH_INTERVAL = env_float("JOBS_DISPATCH_INTERVAL", 0.5)
 JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 500)
+# How often the scheduler process looks for lost runs and unclaimed queued jobs.
+JOBS_SWEEP_INTERVAL = env_float("JOBS_SWEEP_INTERVAL", 5.0)
+# How long a worker keeps retrying to record a run's outcome while the database is unreachable
+# (a restart, a failover) before it gives up and leaves the run to the sweeper.
+JOBS_DB_RETRY_SECONDS = env_float("JOBS_DB_RETRY_SECONDS", 60.0)
+# Workers' claims and outcomes commit without waiting for the WAL flush (PostgreSQL only; see
+# jobs.services._worker_transaction): a database crash can only cause a job to run again.
+JOBS_WORKER_ASYNC_COMMIT = env_bool("JOBS_WORKER_ASYNC_COMMIT", True)
+# Modules that register more actions, imported by workers and the scheduler (tests, plugins).
+JOBS_EXTRA_ACTION_MODULES = env_list("JOBS_EXTRA_ACTION_MODULES", [])
+# IMAP sync: seconds per connect or read, and envelopes fetched per batch (one transaction each).
+JOBS_IMAP_TIMEOUT = env_float("JOBS_IMAP_TIMEOUT", 10.0)
+JOBS_IMAP_BATCH_SIZE = env_int("JOBS_IMAP_BATCH_SIZE", 500)
 JOBS_IDEMPOTENCY_TTL_HOURS = env_int("JOBS_IDEMPOTENCY_TTL_HOURS", 24)
 # Key for encrypting mailbox credentials at rest (Fernet, urlsafe base64 of 32 bytes). When unset
 # it is derived from SECRET_KEY, so rotating SECRET_KEY makes stored passwords unreadable.

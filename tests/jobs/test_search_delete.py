@@ -83,6 +83,7 @@ def test_deletes_matches_of_one_account_keeps_running_and_audits(account, actor,
     event = AuditEvent.objects.get(command="search_delete")
     assert event.account_id == account.pk
     assert event.data["count"] == 5
+    assert event.data["complete"] is True
     assert set(event.data["job_ids"]) == deleted_ids
     assert event.data["filter"] == {
         "last_error_code": ["provider_timeout"],
