@@ -110,16 +110,16 @@ class Job(models.Model):
             # The triage view and the dashboard read only jobs that wait for an operator, a small
             # part of the table: partial indexes keep those reads off the bulk of succeeded rows.
             models.Index(
-                fields=["action", "last_error_code", "account", "last_error_at"],
+                fields=["action", "last_error_code", "account", "status", "last_error_at"],
                 name="job_triage",
                 condition=models.Q(status__in=["failed", "stalled"]),
             ),
             models.Index(
-                fields=["last_error_at"],
+                fields=["last_error_at", "last_error_code"],
                 name="job_failing_error_at",
                 condition=models.Q(status__in=["failed", "stalled"]),
             ),
-            models.Index(fields=["finished_at"], name="job_finished_at"),
+            models.Index(fields=["finished_at", "status"], name="job_finished_at"),
         ]
         permissions = [
             ("retry_job", "Can retry jobs"),
