@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from jobsconsole.ids import PrefixedId
+from jobsconsole.ids import PublicIdField
 
 
 class ImapSecurity(models.TextChoices):
@@ -15,9 +15,7 @@ class ImapSecurity(models.TextChoices):
 class Account(models.Model):
     """A connected mailbox. Paused accounts keep their jobs `scheduled` until resumed."""
 
-    id = models.CharField(
-        primary_key=True, max_length=32, default=PrefixedId("acc"), editable=False
-    )
+    id = PublicIdField("acc")
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
@@ -85,7 +83,9 @@ class ApiKey(models.Model):
 class MailboxFolder(models.Model):
     """Sync position of one IMAP folder: a sync resumes above `last_uid` while UIDVALIDITY holds."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="mailbox_folders")
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="mailbox_folders", db_index=False
+    )
     name = models.CharField(max_length=500)
     uidvalidity = models.BigIntegerField(null=True, blank=True)
     last_uid = models.BigIntegerField(default=0)
@@ -104,7 +104,9 @@ class MailboxFolder(models.Model):
 class MailboxMessage(models.Model):
     """The envelope of one message, stored idempotently per (account, folder, uidvalidity, uid)."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="messages")
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     folder = models.CharField(max_length=500)
     uidvalidity = models.BigIntegerField()
     uid = models.BigIntegerField()

@@ -21,6 +21,7 @@ from jobs.errors import DomainError, ValidationFailed
 from jobs.filters import filter_jobs, normalize_filter_params
 from jobs.models import ActorType, AuditEvent, Job, JobAttempt
 from jobs.paginators import NoCountAdminMixin
+from jobs.selectors import job_timeline
 from jobs.states import MUTABLE_FIELDS, Command, JobStatus, allowed_commands
 
 S = JobStatus
@@ -355,7 +356,7 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
                 title=f"Job {obj.pk}",
                 job=obj,
                 commands=commands,
-                audit_events=list(AuditEvent.objects.filter(job_id=obj.pk).order_by("-id")[:200]),
+                audit_events=list(job_timeline(obj)),
                 queue_url=admin_views.changelist_url(f"account={obj.account_id}"),
                 is_running=obj.status == S.RUNNING,
             )

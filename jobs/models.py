@@ -5,16 +5,17 @@ from django.utils import timezone
 
 from accounts.models import Account
 from jobs.states import JobStatus, TaskStatus
-from jobsconsole.ids import PrefixedId
+from jobsconsole.ids import PublicIdField
 
 
 class Task(models.Model):
     """Work a client asked for; produces one or more jobs. Its status is derived from them."""
 
-    id = models.CharField(
-        primary_key=True, max_length=32, default=PrefixedId("tsk"), editable=False
+    id = PublicIdField("tsk")
+    # Indexed by task_account_id below.
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="tasks", db_index=False
     )
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="tasks")
     kind = models.CharField(max_length=100)
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
@@ -32,10 +33,11 @@ class Task(models.Model):
 class ProviderEvent(models.Model):
     """A change pushed by a mail provider; deduplicated on the provider's own event id."""
 
-    id = models.CharField(
-        primary_key=True, max_length=32, default=PrefixedId("evt"), editable=False
+    id = PublicIdField("evt")
+    # Indexed by the unique constraint below.
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="provider_events", db_index=False
     )
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="provider_events")
     provider = models.CharField(max_length=50)
     type = models.CharField(max_length=100)
     external_id = models.CharField(max_length=255)
@@ -62,15 +64,27 @@ class ProviderEvent(models.Model):
 class Job(models.Model):
     """The executable queue unit: one action with its payload, run by django-q2 workers."""
 
-    id = models.CharField(
-        primary_key=True, max_length=32, default=PrefixedId("job"), editable=False
+    id = PublicIdField("job")
+    # The foreign keys are indexed by the composite and partial indexes of Meta: every index of
+    # this table is written on every status change, so none is kept that another one covers.
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="jobs", db_index=False
     )
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="jobs")
     task = models.ForeignKey(
-        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        Task,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
     )
     provider_event = models.ForeignKey(
-        ProviderEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        ProviderEvent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,
     )
     action = models.CharField(max_length=100)
     payload = models.JSONField(default=dict, blank=True)
@@ -104,9 +118,29 @@ class Job(models.Model):
             models.Index(
                 fields=["account", "action", "last_error_code"], name="job_account_action_error"
             ),
+            # The dispatcher (due scheduled jobs), and counts by status from the index alone.
             models.Index(fields=["status", "run_at"], name="job_status_run_at"),
-            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat"),
-            models.Index(fields=["status", "enqueued_at"], name="job_status_enqueued"),
+            # The stall sweeper and the unclaimed-message sweeper look at one status each.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="job_status_heartbeat",
+                condition=models.Q(status="running"),
+            ),
+            models.Index(
+                fields=["enqueued_at"],
+                name="job_status_enqueued",
+                condition=models.Q(status="queued"),
+            ),
+            models.Index(
+                fields=["task", "status"],
+                name="job_task_status",
+                condition=models.Q(task__isnull=False),
+            ),
+            models.Index(
+                fields=["provider_event"],
+                name="job_provider_event",
+                condition=models.Q(provider_event__isnull=False),
+            ),
             # The triage view and the dashboard read only jobs that wait for an operator, a small
             # part of the table: partial indexes keep those reads off the bulk of succeeded rows.
             models.Index(
@@ -119,7 +153,11 @@ class Job(models.Model):
                 name="job_failing_error_at",
                 condition=models.Q(status__in=["failed", "stalled"]),
             ),
-            models.Index(fields=["finished_at", "status"], name="job_finished_at"),
+            models.Index(
+                fields=["finished_at", "status"],
+                name="job_finished_at",
+                condition=models.Q(finished_at__isnull=False),
+            ),
         ]
         permissions = [
             ("retry_job", "Can retry jobs"),
@@ -143,7 +181,8 @@ class AttemptOutcome(models.TextChoices):
 class JobAttempt(models.Model):
     """One execution of a job by a worker."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    # Indexed by the unique constraint on (job, number).
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveIntegerField()
     worker = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField(default=timezone.now)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import django_filters
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import QueryDict
 
 from accounts.models import Account
@@ -171,3 +171,12 @@ def audit_events_search(principal: Principal, data: Mapping[str, Any]) -> QueryS
             fields=fields,
         )
     return filterset.qs
+
+
+def job_timeline(job: Job, *, limit: int = 200):
+    """The audit events of one job, newest first, with the creation of its task (a task's jobs
+    are recorded by the task's `create_task` event, not one event each)."""
+    condition = Q(job_id=job.pk)
+    if job.task_id:
+        condition |= Q(task_id=job.task_id, command="create_task")
+    return AuditEvent.objects.filter(condition).order_by("-id")[:limit]

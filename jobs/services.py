@@ -12,13 +12,12 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, router, transaction
-from django.db.models import Count, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -105,29 +104,31 @@ def _check_allowed(job: Job, command: Command) -> None:
 
 def _refresh_task_statuses(task_ids: Iterable[str | None]) -> None:
     """Recompute the derived status of each task from its jobs, under the task's row lock so
-    concurrent transitions of two jobs of one task serialize and the last one sees both."""
+    concurrent transitions of two jobs of one task serialize and the last one sees both.
+
+    The status depends only on which job statuses are present, so each task costs one index
+    probe per status (`job_task_status`), however many jobs it has."""
     ids = sorted({task_id for task_id in task_ids if task_id})
     if not ids:
         return
-    list(
+    current = dict(
         Task.objects.select_for_update(no_key=True)
         .filter(pk__in=ids)
         .order_by("pk")
-        .values_list("pk")
+        .values_list("pk", "status")
     )
-    counts: dict[str, dict[str, int]] = {task_id: {} for task_id in ids}
-    rows = (
-        Job.objects.filter(task_id__in=ids)
-        .values_list("task_id", "status")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for task_id, status, n in rows:
-        counts[task_id][status] = n
+    # A new statement after the lock: in READ COMMITTED it sees what the previous holder of
+    # the lock committed.
+    probes = {
+        status.value: Exists(Job.objects.filter(task_id=OuterRef("pk"), status=status))
+        for status in S
+    }
+    rows = Task.objects.filter(pk__in=list(current)).annotate(**probes).values("pk", *probes)
     now = timezone.now()
-    for task_id, by_status in counts.items():
-        status = derive_task_status(by_status)
-        Task.objects.filter(pk=task_id).exclude(status=status).update(status=status, updated_at=now)
+    for row in rows:
+        status = derive_task_status({name: 1 for name in probes if row[name]})
+        if status != current[row["pk"]]:
+            Task.objects.filter(pk=row["pk"]).update(status=status, updated_at=now)
 
 
 def _grant_attempt_if_spent(job: Job, fields: list[str]) -> None:
@@ -208,25 +209,32 @@ def jobs_create(
         )
     with transaction.atomic():
         Job.objects.bulk_create(jobs, batch_size=1000)
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    **_audit_fields(
-                        actor=actor,
-                        command="create",
-                        account_id=account.pk,
-                        job=job,
-                        to_status=job.status,
-                        data={"action": job.action}
-                        | ({"provider_event_id": job.provider_event_id} if provider_event else {}),
-                        now=now,
+        if task is None:
+            # A task's jobs are recorded by the task's own `create_task` event (which the job
+            # page shows): ten thousand identical "created" rows would say nothing more.
+            AuditEvent.objects.bulk_create(
+                [
+                    AuditEvent(
+                        **_audit_fields(
+                            actor=actor,
+                            command="create",
+                            account_id=account.pk,
+                            job=job,
+                            to_status=job.status,
+                            data={"action": job.action}
+                            | (
+                                {"provider_event_id": job.provider_event_id}
+                                if provider_event
+                                else {}
+                            ),
+                            now=now,
+                        )
                     )
-                )
-                for job in jobs
-            ],
-            batch_size=1000,
-        )
-        if task:
+                    for job in jobs
+                ],
+                batch_size=1000,
+            )
+        else:
             _refresh_task_statuses([task.pk])
         enqueue_on_commit([job.pk for job in jobs if job.status == S.QUEUED])
     return jobs
@@ -612,27 +620,10 @@ SYSTEM_SWEEPER = Actor.system("sweeper")
 SYSTEM_DISPATCHER = Actor.system("dispatcher")
 
 
-@contextmanager
-def _worker_transaction():
-    """The transaction of a worker's claim or outcome. With JOBS_WORKER_ASYNC_COMMIT on
-    PostgreSQL it does not wait for its WAL flush (synchronous_commit off, for this transaction
-    only): a database *crash* may then forget the last fraction of a second of claims and
-    outcomes, never corrupt anything, and each forgotten transition heals into another run
-    (a forgotten claim leaves the job queued and it is enqueued again; a forgotten outcome
-    leaves it running and the sweeper reschedules it): the at-least-once the design already
-    guarantees. Operators' commands always commit durably."""
-    with transaction.atomic():
-        connection = transaction.get_connection()
-        if settings.JOBS_WORKER_ASYNC_COMMIT and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        yield
-
-
 def job_claim(*, job_id: str, worker: str) -> JobAttempt | None:
     """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
     queued any more (a duplicate or late message, a deleted or resolved job): a no-op."""
-    with _worker_transaction():
+    with transaction.atomic():
         job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
         if job is None or job.status != S.QUEUED:
             return None
@@ -708,7 +699,7 @@ def _close_attempt(
 
 def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> Job | None:
     """Close a run as succeeded. None when the run is not ours any more."""
-    with _worker_transaction():
+    with transaction.atomic():
         job = _lock_own_run(job_id, attempt)
         if job is None:
             return None
@@ -745,7 +736,7 @@ def job_fail(
 ) -> Job | None:
     """Close a run as failed: scheduled again after a backoff when the error is retryable and
     attempts remain, failed otherwise. None when the run is not ours any more."""
-    with _worker_transaction():
+    with transaction.atomic():
         job = _lock_own_run(job_id, attempt)
         if job is None:
             return None

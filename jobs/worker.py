@@ -29,12 +29,27 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 
 from jobs import services
 from jobs.actions.registry import ActionContext, JobError, get_action
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@receiver(connection_created)
+def _asynchronous_commit(sender, connection, **kwargs) -> None:
+    """Worker processes commit without waiting for the WAL flush (JOBS_WORKER_ASYNC_COMMIT,
+    PostgreSQL only). A database *crash* may then forget the last fraction of a second of
+    claims and outcomes, never corrupt anything, and each forgotten transition heals into
+    another run (a forgotten claim leaves the job queued and it is enqueued again; a forgotten
+    outcome leaves it running and the sweeper reschedules it): the at-least-once the design
+    already guarantees. Operators' commands, in the web process, always commit durably."""
+    if settings.JOBS_WORKER_ASYNC_COMMIT and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO OFF")
 
 
 class ActionTimeout(BaseException):

@@ -7,6 +7,8 @@ import re
 import threading
 import time
 
+from django.db import models
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ULID_LENGTH = 26
 _lock = threading.Lock()
@@ -72,3 +74,37 @@ class PrefixedId:
 
     def __hash__(self) -> int:
         return hash(self.prefix)
+
+
+class PublicIdField(models.CharField):
+    """A prefixed public id as the primary key.
+
+    On PostgreSQL Django gives every indexed `varchar` column a second `varchar_pattern_ops`
+    index for LIKE queries. Ids are never searched with LIKE, and each extra index costs every
+    insert and every status change of a job, so the column is declared under varchar's SQL
+    name, `character varying`, which Django does not pair with such an index. Foreign keys to
+    it take the same type.
+    """
+
+    def __init__(self, prefix: str, **kwargs):
+        self.prefix = prefix
+        kwargs.setdefault("max_length", 32)
+        kwargs.setdefault("default", PrefixedId(prefix))
+        kwargs.setdefault("primary_key", True)
+        kwargs.setdefault("editable", False)
+        super().__init__(**kwargs)
+
+    def deconstruct(self):
+        name, _, args, kwargs = super().deconstruct()
+        kwargs.pop("default", None)
+        kwargs.pop("primary_key", None)
+        kwargs.pop("editable", None)
+        if kwargs.get("max_length") == 32:
+            kwargs.pop("max_length")
+        return name, "jobsconsole.ids.PublicIdField", [self.prefix, *args], kwargs
+
+    def db_type(self, connection):
+        db_type = super().db_type(connection)
+        if connection.vendor == "postgresql" and db_type and db_type.startswith("varchar"):
+            return "character varying" + db_type[len("varchar") :]
+        return db_type

@@ -220,6 +220,14 @@ class ImapSession:
             raise JobError(
                 UNAVAILABLE, f"IMAP connection to {self.where} was refused", retryable=True
             ) from None
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+            # The server dropped the connection: the same as the EOF imaplib reports below,
+            # whichever of the two the timing of the drop produces.
+            raise JobError(
+                UNAVAILABLE,
+                f"IMAP connection to {self.where} was lost {step}: {exc.strerror}",
+                retryable=True,
+            ) from None
         except imaplib.IMAP4.abort as exc:
             # imaplib aborts on a lost connection ("socket error: EOF"), on a BYE, and on an
             # answer that is not IMAP at all ("unexpected response").
