@@ -12,11 +12,11 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connection, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -620,40 +620,67 @@ SYSTEM_SWEEPER = Actor.system("sweeper")
 SYSTEM_DISPATCHER = Actor.system("dispatcher")
 
 
+def _as_datetime(value: Any) -> datetime:
+    # A raw cursor on SQLite returns timestamps as text.
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    return timezone.make_aware(value, UTC) if timezone.is_naive(value) else value
+
+
+# Claim and success are the hot path of every job: each is one UPDATE ... RETURNING that both
+# checks and moves the state (a concurrent delivery waits on the row and then finds the job no
+# longer queued), then its attempt and audit rows; no SELECT, no model save.
+_CLAIM_SQL = """
+UPDATE jobs_job
+SET status = %s, attempt_count = attempt_count + 1, started_at = %s, heartbeat_at = %s,
+    finished_at = NULL, worker = %s, updated_at = %s
+WHERE id = %s AND status = %s
+RETURNING account_id, task_id, action, payload, attempt_count
+"""
+
+_SUCCEED_SQL = """
+UPDATE jobs_job
+SET status = %s, result = %s, finished_at = %s, heartbeat_at = NULL, updated_at = %s
+WHERE id = %s AND status = %s AND attempt_count = %s
+RETURNING account_id, task_id, started_at
+"""
+
+
 def job_claim(*, job_id: str, worker: str) -> JobAttempt | None:
     """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
     queued any more (a duplicate or late message, a deleted or resolved job): a no-op."""
+    now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
-        if job is None or job.status != S.QUEUED:
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, [S.RUNNING, now, now, worker, now, job_id, S.QUEUED])
+            row = cursor.fetchone()
+        if row is None:
             return None
-        now = timezone.now()
-        job.status = S.RUNNING
-        job.attempt_count += 1
-        job.started_at = now
-        job.heartbeat_at = now
-        job.finished_at = None
-        job.worker = worker
-        _save(
-            job,
-            ["status", "attempt_count", "started_at", "heartbeat_at", "finished_at", "worker"],
-            now=now,
+        account_id, task_id, action, payload, number = row
+        job = Job(
+            pk=job_id,
+            account_id=account_id,
+            task_id=task_id,
+            action=action,
+            payload=Job._meta.get_field("payload").from_db_value(payload, None, connection),
+            status=S.RUNNING,
+            attempt_count=number,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker,
         )
-        attempt = JobAttempt.objects.create(
-            job=job, number=job.attempt_count, worker=worker, started_at=now
-        )
+        attempt = JobAttempt.objects.create(job=job, number=number, worker=worker, started_at=now)
         _audit(
             actor=SYSTEM_WORKER,
             command="claim",
-            account_id=job.account_id,
+            account_id=account_id,
             job=job,
             from_status=S.QUEUED,
             to_status=S.RUNNING,
-            data={"attempt": attempt.number, "worker": worker},
+            data={"attempt": number, "worker": worker},
             now=now,
         )
-        _refresh_task_statuses([job.task_id])
-    attempt.job = job
+        _refresh_task_statuses([task_id])
     return attempt
 
 
@@ -698,29 +725,43 @@ def _close_attempt(
 
 
 def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> Job | None:
-    """Close a run as succeeded. None when the run is not ours any more."""
+    """Close a run as succeeded. None when the run is not ours any more: the sweeper declared
+    it lost (or an operator deleted the job) while it ran, and the outcome of a run we no
+    longer own must not overwrite the newer state."""
+    now = timezone.now()
+    stored_result = Job._meta.get_field("result").get_db_prep_save(result, connection)
     with transaction.atomic():
-        job = _lock_own_run(job_id, attempt)
-        if job is None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SUCCEED_SQL,
+                [S.SUCCEEDED, stored_result, now, now, job_id, S.RUNNING, attempt],
+            )
+            row = cursor.fetchone()
+        if row is None:
             return None
-        now = timezone.now()
-        job.status = S.SUCCEEDED
-        job.result = result
-        job.finished_at = now
-        job.heartbeat_at = None
-        _save(job, ["status", "result", "finished_at", "heartbeat_at"], now=now)
+        account_id, task_id, started_at = row
+        job = Job(
+            pk=job_id,
+            account_id=account_id,
+            task_id=task_id,
+            status=S.SUCCEEDED,
+            result=result,
+            attempt_count=attempt,
+            started_at=_as_datetime(started_at),
+            finished_at=now,
+        )
         _close_attempt(job, attempt, now=now, outcome=AttemptOutcome.SUCCEEDED)
         _audit(
             actor=SYSTEM_WORKER,
             command="succeed",
-            account_id=job.account_id,
+            account_id=account_id,
             job=job,
             from_status=S.RUNNING,
             to_status=S.SUCCEEDED,
             data={"attempt": attempt},
             now=now,
         )
-        _refresh_task_statuses([job.task_id])
+        _refresh_task_statuses([task_id])
     return job
 
 
