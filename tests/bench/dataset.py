@@ -216,6 +216,9 @@ def _secondary_indexes_dropped(cursor, table: str):
     for name, _ in indexes:
         cursor.execute(f'DROP INDEX "{name}"')
     yield
+    # The COPY queued deferred foreign-key checks; PostgreSQL builds no index on a table with
+    # pending trigger events, so run the checks now.
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     for _, definition in indexes:
         cursor.execute(definition)
 
