@@ -39,7 +39,7 @@ def _account_of(queue_filter: QueueFilter) -> Account | None:
 
 
 def _status_breakdown(queryset: QuerySet[Job]) -> list[tuple[str, int]]:
-    return list(queryset.order_by().values_list("status").annotate(n=Count("id")).order_by("-n"))
+    return list(queryset.order_by().values_list("status").annotate(n=Count("*")).order_by("-n"))
 
 
 def bulk_command(model_admin, request: HttpRequest, queryset: QuerySet[Job], command: str):

@@ -107,7 +107,7 @@ def task_job_counts(task_ids: Iterable[str]) -> dict[str, dict[str, int]]:
     rows = (
         Job.objects.filter(task_id__in=ids)
         .values_list("task_id", "status")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
         .order_by()
     )
     for task_id, status, n in rows:

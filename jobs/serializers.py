@@ -202,29 +202,7 @@ class JobSerializer(serializers.ModelSerializer):
 # The list of jobs is the API's hot path: rendering rows straight from `.values()` costs a
 # fraction of a ModelSerializer over model instances. JobSerializer documents the same shape
 # (the schemathesis test checks that they agree).
-JOB_VALUES = (
-    "id",
-    "account_id",
-    "task_id",
-    "provider_event_id",
-    "action",
-    "payload",
-    "labels",
-    "status",
-    "priority",
-    "run_at",
-    "attempt_count",
-    "max_attempts",
-    "last_error_code",
-    "last_error_detail",
-    "last_error_at",
-    "result",
-    "resolution",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-)
+JOB_VALUES = tuple(name for name in JobSerializer.Meta.fields if name != "allowed_commands")
 _DATETIMES = frozenset(
     {"run_at", "last_error_at", "created_at", "updated_at", "started_at", "finished_at"}
 )

@@ -196,7 +196,9 @@ def ensure_dataset(jobs: int = 1_000_000, accounts: int = 1_000) -> Dataset:
     ):
         copy_jobs(lines())
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE jobs_job")
+        # VACUUM sets the visibility map, so index-only scans (triage, counts by status) need
+        # not visit the heap, as on a live table that autovacuum keeps.
+        cursor.execute("VACUUM ANALYZE jobs_job")
         cursor.execute("ANALYZE accounts_account")
     return Dataset(ids, ids[0], jobs, dict(SEARCH), time.perf_counter() - started)
 
