@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, router, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -686,10 +687,12 @@ def job_claim(*, job_id: str, worker: str) -> JobAttempt | None:
 
 def job_heartbeat(*, job_id: str, attempt: int) -> bool:
     """Record that the run is alive. False when the run is no longer this attempt's (it was
-    declared lost and rescheduled, or deleted)."""
+    declared lost and rescheduled, or deleted). Stamped with the database's clock, which the
+    sweeper compares against: workers on other hosts may have clocks that disagree by more
+    than the grace."""
     return bool(
         Job.objects.filter(pk=job_id, status=S.RUNNING, attempt_count=attempt).update(
-            heartbeat_at=timezone.now()
+            heartbeat_at=Now()
         )
     )
 
@@ -834,10 +837,12 @@ def jobs_sweep_lost(*, now: datetime | None = None, limit: int = 500) -> list[st
     """Declare lost the running jobs whose worker stopped heart-beating (killed, lost, cut off)
     or that outran their timeout plus the grace: `stalled` with error `worker_lost`, then
     rescheduled at once when attempts remain."""
-    now = now or timezone.now()
     grace = timedelta(seconds=settings.JOBS_STALL_GRACE_SECONDS)
+    # Heartbeats carry the database's clock (job_heartbeat), so staleness is judged by it too.
+    stale_before = (now or Now()) - grace
+    now = now or timezone.now()
     candidates = Job.objects.filter(status=S.RUNNING).filter(
-        Q(heartbeat_at__lt=now - grace) | Q(heartbeat_at__isnull=True)
+        Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
     )
     swept: list[str] = []
     with transaction.atomic():
@@ -853,16 +858,21 @@ def jobs_sweep_lost(*, now: datetime | None = None, limit: int = 500) -> list[st
         job
         # Oldest first, so the limit cannot hide an overdue run behind younger ones.
         for job in Job.objects.filter(status=S.RUNNING, started_at__lt=now - grace)
-        .only("pk", "action", "started_at")
+        .only("pk", "action", "started_at", "attempt_count")
         .order_by("started_at")[:limit]
         if job.started_at + timedelta(seconds=policy_for(job.action).effective_timeout) + grace
         < now
     ]
     if overdue:
         with transaction.atomic():
+            # The same runs that were read: a job that finished and was claimed again since
+            # is a new run, not an overdue one.
+            same_run = Q()
+            for job in overdue:
+                same_run |= Q(pk=job.pk, attempt_count=job.attempt_count)
             jobs = list(
                 Job.objects.select_for_update(skip_locked=True, no_key=True)
-                .filter(pk__in=[job.pk for job in overdue], status=S.RUNNING)
+                .filter(same_run, status=S.RUNNING)
                 .order_by("pk")
             )
             for job in jobs:
