@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
@@ -29,19 +28,9 @@ from jobs import services
 from jobs.actors import Actor
 from jobs.models import Job, JobAttempt
 from tests.bench.dataset import ensure_dataset
+from tests.bench.timing import timed
 
 TARGET_MS = 300.0
-
-
-def timed(fn: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def page(client: Client, url: str) -> Callable[[], object]:

@@ -15,7 +15,6 @@ half the speed of the raw SQL delete. Nothing is asserted: figures are reported.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from accounts.models import Account
 from jobs.actors import Actor
 from jobs.models import Job
 from tests.bench.dataset import ensure_dataset, make_jobs
+from tests.bench.timing import p95, timed
 
 READ_TARGET_MS = 25.0
 READ_TARGET_RATIO = 3.0
@@ -37,22 +37,6 @@ JOB_SQL_COLUMNS = (
     "run_at, attempt_count, max_attempts, last_error_code, last_error_detail, last_error_at, "
     "result, resolution, created_at, updated_at, started_at, finished_at"
 )
-
-
-def p95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def timed(fn: Callable[[], object], repeat: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def raw(sql: str, params: list) -> Callable[[], list]:
