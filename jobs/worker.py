@@ -33,7 +33,7 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
 from jobs import services
-from jobs.actions.registry import ActionContext, JobError, get_action
+from jobs.actions.registry import ActionContext, JobError, RunLost, get_action
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +75,8 @@ def run_job(job_id: str) -> str:
             detail=f"No action is registered as {job.action!r} on worker {worker_identity()}.",
             retryable=False,
         )
+    heartbeat = _heartbeat()
+    heartbeat.watch(job.pk, number)
     context = ActionContext(
         job_id=job.pk,
         account_id=job.account_id,
@@ -82,10 +84,9 @@ def run_job(job_id: str) -> str:
         payload=job.payload,
         attempt=number,
         task_id=job.task_id,
+        is_lost=lambda: heartbeat.lost(job.pk, number),
     )
     timeout = registered.policy.effective_timeout
-    heartbeat = _heartbeat()
-    heartbeat.watch(job.pk, number)
     try:
         with _deadline(timeout):
             result = registered.handler(context)
@@ -102,6 +103,10 @@ def run_job(job_id: str) -> str:
             retryable=True,
             timed_out=True,
         )
+    except RunLost:
+        # The sweeper already closed this attempt as worker_lost and rescheduled the job.
+        logger.warning("run %s of %s was declared lost while it ran; stopped it", number, job_id)
+        return "lost"
     except JobError as exc:
         return _fail(job_id, number, code=exc.code, detail=exc.detail, retryable=exc.retryable)
     except Exception as exc:
@@ -218,6 +223,7 @@ class _Heartbeat(threading.Thread):
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._run: tuple[str, int] | None = None
+        self._lost: tuple[str, int] | None = None
 
     def watch(self, job_id: str, attempt: int) -> None:
         with self._lock:
@@ -226,6 +232,11 @@ class _Heartbeat(threading.Thread):
     def unwatch(self) -> None:
         with self._lock:
             self._run = None
+
+    def lost(self, job_id: str, attempt: int) -> bool:
+        """Whether the heartbeat found that this run was taken away (declared lost)."""
+        with self._lock:
+            return self._lost == (job_id, attempt)
 
     def run(self) -> None:
         while True:
@@ -243,6 +254,7 @@ class _Heartbeat(threading.Thread):
                     with self._lock:
                         if self._run == current:
                             self._run = None
+                            self._lost = current
             except Exception as exc:
                 logger.warning("heartbeat for %s failed: %s", current[0], exc)
                 _close_connection()

@@ -26,4 +26,9 @@ def imap_sync_messages(ctx: ActionContext) -> dict[str, Any]:
         not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders)
     ):
         raise JobError("invalid_payload", "payload.folders must be a list of folder names")
-    return sync_account(ctx.account_id, full=bool(ctx.payload.get("full")), folders=folders)
+    return sync_account(
+        ctx.account_id,
+        full=bool(ctx.payload.get("full")),
+        folders=folders,
+        ensure_owned=ctx.ensure_owned,
+    )

@@ -22,6 +22,13 @@ class JobError(Exception):
         self.retryable = retryable
 
 
+class RunLost(BaseException):
+    """The run is no longer this worker's: the sweeper declared it lost (its heartbeat went
+    stale) and another worker may already run the job. Raised by ActionContext.ensure_owned so
+    a long handler stops instead of overlapping with the new run; the worker records nothing.
+    A BaseException, so a handler's `except Exception` cannot swallow it."""
+
+
 @dataclass(frozen=True)
 class ActionPolicy:
     max_attempts: int | None = None  # None: settings.JOBS_DEFAULT_MAX_ATTEMPTS
@@ -63,6 +70,14 @@ class ActionContext:
     payload: dict[str, Any]
     attempt: int
     task_id: str | None = None
+    # Set by the worker: whether the sweeper has taken this run away (see RunLost).
+    is_lost: Callable[[], bool] = field(default=lambda: False, repr=False, compare=False)
+
+    def ensure_owned(self) -> None:
+        """Raise RunLost if this run is no longer ours. Long handlers call it between units of
+        work (the IMAP sync between batches), before writing anything."""
+        if self.is_lost():
+            raise RunLost(f"run {self.attempt} of {self.job_id} was declared lost")
 
 
 Handler = Callable[[ActionContext], dict[str, Any] | None]

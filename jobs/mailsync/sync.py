@@ -51,7 +51,11 @@ def _run_hooks(stage: str, folder: str, uids: list[int]) -> None:
 
 
 def sync_account(
-    account_id: str, *, full: bool = False, folders: list[str] | None = None
+    account_id: str,
+    *,
+    full: bool = False,
+    folders: list[str] | None = None,
+    ensure_owned: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Fetch the envelopes of messages above each folder's last synced UID and store them.
 
@@ -79,7 +83,14 @@ def sync_account(
         session.login(account.imap_username, password)
         del password
         for name in names:
-            counts = _sync_folder(session, account_id, name, full=full, batch_size=batch_size)
+            counts = _sync_folder(
+                session,
+                account_id,
+                name,
+                full=full,
+                batch_size=batch_size,
+                ensure_owned=ensure_owned,
+            )
             result["folders"][name] = counts
             result["new_messages"] += counts["new"]
     result["seconds"] = round(time.monotonic() - started, 3)
@@ -113,7 +124,13 @@ def _password(account: Account) -> str:
 
 
 def _sync_folder(
-    session: ImapSession, account_id: str, name: str, *, full: bool, batch_size: int
+    session: ImapSession,
+    account_id: str,
+    name: str,
+    *,
+    full: bool,
+    batch_size: int,
+    ensure_owned: Callable[[], None],
 ) -> dict[str, Any]:
     status = session.examine(name)
     start = store.folder_start(
@@ -141,6 +158,8 @@ def _sync_folder(
     # logged out, not whenever the generator is garbage collected.
     with contextlib.closing(_prefetched(fetch, batches)) as fetched:
         for uids, envelopes in fetched:
+            # Stop before writing if the sweeper gave this run away: its new run syncs on.
+            ensure_owned()
             _run_hooks("fetched", name, uids)
             stored = store.store_batch(
                 account_id=account_id,
