@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from jobs.actors import Actor
+from jobs.audit import audit
 from jobs.errors import Conflict, NotFound, ValidationFailed
 
 KEY_SCHEME = "jc"
@@ -47,8 +48,6 @@ def api_key_create(
 
     Returns (key, raw_key); `raw_key` is the only copy of the secret and must be shown once.
     """
-    from jobs.models import AuditEvent
-
     if len(name) > 200:
         raise ValidationFailed.for_field("name", "is too long (200 characters at most).")
     secret = secrets.token_urlsafe(32)
@@ -63,9 +62,8 @@ def api_key_create(
                     account=account,
                     read_only=read_only,
                 )
-                AuditEvent.objects.create(
-                    actor_type=actor.type,
-                    actor=actor.name,
+                audit(
+                    actor=actor,
                     command="create_api_key",
                     account_id=account.pk if account else "",
                     data={"prefix": prefix, "read_only": read_only, "operator": account is None},
@@ -78,8 +76,6 @@ def api_key_create(
 
 def api_key_revoke(*, prefix: str, actor: Actor) -> ApiKey:
     """Revoke a key: it stops authenticating at once. Revoking twice is a no-op."""
-    from jobs.models import AuditEvent
-
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().filter(prefix=prefix).first()
         if key is None:
@@ -87,9 +83,8 @@ def api_key_revoke(*, prefix: str, actor: Actor) -> ApiKey:
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
-            AuditEvent.objects.create(
-                actor_type=actor.type,
-                actor=actor.name,
+            audit(
+                actor=actor,
                 command="revoke_api_key",
                 account_id=key.account_id or "",
                 data={"prefix": key.prefix},

@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.crypto import encrypt_secret
 from accounts.models import Account, ImapSecurity
 from jobs.actors import Actor
+from jobs.audit import audit
 from jobs.errors import Conflict, NotFound, ValidationFailed
 
 IMAP_FIELDS = ("host", "port", "security", "username", "password", "folders")
@@ -56,19 +57,6 @@ def _clean_imap(imap: Any) -> dict[str, Any]:
     return cleaned
 
 
-def _audit_account(*, actor: Actor, command: str, account: Account, reason: str = "", data=None):
-    from jobs.models import AuditEvent
-
-    AuditEvent.objects.create(
-        actor_type=actor.type,
-        actor=actor.name,
-        command=command,
-        account_id=account.pk,
-        reason=reason,
-        data=data or {},
-    )
-
-
 def account_create(
     *, name: str, actor: Actor, email: str = "", imap: dict[str, Any] | None = None
 ) -> Account:
@@ -78,10 +66,10 @@ def account_create(
     fields = _clean_imap(imap or {})
     with transaction.atomic():
         account = Account.objects.create(name=name.strip(), email=email or "", **fields)
-        _audit_account(
+        audit(
             actor=actor,
             command="create_account",
-            account=account,
+            account_id=account.pk,
             data={"changed": sorted(k for k in fields if k != "imap_password_encrypted")},
         )
     return account
@@ -109,10 +97,10 @@ def account_update(
         for field, value in fields.items():
             setattr(account, field, value)
         account.save(update_fields=[*fields, "updated_at"])
-        _audit_account(
+        audit(
             actor=actor,
             command="update_account",
-            account=account,
+            account_id=account.pk,
             data={
                 "changed": sorted(
                     "imap_password" if k == "imap_password_encrypted" else k for k in fields
@@ -143,7 +131,7 @@ def account_pause(*, account_id: str, actor: Actor, reason: str = "") -> Account
         account.paused_at = timezone.now()
         account.paused_reason = (reason or "").strip()[:500]
         account.save(update_fields=["paused_at", "paused_reason", "updated_at"])
-        _audit_account(actor=actor, command="pause", account=account, reason=account.paused_reason)
+        audit(actor=actor, command="pause", account_id=account.pk, reason=account.paused_reason)
     return account
 
 
@@ -160,5 +148,5 @@ def account_resume(*, account_id: str, actor: Actor, reason: str = "") -> Accoun
         account.paused_at = None
         account.paused_reason = ""
         account.save(update_fields=["paused_at", "paused_reason", "updated_at"])
-        _audit_account(actor=actor, command="resume", account=account, reason=(reason or "")[:500])
+        audit(actor=actor, command="resume", account_id=account.pk, reason=(reason or "")[:500])
     return account

@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 from accounts.models import Account
 from jobs.actions.registry import JobSpec, get_action, get_event_route, get_task_kind, policy_for
 from jobs.actors import Actor
+from jobs.audit import audit, audit_fields
 from jobs.broker import enqueue_on_commit
 from jobs.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
@@ -42,50 +43,6 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _audit(
-    *,
-    actor: Actor,
-    command: str,
-    account_id: str,
-    job: Job | None = None,
-    from_status: str = "",
-    to_status: str = "",
-    reason: str = "",
-    data: dict[str, Any] | None = None,
-    task_id: str | None = None,
-    now: datetime | None = None,
-) -> AuditEvent:
-    return AuditEvent.objects.create(**_audit_fields(**locals()))
-
-
-def _audit_fields(
-    *,
-    actor: Actor,
-    command: str,
-    account_id: str,
-    job: Job | None = None,
-    from_status: str = "",
-    to_status: str = "",
-    reason: str = "",
-    data: dict[str, Any] | None = None,
-    task_id: str | None = None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    return {
-        "created_at": now or timezone.now(),
-        "actor_type": actor.type,
-        "actor": actor.name,
-        "command": command,
-        "account_id": account_id,
-        "job_id": job.pk if job else "",
-        "task_id": task_id or (job.task_id if job and job.task_id else ""),
-        "from_status": from_status,
-        "to_status": to_status,
-        "reason": reason,
-        "data": data or {},
-    }
 
 
 def _lock_job(job_id: str, *, for_delete: bool = False) -> Job:
@@ -216,7 +173,7 @@ def jobs_create(
             AuditEvent.objects.bulk_create(
                 [
                     AuditEvent(
-                        **_audit_fields(
+                        **audit_fields(
                             actor=actor,
                             command="create",
                             account_id=account.pk,
@@ -271,7 +228,7 @@ def task_create(*, account: Account, kind: str, params: dict[str, Any], actor: A
         raise ValidationFailed.for_field("params", str(exc)) from None
     with transaction.atomic():
         task = Task.objects.create(account=account, kind=kind, params=params)
-        _audit(
+        audit(
             actor=actor,
             command="create_task",
             account_id=account.pk,
@@ -351,7 +308,7 @@ def provider_event_ingest(
             event.job = created[0] if created else joined
             event.coalesced = not created and joined is not None
             event.save(update_fields=["job", "coalesced"])
-            _audit(
+            audit(
                 actor=actor,
                 command="ingest_event",
                 account_id=account.pk,
@@ -386,7 +343,7 @@ def job_retry(*, job_id: str, actor: Actor, note: str = "") -> Job:
         fields = _requeue(job, now=now)
         _grant_attempt_if_spent(job, fields)
         _save(job, fields, now=now)
-        _audit(
+        audit(
             actor=actor,
             command=Command.RETRY,
             account_id=job.account_id,
@@ -426,7 +383,7 @@ def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "
         fields = _requeue(job, now=now)
         _grant_attempt_if_spent(job, fields)
         _save(job, fields, now=now)
-        _audit(
+        audit(
             actor=actor,
             command=Command.TRIGGER,
             account_id=job.account_id,
@@ -457,7 +414,7 @@ def job_resolve(*, job_id: str, actor: Actor, code: str, note: str) -> Job:
         job.resolution = {"code": code, "note": note, "by": actor.name, "at": now.isoformat()}
         job.finished_at = now
         _save(job, ["status", "resolution", "finished_at"], now=now)
-        _audit(
+        audit(
             actor=actor,
             command=Command.RESOLVE,
             account_id=job.account_id,
@@ -488,7 +445,7 @@ def job_update(*, job_id: str, actor: Actor, changes: Mapping[str, Any]) -> Job:
             job.enqueued_at = None
             fields += ["status", "enqueued_at"]
         _save(job, fields, now=now)
-        _audit(
+        audit(
             actor=actor,
             command=Command.UPDATE,
             account_id=job.account_id,
@@ -511,7 +468,7 @@ def job_delete(*, job_id: str, actor: Actor) -> None:
     with transaction.atomic():
         job = _lock_job(job_id, for_delete=True)
         _check_allowed(job, Command.DELETE)
-        _audit(
+        audit(
             actor=actor,
             command=Command.DELETE,
             account_id=job.account_id,
@@ -557,7 +514,7 @@ def jobs_search_delete(
     filter_record = {name: params.getlist(name) for name in params}
     deleted_ids: list[str] = []
     deletable = matched_qs.exclude(status=S.RUNNING)
-    audit = _audit(
+    event = audit(
         actor=actor,
         command="search_delete",
         account_id=account_id,
@@ -578,7 +535,7 @@ def jobs_search_delete(
                     _refresh_task_statuses(task_id for _, task_id in rows)
                     # The count is kept exact batch by batch; the id list is written once at the
                     # end (rewriting a growing list per batch would be quadratic).
-                    AuditEvent.objects.filter(pk=audit.pk).update(
+                    AuditEvent.objects.filter(pk=event.pk).update(
                         data={
                             "filter": filter_record,
                             "count": len(deleted_ids) + len(ids),
@@ -588,7 +545,7 @@ def jobs_search_delete(
             deleted_ids += ids
             complete = len(ids) < batch_size
     finally:
-        AuditEvent.objects.filter(pk=audit.pk).update(
+        AuditEvent.objects.filter(pk=event.pk).update(
             data={
                 "filter": filter_record,
                 "count": len(deleted_ids),
@@ -671,7 +628,7 @@ def job_claim(*, job_id: str, worker: str) -> JobAttempt | None:
             worker=worker,
         )
         attempt = JobAttempt.objects.create(job=job, number=number, worker=worker, started_at=now)
-        _audit(
+        audit(
             actor=SYSTEM_WORKER,
             command="claim",
             account_id=account_id,
@@ -754,7 +711,7 @@ def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> 
             finished_at=now,
         )
         _close_attempt(job, attempt, now=now, outcome=AttemptOutcome.SUCCEEDED)
-        _audit(
+        audit(
             actor=SYSTEM_WORKER,
             command="succeed",
             account_id=account_id,
@@ -814,7 +771,7 @@ def job_fail(
         _close_attempt(
             job, attempt, now=now, outcome=outcome, code=code, detail=detail, tb=traceback
         )
-        _audit(
+        audit(
             actor=SYSTEM_WORKER,
             command="fail",
             account_id=job.account_id,
@@ -904,7 +861,7 @@ def _declare_lost(job: Job, *, now: datetime, detail: str = "") -> None:
     job.heartbeat_at = None
     job.finished_at = now
     job.enqueued_at = None
-    _audit(
+    audit(
         actor=SYSTEM_SWEEPER,
         command="stall",
         account_id=job.account_id,
@@ -921,7 +878,7 @@ def _declare_lost(job: Job, *, now: datetime, detail: str = "") -> None:
             seconds=policy_for(job.action).backoff_seconds(job.attempt_count)
         )
         job.finished_at = None
-        _audit(
+        audit(
             actor=SYSTEM_SWEEPER,
             command="reschedule",
             account_id=job.account_id,
@@ -961,7 +918,7 @@ def jobs_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
         AuditEvent.objects.bulk_create(
             [
                 AuditEvent(
-                    **_audit_fields(
+                    **audit_fields(
                         actor=SYSTEM_DISPATCHER,
                         command="dispatch",
                         account_id=job.account_id,

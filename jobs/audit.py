@@ -1,0 +1,56 @@
+"""Writing audit events: the one place that maps an actor and a command to an AuditEvent row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from jobs.actors import Actor
+from jobs.models import AuditEvent, Job
+
+
+def audit(
+    *,
+    actor: Actor,
+    command: str,
+    account_id: str,
+    job: Job | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+    task_id: str | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Record one audit event: who did what to which job (or account), when and why."""
+    return AuditEvent.objects.create(**audit_fields(**locals()))
+
+
+def audit_fields(
+    *,
+    actor: Actor,
+    command: str,
+    account_id: str,
+    job: Job | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+    task_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "created_at": now or timezone.now(),
+        "actor_type": actor.type,
+        "actor": actor.name,
+        "command": command,
+        "account_id": account_id,
+        "job_id": job.pk if job else "",
+        "task_id": task_id or (job.task_id if job and job.task_id else ""),
+        "from_status": from_status,
+        "to_status": to_status,
+        "reason": reason,
+        "data": data or {},
+    }
