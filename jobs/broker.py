@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Iterable
 
 from django.db import transaction
 from django.utils import timezone
+
+from jobsconsole.db import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +65,7 @@ def _push(job_ids: list[str]) -> None:
     if isinstance(broker, ORM):
         now = timezone.now()
         key = broker.list_key or Conf.CLUSTER_NAME
-        broker.get_connection().bulk_create(
-            [OrmQ(key=key, payload=package, lock=now) for package in packages]
-        )
+        insert_rows([OrmQ(key=key, payload=package, lock=now) for package in packages])
     else:
         broker.connection.rpush(broker.list_key, *packages)
 
@@ -83,11 +84,12 @@ def _broker(get_broker, conf):
 
 def _package(job_id: str, conf) -> str:
     """The signed package async_task(WORKER_ENTRY, job_id, task_name=job_id) would push."""
-    from django_q.humanhash import uuid
     from django_q.signing import SignedPackage
 
     task = {
-        "id": uuid()[1],
+        # What django_q.humanhash.uuid()[1] returns, without the human-readable name it also
+        # computes and async_task throws away.
+        "id": uuid.uuid4().hex,
         "name": job_id,
         "func": WORKER_ENTRY,
         "args": (job_id,),

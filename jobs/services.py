@@ -12,9 +12,11 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, router, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -30,7 +32,15 @@ from jobs.broker import enqueue_on_commit
 from jobs.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
 from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt, ProviderEvent, Task
-from jobs.states import MUTABLE_FIELDS, Command, JobStatus, derive_task_status, is_allowed
+from jobs.states import (
+    MUTABLE_FIELDS,
+    Command,
+    JobStatus,
+    TaskStatus,
+    derive_task_status,
+    is_allowed,
+)
+from jobsconsole.db import insert_rows
 from jobsconsole.ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -166,11 +176,11 @@ def jobs_create(
             )
         )
     with transaction.atomic():
-        Job.objects.bulk_create(jobs, batch_size=1000)
+        insert_rows(jobs)
         if task is None:
             # A task's jobs are recorded by the task's own `create_task` event (which the job
             # page shows): ten thousand identical "created" rows would say nothing more.
-            AuditEvent.objects.bulk_create(
+            insert_rows(
                 [
                     AuditEvent(
                         **audit_fields(
@@ -189,8 +199,7 @@ def jobs_create(
                         )
                     )
                     for job in jobs
-                ],
-                batch_size=1000,
+                ]
             )
         else:
             _refresh_task_statuses([task.pk])
@@ -585,61 +594,147 @@ def _as_datetime(value: Any) -> datetime:
     return timezone.make_aware(value, UTC) if timezone.is_naive(value) else value
 
 
-# Claim and success are the hot path of every job: each is one UPDATE ... RETURNING that both
-# checks and moves the state (a concurrent delivery waits on the row and then finds the job no
-# longer queued), then its attempt and audit rows; no SELECT, no model save.
-_CLAIM_SQL = """
+# Claim and success are the hot path of every job, so each is as few round trips as the
+# database allows. Both check and move the state in one UPDATE ... RETURNING (a concurrent
+# delivery waits on the row, then finds the job no longer queued); no SELECT, no model save.
+# On PostgreSQL the attempt and audit rows are written by the same statement (data-modifying
+# CTEs), so a claim, and the success of a job without a task, is a single statement that
+# commits on its own: all of it or none of it, like the transaction it replaces. The rows it
+# writes are the ones jobs.audit.audit_fields and JobAttempt describe.
+_CLAIM_UPDATE = """
 UPDATE jobs_job
-SET status = %s, attempt_count = attempt_count + 1, started_at = %s, heartbeat_at = %s,
-    finished_at = NULL, worker = %s, updated_at = %s
-WHERE id = %s AND status = %s
-RETURNING account_id, task_id, action, payload, attempt_count
+SET status = %(running)s, attempt_count = attempt_count + 1, started_at = %(now)s,
+    heartbeat_at = %(now)s, finished_at = NULL, worker = %(worker)s, updated_at = %(now)s
+WHERE id = %(job_id)s AND status = %(queued)s
+RETURNING account_id, task_id, action, payload, attempt_count, id
 """
 
-_SUCCEED_SQL = """
-UPDATE jobs_job
-SET status = %s, result = %s, finished_at = %s, heartbeat_at = NULL, updated_at = %s
-WHERE id = %s AND status = %s AND attempt_count = %s
-RETURNING account_id, task_id, started_at
+# Once one of its jobs runs, a task is `running` whatever its other jobs do (derive_task_status),
+# so the claim sets that directly instead of probing the task's jobs.
+_CLAIM_SQL_POSTGRESQL = f"""
+WITH claimed AS ({_CLAIM_UPDATE}),
+attempt AS (
+    INSERT INTO jobs_jobattempt
+        (job_id, number, worker, started_at, outcome, error_code, error_detail, traceback)
+    SELECT id, attempt_count, %(worker)s::text, %(now)s, %(running)s::text, '', '', ''
+    FROM claimed
+),
+event AS (
+    INSERT INTO jobs_auditevent
+        (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status,
+         to_status, reason, data)
+    SELECT %(now)s, %(actor_type)s::text, %(actor)s::text, 'claim', account_id, id,
+        COALESCE(task_id, ''), %(queued)s::text, %(running)s::text, '',
+        jsonb_build_object('attempt', attempt_count, 'worker', %(worker)s::text)
+    FROM claimed
+),
+task AS (
+    UPDATE jobs_task SET status = %(task_running)s, updated_at = %(now)s
+    WHERE id = (SELECT task_id FROM claimed) AND status <> %(task_running)s
+)
+SELECT account_id, task_id, action, payload, attempt_count FROM claimed
 """
 
+_SUCCEED_UPDATE = """
+UPDATE jobs_job
+SET status = %(succeeded)s, result = %(result)s, finished_at = %(now)s, heartbeat_at = NULL,
+    updated_at = %(now)s
+WHERE id = %(job_id)s AND status = %(running)s AND attempt_count = %(attempt)s {only_taskless}
+RETURNING account_id, task_id, started_at, id
+"""
 
-def job_claim(*, job_id: str, worker: str) -> JobAttempt | None:
+_SUCCEED_SQL_POSTGRESQL = f"""
+WITH done AS ({_SUCCEED_UPDATE}),
+attempt AS (
+    UPDATE jobs_jobattempt SET finished_at = %(now)s, outcome = %(succeeded)s,
+        duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM %(now)s - done.started_at) * 1000)::int)
+    FROM done WHERE jobs_jobattempt.job_id = done.id AND jobs_jobattempt.number = %(attempt)s
+),
+event AS (
+    INSERT INTO jobs_auditevent
+        (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status,
+         to_status, reason, data)
+    SELECT %(now)s, %(actor_type)s::text, %(actor)s::text, 'succeed', account_id, id,
+        COALESCE(task_id, ''), %(running)s::text, %(succeeded)s::text, '',
+        jsonb_build_object('attempt', %(attempt)s::int)
+    FROM done
+)
+SELECT account_id, task_id, started_at FROM done
+"""
+_SUCCEED_TASKLESS_SQL_POSTGRESQL = _SUCCEED_SQL_POSTGRESQL.format(
+    only_taskless="AND task_id IS NULL"
+)
+_SUCCEED_SQL_POSTGRESQL = _SUCCEED_SQL_POSTGRESQL.format(only_taskless="")
+_SUCCEED_UPDATE = _SUCCEED_UPDATE.format(only_taskless="")
+
+
+def _execute_prepared(sql: str, params: dict[str, Any]) -> tuple | None:
+    """Run one of the worker's hot statements as a server-side prepared statement and return
+    its row. Django binds parameters on the client, so PostgreSQL would plan these statements
+    anew each time, and planning them costs more than running them. Behind a pooler that
+    cannot keep prepared statements (JOBS_DB_PREPARED_STATEMENTS=0) they are planned anew."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What a worker needs to run a job it claimed: attempt `number` is now open."""
+
+    job_id: str
+    account_id: str
+    task_id: str | None
+    action: str
+    payload: dict[str, Any]
+    number: int
+
+
+def job_claim(*, job_id: str, worker: str) -> ClaimedRun | None:
     """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
     queued any more (a duplicate or late message, a deleted or resolved job): a no-op."""
     now = timezone.now()
+    params = {
+        "job_id": job_id,
+        "worker": worker,
+        "now": now,
+        "queued": S.QUEUED,
+        "running": S.RUNNING,
+        "task_running": TaskStatus.RUNNING,
+        "actor_type": SYSTEM_WORKER.type,
+        "actor": SYSTEM_WORKER.name,
+    }
+    if connection.vendor == "postgresql":
+        row = _execute_prepared(_CLAIM_SQL_POSTGRESQL, params)
+        return None if row is None else _claimed_run(job_id, row)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [S.RUNNING, now, now, worker, now, job_id, S.QUEUED])
+            cursor.execute(_CLAIM_UPDATE, params)
             row = cursor.fetchone()
         if row is None:
             return None
-        account_id, task_id, action, payload, number = row
-        job = Job(
-            pk=job_id,
-            account_id=account_id,
-            task_id=task_id,
-            action=action,
-            payload=Job._meta.get_field("payload").from_db_value(payload, None, connection),
-            status=S.RUNNING,
-            attempt_count=number,
-            started_at=now,
-            heartbeat_at=now,
-            worker=worker,
-        )
-        attempt = JobAttempt.objects.create(job=job, number=number, worker=worker, started_at=now)
+        run = _claimed_run(job_id, row)
+        JobAttempt.objects.create(job_id=job_id, number=run.number, worker=worker, started_at=now)
         audit(
             actor=SYSTEM_WORKER,
             command="claim",
-            account_id=account_id,
-            job=job,
+            account_id=run.account_id,
+            job_id=job_id,
+            task_id=run.task_id,
             from_status=S.QUEUED,
             to_status=S.RUNNING,
-            data={"attempt": number, "worker": worker},
+            data={"attempt": run.number, "worker": worker},
             now=now,
         )
-        _refresh_task_statuses([task_id])
-    return attempt
+        _refresh_task_statuses([run.task_id])
+    return run
+
+
+def _claimed_run(job_id: str, row: tuple) -> ClaimedRun:
+    account_id, task_id, action, payload, number = row[:5]
+    payload = Job._meta.get_field("payload").from_db_value(payload, None, connection)
+    return ClaimedRun(job_id, account_id, task_id, action, payload, number)
 
 
 def job_heartbeat(*, job_id: str, attempt: int) -> bool:
@@ -684,45 +779,60 @@ def _close_attempt(
     )
 
 
-def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> Job | None:
-    """Close a run as succeeded. None when the run is not ours any more: the sweeper declared
+def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> bool:
+    """Close a run as succeeded. False when the run is not ours any more: the sweeper declared
     it lost (or an operator deleted the job) while it ran, and the outcome of a run we no
     longer own must not overwrite the newer state."""
     now = timezone.now()
-    stored_result = Job._meta.get_field("result").get_db_prep_save(result, connection)
+    params = {
+        "job_id": job_id,
+        "attempt": attempt,
+        "result": Job._meta.get_field("result").get_db_prep_save(result, connection),
+        "now": now,
+        "running": S.RUNNING,
+        "succeeded": S.SUCCEEDED,
+        "actor_type": SYSTEM_WORKER.type,
+        "actor": SYSTEM_WORKER.name,
+    }
+    postgresql = connection.vendor == "postgresql"
+    # A job without a task needs nothing beyond the statement, which commits on its own; a
+    # task's status must be derived in the same transaction, below.
+    if (
+        postgresql
+        and not connection.in_atomic_block
+        and _execute_prepared(_SUCCEED_TASKLESS_SQL_POSTGRESQL, params) is not None
+    ):
+        return True
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _SUCCEED_SQL,
-                [S.SUCCEEDED, stored_result, now, now, job_id, S.RUNNING, attempt],
-            )
-            row = cursor.fetchone()
+        if postgresql:
+            row = _execute_prepared(_SUCCEED_SQL_POSTGRESQL, params)
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(_SUCCEED_UPDATE, params)
+                row = cursor.fetchone()
         if row is None:
-            return None
-        account_id, task_id, started_at = row
-        job = Job(
-            pk=job_id,
-            account_id=account_id,
-            task_id=task_id,
-            status=S.SUCCEEDED,
-            result=result,
-            attempt_count=attempt,
-            started_at=_as_datetime(started_at),
-            finished_at=now,
-        )
-        _close_attempt(job, attempt, now=now, outcome=AttemptOutcome.SUCCEEDED)
-        audit(
-            actor=SYSTEM_WORKER,
-            command="succeed",
-            account_id=account_id,
-            job=job,
-            from_status=S.RUNNING,
-            to_status=S.SUCCEEDED,
-            data={"attempt": attempt},
-            now=now,
-        )
+            return False
+        account_id, task_id, started_at = row[:3]
+        if not postgresql:
+            duration = now - _as_datetime(started_at)
+            JobAttempt.objects.filter(job_id=job_id, number=attempt).update(
+                finished_at=now,
+                duration_ms=max(0, int(duration.total_seconds() * 1000)),
+                outcome=AttemptOutcome.SUCCEEDED,
+            )
+            audit(
+                actor=SYSTEM_WORKER,
+                command="succeed",
+                account_id=account_id,
+                job_id=job_id,
+                task_id=task_id,
+                from_status=S.RUNNING,
+                to_status=S.SUCCEEDED,
+                data={"attempt": attempt},
+                now=now,
+            )
         _refresh_task_statuses([task_id])
-    return job
+    return True
 
 
 def job_fail(

@@ -40,13 +40,20 @@ T = TypeVar("T")
 
 
 @receiver(connection_created)
-def _asynchronous_commit(sender, connection, **kwargs) -> None:
-    """Worker processes commit without waiting for the WAL flush (JOBS_WORKER_ASYNC_COMMIT,
+def _prepare_worker_connection(sender, connection, **kwargs) -> None:
+    """Set up each database connection of a worker process (the only processes that import
+    this module).
+
+    Worker processes commit without waiting for the WAL flush (JOBS_WORKER_ASYNC_COMMIT,
     PostgreSQL only). A database *crash* may then forget the last fraction of a second of
     claims and outcomes, never corrupt anything, and each forgotten transition heals into
     another run (a forgotten claim leaves the job queued and it is enqueued again; a forgotten
     outcome leaves it running and the sweeper reschedules it): the at-least-once the design
     already guarantees. Operators' commands, in the web process, always commit durably."""
+    # No health check ("SELECT 1") before the first query of each job: every transition of
+    # the worker already retries on a broken connection (_with_db_retry), and a handler starts
+    # only after its claim went through on the same connection.
+    connection.health_check_enabled = False
     if settings.JOBS_WORKER_ASYNC_COMMIT and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit TO OFF")
@@ -60,31 +67,31 @@ class ActionTimeout(BaseException):
 def run_job(job_id: str) -> str:
     """Run the job `job_id` once, if it is still queued. Returns the outcome, for django-q2's
     task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout" or "lost"."""
-    attempt = _with_db_retry(
+    run = _with_db_retry(
         lambda: services.job_claim(job_id=job_id, worker=worker_identity()), what="claim"
     )
-    if attempt is None:
+    if run is None:
         return "skipped"
-    job, number = attempt.job, attempt.number
-    registered = get_action(job.action)
+    number = run.number
+    registered = get_action(run.action)
     if registered is None:
         return _fail(
             job_id,
             number,
             code="unknown_action",
-            detail=f"No action is registered as {job.action!r} on worker {worker_identity()}.",
+            detail=f"No action is registered as {run.action!r} on worker {worker_identity()}.",
             retryable=False,
         )
     heartbeat = _heartbeat()
-    heartbeat.watch(job.pk, number)
+    heartbeat.watch(job_id, number)
     context = ActionContext(
-        job_id=job.pk,
-        account_id=job.account_id,
-        action=job.action,
-        payload=job.payload,
+        job_id=job_id,
+        account_id=run.account_id,
+        action=run.action,
+        payload=run.payload,
         attempt=number,
-        task_id=job.task_id,
-        is_lost=lambda: heartbeat.lost(job.pk, number),
+        task_id=run.task_id,
+        is_lost=lambda: heartbeat.lost(job_id, number),
     )
     timeout = registered.policy.effective_timeout
     try:
@@ -120,11 +127,11 @@ def run_job(job_id: str) -> str:
         )
     finally:
         heartbeat.unwatch()
-    job = _with_db_retry(
+    ours = _with_db_retry(
         lambda: services.job_succeed(job_id=job_id, attempt=number, result=result),
         what="success",
     )
-    return "succeeded" if job is not None else "lost"
+    return "succeeded" if ours else "lost"
 
 
 def worker_identity() -> str:
