@@ -1,0 +1,133 @@
+"""The worker's claim and success write exactly the rows the rest of the product reads.
+
+On PostgreSQL they are single statements that commit on their own (outside any transaction,
+as in a worker), on SQLite one transaction each: both must leave the same job, attempt, audit
+and task rows. `transactional_db` so the statements run outside a test transaction, as they do
+in a worker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import services
+from jobs.actions.registry import JobSpec
+from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt, Task
+from jobs.states import JobStatus, TaskStatus
+from tests.factories import AccountFactory
+
+S = JobStatus
+WORKER = "host-a:4242"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def audit_rows(job_id: str) -> list[dict]:
+    return list(
+        AuditEvent.objects.filter(job_id=job_id, command__in=["claim", "succeed"])
+        .order_by("id")
+        .values(
+            "actor_type",
+            "actor",
+            "command",
+            "account_id",
+            "task_id",
+            "from_status",
+            "to_status",
+            "reason",
+            "data",
+        )
+    )
+
+
+def expected_audit(job: Job, task_id: str = "") -> list[dict]:
+    common = {"actor_type": "system", "actor": "system:worker", "reason": ""}
+    common |= {"account_id": job.account_id, "task_id": task_id}
+    return [
+        common
+        | {"command": "claim", "from_status": S.QUEUED, "to_status": S.RUNNING}
+        | {"data": {"attempt": 1, "worker": WORKER}},
+        common
+        | {"command": "succeed", "from_status": S.RUNNING, "to_status": S.SUCCEEDED}
+        | {"data": {"attempt": 1}},
+    ]
+
+
+def test_job_without_task_is_claimed_and_succeeds_with_its_attempt_and_audit(actor):
+    account = AccountFactory()
+    job = services.job_create(account=account, action="noop", actor=actor, payload={"n": "é"})
+
+    run = services.job_claim(job_id=job.pk, worker=WORKER)
+
+    assert (run.job_id, run.account_id, run.task_id) == (job.pk, account.pk, None)
+    assert (run.action, run.payload, run.number) == ("noop", {"n": "é"}, 1)
+    claimed = Job.objects.get(pk=job.pk)
+    assert (claimed.status, claimed.worker, claimed.attempt_count) == (S.RUNNING, WORKER, 1)
+    assert claimed.heartbeat_at is not None and claimed.started_at is not None
+    attempt = JobAttempt.objects.get(job=job)
+    assert (attempt.number, attempt.worker, attempt.outcome) == (1, WORKER, "running")
+
+    assert services.job_succeed(job_id=job.pk, attempt=1, result={"ok": True}) is True
+
+    done = Job.objects.get(pk=job.pk)
+    assert (done.status, done.result, done.heartbeat_at) == (S.SUCCEEDED, {"ok": True}, None)
+    assert done.finished_at >= done.started_at
+    attempt.refresh_from_db()
+    assert attempt.outcome == AttemptOutcome.SUCCEEDED
+    assert attempt.finished_at == done.finished_at
+    assert attempt.duration_ms is not None and attempt.duration_ms >= 0
+    assert audit_rows(job.pk) == expected_audit(job)
+
+
+def test_task_job_claim_sets_the_task_running_and_success_derives_it(actor):
+    account = AccountFactory()
+    task = services.task_create(
+        account=account, kind="noop_batch", params={"count": 2}, actor=actor
+    )
+    first, second = task.jobs.order_by("id")
+
+    run = services.job_claim(job_id=first.pk, worker=WORKER)
+    assert run.task_id == task.pk
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.RUNNING
+    assert services.job_succeed(job_id=first.pk, attempt=run.number, result=None) is True
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.RUNNING  # the second one waits
+    assert audit_rows(first.pk) == expected_audit(first, task_id=task.pk)
+
+    run = services.job_claim(job_id=second.pk, worker=WORKER)
+    services.job_succeed(job_id=second.pk, attempt=run.number, result=None)
+    assert Task.objects.get(pk=task.pk).status == TaskStatus.SUCCEEDED
+
+
+def test_a_second_delivery_or_a_stale_outcome_changes_nothing(actor):
+    job = services.job_create(account=AccountFactory(), action="noop", actor=actor)
+    run = services.job_claim(job_id=job.pk, worker=WORKER)
+
+    assert services.job_claim(job_id=job.pk, worker="host-b:1") is None
+    assert services.job_succeed(job_id=job.pk, attempt=run.number + 1, result={}) is False
+    assert Job.objects.get(pk=job.pk).status == S.RUNNING
+    assert services.job_succeed(job_id=job.pk, attempt=run.number, result={}) is True
+    assert services.job_succeed(job_id=job.pk, attempt=run.number, result={"x": 1}) is False
+
+    assert Job.objects.get(pk=job.pk).result == {}
+    assert JobAttempt.objects.filter(job=job).count() == 1
+    assert AuditEvent.objects.filter(job_id=job.pk, command="succeed").count() == 1
+
+
+def test_created_rows_read_back_as_written_and_save_as_updates(actor):
+    account = AccountFactory()
+    specs = [
+        JobSpec("noop", {"text": "naïve ✓", "nested": {"list": [1, None, "x"]}}),
+        JobSpec("noop", {}, priority=7, labels={"team": "mail"}, max_attempts=2),
+    ]
+    created = services.jobs_create(account=account, specs=specs, actor=actor)
+
+    stored = {job.pk: job for job in Job.objects.filter(account=account)}
+    for job, spec in zip(created, specs, strict=True):
+        row = stored[job.pk]
+        assert (row.payload, row.labels, row.priority) == (spec.payload, spec.labels, spec.priority)
+        assert (row.result, row.resolution, row.created_at) == (None, None, job.created_at)
+    assert stored[created[1].pk].max_attempts == 2
+
+    created[0].priority = 3
+    created[0].save(update_fields=["priority"])  # an UPDATE: the row exists
+    assert Job.objects.get(pk=created[0].pk).priority == 3
