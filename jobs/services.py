@@ -601,6 +601,10 @@ def _as_datetime(value: Any) -> datetime:
 # CTEs), so a claim, and the success of a job without a task, is a single statement that
 # commits on its own: all of it or none of it, like the transaction it replaces. The rows it
 # writes are the ones jobs.audit.audit_fields and JobAttempt describe.
+_AUDIT_INSERT = """INSERT INTO jobs_auditevent
+    (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status, to_status,
+     reason, data)"""
+
 _CLAIM_UPDATE = """
 UPDATE jobs_job
 SET status = %(running)s, attempt_count = attempt_count + 1, started_at = %(now)s,
@@ -620,9 +624,7 @@ attempt AS (
     FROM claimed
 ),
 event AS (
-    INSERT INTO jobs_auditevent
-        (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status,
-         to_status, reason, data)
+    {_AUDIT_INSERT}
     SELECT %(now)s, %(actor_type)s::text, %(actor)s::text, 'claim', account_id, id,
         COALESCE(task_id, ''), %(queued)s::text, %(running)s::text, '',
         jsonb_build_object('attempt', attempt_count, 'worker', %(worker)s::text)
@@ -651,9 +653,7 @@ attempt AS (
     FROM done WHERE jobs_jobattempt.job_id = done.id AND jobs_jobattempt.number = %(attempt)s
 ),
 event AS (
-    INSERT INTO jobs_auditevent
-        (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status,
-         to_status, reason, data)
+    {_AUDIT_INSERT}
     SELECT %(now)s, %(actor_type)s::text, %(actor)s::text, 'succeed', account_id, id,
         COALESCE(task_id, ''), %(running)s::text, %(succeeded)s::text, '',
         jsonb_build_object('attempt', %(attempt)s::int)
