@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection, router, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -601,71 +601,93 @@ def _as_datetime(value: Any) -> datetime:
 # CTEs), so a claim, and the success of a job without a task, is a single statement that
 # commits on its own: all of it or none of it, like the transaction it replaces. The rows it
 # writes are the ones jobs.audit.audit_fields and JobAttempt describe.
+_CLAIM_UPDATE_TEMPLATE = """
+UPDATE jobs_job
+SET status = '{running}', attempt_count = attempt_count + 1, started_at = %(now)s,
+    heartbeat_at = %(now)s, finished_at = NULL, worker = %(worker)s, updated_at = %(now)s
+WHERE id = %(job_id)s AND status = '{queued}'
+RETURNING account_id, task_id, action, payload, attempt_count, id
+"""
+
 _AUDIT_INSERT = """INSERT INTO jobs_auditevent
     (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status, to_status,
      reason, data)"""
 
-_CLAIM_UPDATE = """
-UPDATE jobs_job
-SET status = %(running)s, attempt_count = attempt_count + 1, started_at = %(now)s,
-    heartbeat_at = %(now)s, finished_at = NULL, worker = %(worker)s, updated_at = %(now)s
-WHERE id = %(job_id)s AND status = %(queued)s
-RETURNING account_id, task_id, action, payload, attempt_count, id
-"""
-
 # Once one of its jobs runs, a task is `running` whatever its other jobs do (derive_task_status),
 # so the claim sets that directly instead of probing the task's jobs.
-_CLAIM_SQL_POSTGRESQL = f"""
-WITH claimed AS ({_CLAIM_UPDATE}),
+_CLAIM_TEMPLATE_POSTGRESQL = """
+WITH claimed AS ({claim_update}),
 attempt AS (
     INSERT INTO jobs_jobattempt
         (job_id, number, worker, started_at, outcome, error_code, error_detail, traceback)
-    SELECT id, attempt_count, %(worker)s::text, %(now)s, %(running)s::text, '', '', ''
+    SELECT id, attempt_count, %(worker)s::text, %(now)s, '{attempt_running}', '', '', ''
     FROM claimed
 ),
 event AS (
-    {_AUDIT_INSERT}
-    SELECT %(now)s, %(actor_type)s::text, %(actor)s::text, 'claim', account_id, id,
-        COALESCE(task_id, ''), %(queued)s::text, %(running)s::text, '',
+    {audit_insert}
+    SELECT %(now)s, '{actor_type}', '{actor}', 'claim', account_id, id, COALESCE(task_id, ''),
+        '{queued}', '{running}', '',
         jsonb_build_object('attempt', attempt_count, 'worker', %(worker)s::text)
     FROM claimed
 ),
 task AS (
-    UPDATE jobs_task SET status = %(task_running)s, updated_at = %(now)s
-    WHERE id = (SELECT task_id FROM claimed) AND status <> %(task_running)s
+    UPDATE jobs_task SET status = '{task_running}', updated_at = %(now)s
+    WHERE id = (SELECT task_id FROM claimed) AND status <> '{task_running}'
 )
 SELECT account_id, task_id, action, payload, attempt_count FROM claimed
 """
 
-_SUCCEED_UPDATE = """
+_SUCCEED_UPDATE_TEMPLATE = """
 UPDATE jobs_job
-SET status = %(succeeded)s, result = %(result)s, finished_at = %(now)s, heartbeat_at = NULL,
+SET status = '{succeeded}', result = %(result)s, finished_at = %(now)s, heartbeat_at = NULL,
     updated_at = %(now)s
-WHERE id = %(job_id)s AND status = %(running)s AND attempt_count = %(attempt)s {only_taskless}
+WHERE id = %(job_id)s AND status = '{running}' AND attempt_count = %(attempt)s {only_taskless}
 RETURNING account_id, task_id, started_at, id
 """
 
-_SUCCEED_SQL_POSTGRESQL = f"""
-WITH done AS ({_SUCCEED_UPDATE}),
+_SUCCEED_TEMPLATE_POSTGRESQL = """
+WITH done AS ({succeed_update}),
 attempt AS (
-    UPDATE jobs_jobattempt SET finished_at = %(now)s, outcome = %(succeeded)s,
+    UPDATE jobs_jobattempt SET finished_at = %(now)s, outcome = '{attempt_succeeded}',
         duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM %(now)s - done.started_at) * 1000)::int)
     FROM done WHERE jobs_jobattempt.job_id = done.id AND jobs_jobattempt.number = %(attempt)s
 ),
 event AS (
-    {_AUDIT_INSERT}
-    SELECT %(now)s, %(actor_type)s::text, %(actor)s::text, 'succeed', account_id, id,
-        COALESCE(task_id, ''), %(running)s::text, %(succeeded)s::text, '',
-        jsonb_build_object('attempt', %(attempt)s::int)
+    {audit_insert}
+    SELECT %(now)s, '{actor_type}', '{actor}', 'succeed', account_id, id, COALESCE(task_id, ''),
+        '{running}', '{succeeded}', '', jsonb_build_object('attempt', %(attempt)s::int)
     FROM done
 )
 SELECT account_id, task_id, started_at FROM done
 """
-_SUCCEED_TASKLESS_SQL_POSTGRESQL = _SUCCEED_SQL_POSTGRESQL.format(
-    only_taskless="AND task_id IS NULL"
+
+# The code's own constants are written into the statements; only a job's values are sent as
+# parameters (each one costs the worker an adaptation on every run).
+_SQL_CONSTANTS = {
+    "queued": S.QUEUED.value,
+    "running": S.RUNNING.value,
+    "succeeded": S.SUCCEEDED.value,
+    "task_running": TaskStatus.RUNNING.value,
+    "attempt_running": AttemptOutcome.RUNNING.value,
+    "attempt_succeeded": AttemptOutcome.SUCCEEDED.value,
+    "actor_type": SYSTEM_WORKER.type.value,
+    "actor": SYSTEM_WORKER.name,
+    "audit_insert": _AUDIT_INSERT,
+}
+
+
+def _statement(template: str, **parts: str) -> str:
+    return template.format(**_SQL_CONSTANTS, **parts)
+
+
+_CLAIM_UPDATE = _statement(_CLAIM_UPDATE_TEMPLATE)
+_CLAIM_SQL_POSTGRESQL = _statement(_CLAIM_TEMPLATE_POSTGRESQL, claim_update=_CLAIM_UPDATE)
+_SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, only_taskless="")
+_SUCCEED_SQL_POSTGRESQL = _statement(_SUCCEED_TEMPLATE_POSTGRESQL, succeed_update=_SUCCEED_UPDATE)
+_SUCCEED_TASKLESS_SQL_POSTGRESQL = _statement(
+    _SUCCEED_TEMPLATE_POSTGRESQL,
+    succeed_update=_statement(_SUCCEED_UPDATE_TEMPLATE, only_taskless="AND task_id IS NULL"),
 )
-_SUCCEED_SQL_POSTGRESQL = _SUCCEED_SQL_POSTGRESQL.format(only_taskless="")
-_SUCCEED_UPDATE = _SUCCEED_UPDATE.format(only_taskless="")
 
 
 def _execute_prepared(sql: str, params: dict[str, Any]) -> tuple | None:
@@ -673,10 +695,15 @@ def _execute_prepared(sql: str, params: dict[str, Any]) -> tuple | None:
     its row. Django binds parameters on the client, so PostgreSQL would plan these statements
     anew each time, and planning them costs more than running them. Behind a pooler that
     cannot keep prepared statements (JOBS_DB_PREPARED_STATEMENTS=0) they are planned anew."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: `connection` is a lookup per use
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
+
+
+_PAYLOAD_FIELD = Job._meta.get_field("payload")
+_RESULT_FIELD = Job._meta.get_field("result")
 
 
 @dataclass(frozen=True)
@@ -695,16 +722,7 @@ def job_claim(*, job_id: str, worker: str) -> ClaimedRun | None:
     """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
     queued any more (a duplicate or late message, a deleted or resolved job): a no-op."""
     now = timezone.now()
-    params = {
-        "job_id": job_id,
-        "worker": worker,
-        "now": now,
-        "queued": S.QUEUED,
-        "running": S.RUNNING,
-        "task_running": TaskStatus.RUNNING,
-        "actor_type": SYSTEM_WORKER.type,
-        "actor": SYSTEM_WORKER.name,
-    }
+    params = {"job_id": job_id, "worker": worker, "now": now}
     if connection.vendor == "postgresql":
         row = _execute_prepared(_CLAIM_SQL_POSTGRESQL, params)
         return None if row is None else _claimed_run(job_id, row)
@@ -733,7 +751,7 @@ def job_claim(*, job_id: str, worker: str) -> ClaimedRun | None:
 
 def _claimed_run(job_id: str, row: tuple) -> ClaimedRun:
     account_id, task_id, action, payload, number = row[:5]
-    payload = Job._meta.get_field("payload").from_db_value(payload, None, connection)
+    payload = _PAYLOAD_FIELD.from_db_value(payload, None, connection)
     return ClaimedRun(job_id, account_id, task_id, action, payload, number)
 
 
@@ -784,16 +802,8 @@ def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> 
     it lost (or an operator deleted the job) while it ran, and the outcome of a run we no
     longer own must not overwrite the newer state."""
     now = timezone.now()
-    params = {
-        "job_id": job_id,
-        "attempt": attempt,
-        "result": Job._meta.get_field("result").get_db_prep_save(result, connection),
-        "now": now,
-        "running": S.RUNNING,
-        "succeeded": S.SUCCEEDED,
-        "actor_type": SYSTEM_WORKER.type,
-        "actor": SYSTEM_WORKER.name,
-    }
+    stored_result = _RESULT_FIELD.get_db_prep_save(result, connection)
+    params = {"job_id": job_id, "attempt": attempt, "result": stored_result, "now": now}
     postgresql = connection.vendor == "postgresql"
     # A job without a task needs nothing beyond the statement, which commits on its own; a
     # task's status must be derived in the same transaction, below.
