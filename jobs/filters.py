@@ -114,9 +114,9 @@ class JobFilter(django_filters.FilterSet):
         # django-filter deep-copies every filter for each FilterSet, and so builds new form
         # fields and a new form class each time, because a filter may keep per-request state (a
         # queryset built from the request, a method looked up on its FilterSet). These filters
-        # keep none (`q` calls a function, not a method), so they and their form class are built
-        # once and shared: on the API's hot path that was most of the time spent filtering.
-        self.filters, self._form_class = self._shared_filters_and_form()
+        # keep none (`q` calls a function, not a method), so they and their forms are built once
+        # and shared: on the API's hot path that was most of the time spent filtering.
+        self.filters = self._shared_filters()
         self.is_bound = data is not None
         self.data = data or QueryDict()
         self.queryset = Job.objects.all() if queryset is None else queryset
@@ -125,15 +125,22 @@ class JobFilter(django_filters.FilterSet):
 
     @classmethod
     @functools.cache
-    def _shared_filters_and_form(cls):
+    def _shared_filters(cls) -> dict[str, django_filters.Filter]:
         filters = copy.deepcopy(cls.base_filters)
         for filter_ in filters.values():
             filter_.model = cls._meta.model  # their labels are read from the model
-        fields = {name: filter_.field for name, filter_ in filters.items()}
-        return filters, type(f"{cls.__name__}Form", (cls._meta.form,), fields)
+        return filters
+
+    @classmethod
+    @functools.lru_cache(maxsize=256)
+    def _form_class_for(cls, names: frozenset[str]) -> type[forms.Form]:
+        fields = {name: f.field for name, f in cls._shared_filters().items() if name in names}
+        return type(f"{cls.__name__}Form", (cls._meta.form,), fields)
 
     def get_form_class(self):
-        return self._form_class
+        # A form of the filters given only: an absent one cleans to an empty value and filters
+        # nothing, and a form copies and cleans each of its fields on every request.
+        return self._form_class_for(frozenset(self.data).intersection(self.filters))
 
 
 # Names that are filters. Everything a caller passes that is neither one of these nor a name the
