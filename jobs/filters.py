@@ -222,6 +222,8 @@ def has_filters(params: QueryDict) -> bool:
 
 def filter_jobs(queryset: QuerySet[Job], params: QueryDict) -> QuerySet[Job]:
     """Apply the normalized filters to `queryset`, or raise ValidationFailed naming fields."""
+    if not params:
+        return queryset  # nothing to check or apply (an unfiltered list)
     filterset = JobFilter(params, queryset=queryset)
     if not filterset.is_valid():
         fields = {
