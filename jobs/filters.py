@@ -48,6 +48,16 @@ class MultiValueFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__in": value})
 
 
+class StatusFilter(django_filters.MultipleChoiceFilter):
+    """Statuses checked against the choices and matched with one `IN (...)`: the same rows as
+    django-filter's OR of one condition per value, with less query building per request."""
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.field_name}__in": value})
+
+
 class LabelFilter(django_filters.Filter):
     """`key:value` pairs; a job matches when it carries every pair."""
 
@@ -89,7 +99,7 @@ def _filter_text(qs, name, value):
 
 class JobFilter(django_filters.FilterSet):
     # No DISTINCT: every filter is on the job row itself, and DISTINCT forbids FOR UPDATE.
-    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
+    status = StatusFilter(choices=JobStatus.choices, distinct=False)
     action = MultiValueFilter()
     last_error_code = MultiValueFilter()
     task_id = django_filters.CharFilter(field_name="task_id")
