@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -570,12 +570,13 @@ def _delete_job_rows(ids: list[str]) -> None:
     comma; a JSON list on SQLite) rather than one placeholder each: for a batch of 10,000 ids,
     building, binding and parsing 10,000 placeholders three times took far longer than the
     deletes themselves (and a list parameter is quoted element by element in Python)."""
-    if connection.vendor == "postgresql":
+    db = transaction.get_connection(router.db_for_write(Job))
+    if db.vendor == "postgresql":
         matches, param = "= ANY(string_to_array(%s, ','))", ",".join(ids)
     else:
         matches, param = "IN (SELECT value FROM json_each(%s))", json.dumps(ids)
     attempts, events, jobs = (model._meta.db_table for model in (JobAttempt, ProviderEvent, Job))
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(f"DELETE FROM {attempts} WHERE job_id {matches}", [param])
         cursor.execute(f"UPDATE {events} SET job_id = NULL WHERE job_id {matches}", [param])
         cursor.execute(f"DELETE FROM {jobs} WHERE id {matches}", [param])
