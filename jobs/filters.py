@@ -3,6 +3,8 @@ admin all filter through it, so "delete what I searched" deletes exactly what th
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +48,20 @@ class MultiValueFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__in": value})
 
 
+class StatusFilter(django_filters.MultipleChoiceFilter):
+    """Statuses checked against the choices and matched with one `IN (...)`: the same rows as
+    django-filter's OR of one condition per value, with less query building per request."""
+
+    # Django's own field, with the same checks and messages: django-filter's (which can add a
+    # "null" choice, unused here) normalizes the choices again for each value it checks.
+    field_class = forms.MultipleChoiceField
+
+    def filter(self, qs, value):
+        if not value:
+            return qs
+        return qs.filter(**{f"{self.field_name}__in": value})
+
+
 class LabelFilter(django_filters.Filter):
     """`key:value` pairs; a job matches when it carries every pair."""
 
@@ -74,9 +90,20 @@ class JobFilterForm(forms.Form):
         return data
 
 
+def _filter_text(qs, name, value):
+    # Text in the error detail, or an exact id (operators paste ids into search boxes).
+    text = value.strip()
+    if not text:
+        return qs
+    condition = Q(last_error_detail__icontains=text)
+    if is_valid_id(text, "job"):
+        condition |= Q(id=text)
+    return qs.filter(condition)
+
+
 class JobFilter(django_filters.FilterSet):
     # No DISTINCT: every filter is on the job row itself, and DISTINCT forbids FOR UPDATE.
-    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices, distinct=False)
+    status = StatusFilter(choices=JobStatus.choices, distinct=False)
     action = MultiValueFilter()
     last_error_code = MultiValueFilter()
     task_id = django_filters.CharFilter(field_name="task_id")
@@ -89,7 +116,7 @@ class JobFilter(django_filters.FilterSet):
     run_at_before = django_filters.IsoDateTimeFilter(field_name="run_at", lookup_expr="lt")
     attempt_count_min = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="gte")
     attempt_count_max = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="lte")
-    q = django_filters.CharFilter(method="filter_text")
+    q = django_filters.CharFilter(method=_filter_text)
     label = LabelFilter()
 
     class Meta:
@@ -97,15 +124,37 @@ class JobFilter(django_filters.FilterSet):
         fields: list[str] = []
         form = JobFilterForm
 
-    def filter_text(self, qs, name, value):
-        # Text in the error detail, or an exact id (operators paste ids into search boxes).
-        text = value.strip()
-        if not text:
-            return qs
-        condition = Q(last_error_detail__icontains=text)
-        if is_valid_id(text, "job"):
-            condition |= Q(id=text)
-        return qs.filter(condition)
+    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+        # django-filter deep-copies every filter for each FilterSet, and so builds new form
+        # fields and a new form class each time, because a filter may keep per-request state (a
+        # queryset built from the request, a method looked up on its FilterSet). These filters
+        # keep none (`q` calls a function, not a method), so they and their forms are built once
+        # and shared: on the API's hot path that was most of the time spent filtering.
+        self.filters = self._shared_filters()
+        self.is_bound = data is not None
+        self.data = data or QueryDict()
+        self.queryset = Job.objects.all() if queryset is None else queryset
+        self.request = request
+        self.form_prefix = prefix
+
+    @classmethod
+    @functools.cache
+    def _shared_filters(cls) -> dict[str, django_filters.Filter]:
+        filters = copy.deepcopy(cls.base_filters)
+        for filter_ in filters.values():
+            filter_.model = cls._meta.model  # their labels are read from the model
+        return filters
+
+    @classmethod
+    @functools.lru_cache(maxsize=256)
+    def _form_class_for(cls, names: frozenset[str]) -> type[forms.Form]:
+        fields = {name: f.field for name, f in cls._shared_filters().items() if name in names}
+        return type(f"{cls.__name__}Form", (cls._meta.form,), fields)
+
+    def get_form_class(self):
+        # A form of the filters given only: an absent one cleans to an empty value and filters
+        # nothing, and a form copies and cleans each of its fields on every request.
+        return self._form_class_for(frozenset(self.data).intersection(self.filters))
 
 
 # Names that are filters. Everything a caller passes that is neither one of these nor a name the
@@ -187,6 +236,8 @@ def has_filters(params: QueryDict) -> bool:
 
 def filter_jobs(queryset: QuerySet[Job], params: QueryDict) -> QuerySet[Job]:
     """Apply the normalized filters to `queryset`, or raise ValidationFailed naming fields."""
+    if not params:
+        return queryset  # nothing to check or apply (an unfiltered list)
     filterset = JobFilter(params, queryset=queryset)
     if not filterset.is_valid():
         fields = {

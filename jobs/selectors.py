@@ -80,11 +80,15 @@ def job_get(principal: Principal, job_id: str) -> Job:
 JOB_PAGE_PARAMS = frozenset({"limit", "cursor"})
 
 
-def jobs_search(account_id: str, data: Mapping[str, Any]) -> tuple[QuerySet[Job], QueryDict]:
+def jobs_search(
+    account_id: str, data: Mapping[str, Any], *, queryset: QuerySet[Job] | None = None
+) -> tuple[QuerySet[Job], QueryDict]:
     """The jobs of the account that the filters in `data` (a query string or a search body)
-    match, and the normalized filters; `limit` and `cursor` are left to the paginator."""
+    match, taken from `queryset` (all jobs by default), and the normalized filters; `limit` and
+    `cursor` are left to the paginator."""
     params = normalize_filter_params(data, reserved=JOB_PAGE_PARAMS)
-    return filter_jobs(Job.objects.filter(account_id=account_id), params), params
+    queryset = Job.objects.all() if queryset is None else queryset
+    return filter_jobs(queryset.filter(account_id=account_id), params), params
 
 
 # --- tasks and provider events -------------------------------------------------------------------

@@ -572,12 +572,23 @@ def jobs_search_delete(
 
 
 def _delete_job_rows(ids: list[str]) -> None:
-    """Delete jobs and their attempts with plain DELETE ... WHERE id IN (...): Django's
-    collector would load every row (and its related rows) into memory first."""
-    db = router.db_for_write(Job)
-    JobAttempt.objects.filter(job_id__in=ids)._raw_delete(db)
-    ProviderEvent.objects.filter(job_id__in=ids).update(job=None)
-    Job.objects.filter(pk__in=ids)._raw_delete(db)
+    """Delete jobs and their attempts, and unlink their provider events, with plain statements:
+    Django's collector would load every row (and its related rows) into memory first.
+
+    The ids go in as one text parameter (comma-separated on PostgreSQL, where ids never hold a
+    comma; a JSON list on SQLite) rather than one placeholder each: for a batch of 10,000 ids,
+    building, binding and parsing 10,000 placeholders three times took far longer than the
+    deletes themselves (and a list parameter is quoted element by element in Python)."""
+    db = transaction.get_connection(router.db_for_write(Job))
+    if db.vendor == "postgresql":
+        matches, param = "= ANY(string_to_array(%s, ','))", ",".join(ids)
+    else:
+        matches, param = "IN (SELECT value FROM json_each(%s))", json.dumps(ids)
+    attempts, events, jobs = (model._meta.db_table for model in (JobAttempt, ProviderEvent, Job))
+    with db.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {attempts} WHERE job_id {matches}", [param])
+        cursor.execute(f"UPDATE {events} SET job_id = NULL WHERE job_id {matches}", [param])
+        cursor.execute(f"DELETE FROM {jobs} WHERE id {matches}", [param])
 
 
 # --- worker-side transitions ---------------------------------------------------------------------
