@@ -620,6 +620,12 @@ WHERE id = %(job_id)s AND status = '{queued}'
 RETURNING account_id, task_id, action, payload, attempt_count, id
 """
 
+# A claim this worker made at this very time and still holds (see job_claim).
+_OWN_CLAIM_TEMPLATE = """
+SELECT account_id, task_id, action, payload, attempt_count FROM jobs_job
+WHERE id = %(job_id)s AND status = '{running}' AND worker = %(worker)s AND started_at = %(now)s
+"""
+
 _AUDIT_INSERT = """INSERT INTO jobs_auditevent
     (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status, to_status,
      reason, data)"""
@@ -692,6 +698,7 @@ def _statement(template: str, **parts: str) -> str:
 
 
 _CLAIM_UPDATE = _statement(_CLAIM_UPDATE_TEMPLATE)
+_OWN_CLAIM = _statement(_OWN_CLAIM_TEMPLATE)
 _CLAIM_SQL_POSTGRESQL = _statement(_CLAIM_TEMPLATE_POSTGRESQL, claim_update=_CLAIM_UPDATE)
 _SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, only_taskless="")
 _SUCCEED_SQL_POSTGRESQL = _statement(_SUCCEED_TEMPLATE_POSTGRESQL, succeed_update=_SUCCEED_UPDATE)
@@ -729,14 +736,31 @@ class ClaimedRun:
     number: int
 
 
-def job_claim(*, job_id: str, worker: str) -> ClaimedRun | None:
+def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -> ClaimedRun | None:
     """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
-    queued any more (a duplicate or late message, a deleted or resolved job): a no-op."""
-    now = timezone.now()
-    params = {"job_id": job_id, "worker": worker, "now": now}
+    queued any more (a duplicate or late message, a deleted or resolved job): a no-op.
+
+    A worker retrying its claim after a broken connection passes the same `claimed_at`: if the
+    first try did commit (only the reply was lost), that claim is its own and is returned,
+    instead of leaving a running job nobody runs for the sweeper (which would cost an attempt).
+    """
+    params = {"job_id": job_id, "worker": worker, "now": claimed_at or timezone.now()}
     if connection.vendor == "postgresql":
         row = _execute_prepared(_CLAIM_SQL_POSTGRESQL, params)
-        return None if row is None else _claimed_run(job_id, row)
+        run = None if row is None else _claimed_run(job_id, row)
+    else:
+        run = _claim_in_transaction(params)
+    if run is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_OWN_CLAIM, params)
+            row = cursor.fetchone()
+        run = None if row is None else _claimed_run(job_id, row)
+    return run
+
+
+def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
+    """The claim as one transaction of several statements (SQLite)."""
+    job_id, worker, now = params["job_id"], params["worker"], params["now"]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_UPDATE, params)

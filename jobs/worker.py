@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
+from django.utils import timezone
 
 from jobs import services
 from jobs.actions.registry import ActionContext, JobError, RunLost, get_action
@@ -67,8 +68,11 @@ class ActionTimeout(BaseException):
 def run_job(job_id: str) -> str:
     """Run the job `job_id` once, if it is still queued. Returns the outcome, for django-q2's
     task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout" or "lost"."""
+    # One claim time for every try: a retry after a lost reply recognizes its own claim.
+    claimed_at = timezone.now()
     run = _with_db_retry(
-        lambda: services.job_claim(job_id=job_id, worker=worker_identity()), what="claim"
+        lambda: services.job_claim(job_id=job_id, worker=worker_identity(), claimed_at=claimed_at),
+        what="claim",
     )
     if run is None:
         return "skipped"

@@ -9,6 +9,7 @@ in a worker.
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from jobs import services
 from jobs.actions.registry import JobSpec
@@ -131,3 +132,19 @@ def test_created_rows_read_back_as_written_and_save_as_updates(actor):
     created[0].priority = 3
     created[0].save(update_fields=["priority"])  # an UPDATE: the row exists
     assert Job.objects.get(pk=created[0].pk).priority == 3
+
+
+def test_a_retried_claim_whose_first_reply_was_lost_gets_its_own_claim_back(actor):
+    job = services.job_create(account=AccountFactory(), action="noop", actor=actor)
+    claimed_at = timezone.now()
+    first = services.job_claim(job_id=job.pk, worker=WORKER, claimed_at=claimed_at)
+
+    # The worker never saw `first` (the connection broke after the commit) and tries again.
+    again = services.job_claim(job_id=job.pk, worker=WORKER, claimed_at=claimed_at)
+
+    assert again == first
+    assert JobAttempt.objects.filter(job=job).count() == 1
+    assert AuditEvent.objects.filter(job_id=job.pk, command="claim").count() == 1
+    # Anyone else, or the same worker at another time (a later duplicate message), gets nothing.
+    assert services.job_claim(job_id=job.pk, worker="host-b:1", claimed_at=claimed_at) is None
+    assert services.job_claim(job_id=job.pk, worker=WORKER) is None
