@@ -21,13 +21,13 @@ from collections.abc import Callable
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from jobs import services
 from jobs.actors import Actor
 from jobs.models import Job, JobAttempt
 from tests.bench.dataset import ensure_dataset
+from tests.bench.sql import captured_selects, replay
 from tests.bench.timing import timed
 
 TARGET_MS = 300.0
@@ -39,25 +39,6 @@ def page(client: Client, url: str) -> Callable[[], object]:
         if response.status_code != 200:
             raise RuntimeError(f"GET {url}: {response.status_code}")
         return response
-
-    return run
-
-
-def captured_sql(fn: Callable[[], object]) -> list[str]:
-    """The SELECTs a view runs (session and user look-ups included), as executable SQL."""
-    with CaptureQueriesContext(connection) as queries:
-        fn()
-    return [
-        q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")
-    ]
-
-
-def raw(statements: list[str]) -> Callable[[], None]:
-    def run() -> None:
-        with connection.cursor() as cursor:
-            for sql in statements:
-                cursor.execute(sql)
-                cursor.fetchall()
 
     return run
 
@@ -111,9 +92,9 @@ def main(argv: list[str]) -> int:
     status = 0
     for name, url in pages:
         view = page(client, url)
-        statements = captured_sql(view)
+        statements = captured_selects(view)
         view_ms = timed(view, args.repeat)
-        sql_ms = timed(raw(statements), args.repeat)
+        sql_ms = timed(replay(statements), args.repeat)
         median, sql_median = statistics.median(view_ms), statistics.median(sql_ms)
         verdict = "ok" if median < TARGET_MS else "SLOW"
         print(
