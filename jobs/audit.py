@@ -11,22 +11,10 @@ from jobs.actors import Actor
 from jobs.models import AuditEvent, Job
 
 
-def audit(
-    *,
-    actor: Actor,
-    command: str,
-    account_id: str,
-    job: Job | None = None,
-    job_id: str = "",
-    from_status: str = "",
-    to_status: str = "",
-    reason: str = "",
-    data: dict[str, Any] | None = None,
-    task_id: str | None = None,
-    now: datetime | None = None,
-) -> AuditEvent:
-    """Record one audit event: who did what to which job (or account), when and why."""
-    return AuditEvent.objects.create(**audit_fields(**locals()))
+def audit(**fields: Any) -> AuditEvent:
+    """Record one audit event: who did what to which job (or account), when and why. Takes the
+    arguments of audit_fields."""
+    return AuditEvent.objects.create(**audit_fields(**fields))
 
 
 def audit_fields(
