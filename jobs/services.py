@@ -616,7 +616,7 @@ _CLAIM_UPDATE_TEMPLATE = """
 UPDATE jobs_job
 SET status = '{running}', attempt_count = attempt_count + 1, started_at = %(now)s,
     heartbeat_at = %(now)s, finished_at = NULL, worker = %(worker)s, updated_at = %(now)s
-WHERE id = %(job_id)s AND status = '{queued}'
+WHERE id = %(job_id)s AND status {status_is} '{queued}'
 RETURNING account_id, task_id, action, payload, attempt_count, id
 """
 
@@ -658,7 +658,8 @@ _SUCCEED_UPDATE_TEMPLATE = """
 UPDATE jobs_job
 SET status = '{succeeded}', result = %(result)s, finished_at = %(now)s, heartbeat_at = NULL,
     updated_at = %(now)s
-WHERE id = %(job_id)s AND status = '{running}' AND attempt_count = %(attempt)s {only_taskless}
+WHERE id = %(job_id)s AND status {status_is} '{running}' AND attempt_count = %(attempt)s
+    {only_taskless}
 RETURNING account_id, task_id, started_at, id
 """
 
@@ -666,8 +667,10 @@ _SUCCEED_TEMPLATE_POSTGRESQL = """
 WITH done AS ({succeed_update}),
 attempt AS (
     UPDATE jobs_jobattempt SET finished_at = %(now)s, outcome = '{attempt_succeeded}',
-        duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM %(now)s - done.started_at) * 1000)::int)
-    FROM done WHERE jobs_jobattempt.job_id = done.id AND jobs_jobattempt.number = %(attempt)s
+        duration_ms = GREATEST(
+            0, (EXTRACT(EPOCH FROM %(now)s - (SELECT started_at FROM done)) * 1000)::int
+        )
+    WHERE job_id = %(job_id)s AND number = %(attempt)s AND EXISTS (SELECT FROM done)
 ),
 event AS (
     {audit_insert}
@@ -697,14 +700,37 @@ def _statement(template: str, **parts: str) -> str:
     return template.format(**_SQL_CONSTANTS, **parts)
 
 
-_CLAIM_UPDATE = _statement(_CLAIM_UPDATE_TEMPLATE)
+# On PostgreSQL the claim and the success find their job by primary key and test its status
+# with IS NOT DISTINCT FROM: for a column that is never NULL the same test as "=", but one the
+# planner cannot match to the partial indexes on status (job_status_enqueued,
+# job_status_heartbeat). With "=", whenever the statistics say few jobs are queued (a burst
+# the last ANALYZE has not seen, or a table analyzed while empty) the planner finds scanning
+# the small "queued" index cheaper than the primary key, filters it on id, and every claim
+# reads every queued job: throughput collapses as the queue grows. (SQLite's planner prefers
+# the unique key by itself, and older SQLite releases lack IS NOT DISTINCT FROM.) For the same
+# reason the success closes its attempt by (job_id, number) given as parameters, not by a join
+# with the updated job, which the planner could turn into a hash join over every attempt.
+_STATUS_IS_POSTGRESQL = "IS NOT DISTINCT FROM"
+_CLAIM_UPDATE = _statement(_CLAIM_UPDATE_TEMPLATE, status_is="=")
 _OWN_CLAIM = _statement(_OWN_CLAIM_TEMPLATE)
-_CLAIM_SQL_POSTGRESQL = _statement(_CLAIM_TEMPLATE_POSTGRESQL, claim_update=_CLAIM_UPDATE)
-_SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, only_taskless="")
-_SUCCEED_SQL_POSTGRESQL = _statement(_SUCCEED_TEMPLATE_POSTGRESQL, succeed_update=_SUCCEED_UPDATE)
+_CLAIM_SQL_POSTGRESQL = _statement(
+    _CLAIM_TEMPLATE_POSTGRESQL,
+    claim_update=_statement(_CLAIM_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL),
+)
+_SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, status_is="=", only_taskless="")
+_SUCCEED_SQL_POSTGRESQL = _statement(
+    _SUCCEED_TEMPLATE_POSTGRESQL,
+    succeed_update=_statement(
+        _SUCCEED_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL, only_taskless=""
+    ),
+)
 _SUCCEED_TASKLESS_SQL_POSTGRESQL = _statement(
     _SUCCEED_TEMPLATE_POSTGRESQL,
-    succeed_update=_statement(_SUCCEED_UPDATE_TEMPLATE, only_taskless="AND task_id IS NULL"),
+    succeed_update=_statement(
+        _SUCCEED_UPDATE_TEMPLATE,
+        status_is=_STATUS_IS_POSTGRESQL,
+        only_taskless="AND task_id IS NULL",
+    ),
 )
 
 

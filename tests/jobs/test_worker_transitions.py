@@ -9,6 +9,7 @@ in a worker.
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from jobs import services
@@ -148,3 +149,30 @@ def test_a_retried_claim_whose_first_reply_was_lost_gets_its_own_claim_back(acto
     # Anyone else, or the same worker at another time (a later duplicate message), gets nothing.
     assert services.job_claim(job_id=job.pk, worker="host-b:1", claimed_at=claimed_at) is None
     assert services.job_claim(job_id=job.pk, worker=WORKER) is None
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="about PostgreSQL's planner and partial indexes"
+)
+def test_claim_and_success_use_the_primary_key_even_when_statistics_say_nothing_is_queued(actor):
+    # Statistics taken when no job was queued, then a burst the last ANALYZE has not seen: with
+    # a plain `status = 'queued'` the planner scans the partial "queued" index (empty, as far as
+    # it knows) instead of the primary key, and every claim reads every queued job.
+    account = AccountFactory()
+    services.jobs_create(account=account, specs=[JobSpec("noop", {})] * 3000, actor=actor)
+    Job.objects.update(status=S.SUCCEEDED)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    job = services.jobs_create(account=account, specs=[JobSpec("noop", {})] * 300, actor=actor)[0]
+    params = {"job_id": job.pk, "worker": WORKER, "now": timezone.now(), "attempt": 1}
+    statements = {
+        "claim": services._CLAIM_SQL_POSTGRESQL,
+        "succeed": services._SUCCEED_SQL_POSTGRESQL,
+        "succeed without task": services._SUCCEED_TASKLESS_SQL_POSTGRESQL,
+    }
+    for name, sql in statements.items():
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {sql}", params | {"result": None})
+            plan = "\n".join(line for (line,) in cursor.fetchall())
+        assert "jobs_job_pkey" in plan, (name, plan)
+        assert "job_status_" not in plan and "Seq Scan on jobs_job " not in plan, (name, plan)
