@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, router, transaction
+from django.db import IntegrityError, connection, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -40,7 +39,7 @@ from jobs.states import (
     derive_task_status,
     is_allowed,
 )
-from jobsconsole.db import insert_rows
+from jobsconsole.db import HotStatement, insert_rows
 from jobsconsole.ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -734,16 +733,11 @@ _SUCCEED_TASKLESS_SQL_POSTGRESQL = _statement(
 )
 
 
-def _execute_prepared(sql: str, params: dict[str, Any]) -> tuple | None:
-    """Run one of the worker's hot statements as a server-side prepared statement and return
-    its row. Django binds parameters on the client, so PostgreSQL would plan these statements
-    anew each time, and planning them costs more than running them. Behind a pooler that
-    cannot keep prepared statements (JOBS_DB_PREPARED_STATEMENTS=0) they are planned anew."""
-    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: `connection` is a lookup per use
-    db.ensure_connection()
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchone()
+# Run through libpq, prepared once per connection (jobsconsole.db.HotStatement).
+_CLAIM_POSTGRESQL = HotStatement(_CLAIM_SQL_POSTGRESQL, types={"now": "timestamptz"})
+_SUCCEED_TYPES = {"now": "timestamptz", "attempt": "int4", "result": "jsonb"}
+_SUCCEED_POSTGRESQL = HotStatement(_SUCCEED_SQL_POSTGRESQL, types=_SUCCEED_TYPES)
+_SUCCEED_TASKLESS_POSTGRESQL = HotStatement(_SUCCEED_TASKLESS_SQL_POSTGRESQL, types=_SUCCEED_TYPES)
 
 
 _PAYLOAD_FIELD = Job._meta.get_field("payload")
@@ -772,7 +766,7 @@ def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -
     """
     params = {"job_id": job_id, "worker": worker, "now": claimed_at or timezone.now()}
     if connection.vendor == "postgresql":
-        row = _execute_prepared(_CLAIM_SQL_POSTGRESQL, params)
+        row = _CLAIM_POSTGRESQL.first_row(params)
         run = None if row is None else _claimed_run(job_id, row)
     else:
         run = _claim_in_transaction(params)
@@ -813,7 +807,7 @@ def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
 def _claimed_run(job_id: str, row: tuple) -> ClaimedRun:
     account_id, task_id, action, payload, number = row[:5]
     payload = _PAYLOAD_FIELD.from_db_value(payload, None, connection)
-    return ClaimedRun(job_id, account_id, task_id, action, payload, number)
+    return ClaimedRun(job_id, account_id, task_id, action, payload, int(number))
 
 
 def job_heartbeat(*, job_id: str, attempt: int) -> bool:
@@ -863,7 +857,8 @@ def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> 
     it lost (or an operator deleted the job) while it ran, and the outcome of a run we no
     longer own must not overwrite the newer state."""
     now = timezone.now()
-    stored_result = _RESULT_FIELD.get_db_prep_save(result, connection)
+    # JSON text (or NULL), which the statement's jsonb column or parameter takes as it is.
+    stored_result = None if result is None else json.dumps(result, cls=_RESULT_FIELD.encoder)
     params = {"job_id": job_id, "attempt": attempt, "result": stored_result, "now": now}
     postgresql = connection.vendor == "postgresql"
     # A job without a task needs nothing beyond the statement, which commits on its own; a
@@ -871,12 +866,12 @@ def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> 
     if (
         postgresql
         and not connection.in_atomic_block
-        and _execute_prepared(_SUCCEED_TASKLESS_SQL_POSTGRESQL, params) is not None
+        and _SUCCEED_TASKLESS_POSTGRESQL.first_row(params) is not None
     ):
         return True
     with transaction.atomic():
         if postgresql:
-            row = _execute_prepared(_SUCCEED_SQL_POSTGRESQL, params)
+            row = _SUCCEED_POSTGRESQL.first_row(params)
         else:
             with connection.cursor() as cursor:
                 cursor.execute(_SUCCEED_UPDATE, params)
