@@ -81,7 +81,10 @@ class HotStatement:
 
     Only in autocommit: the statement commits on its own. Inside a transaction Django opened,
     psycopg may not have sent its BEGIN yet, so the statement goes through a psycopg cursor,
-    which does. Errors arrive as django.db errors, as from any other query.
+    which does (and its values come back typed: callers convert either). Errors arrive as
+    django.db errors, as from any other query. libpq waits for the server in C, so a signal
+    (django-q2's timeout, Ctrl-C) is handled only once the statement returns: these are
+    single-row statements by primary key, and the worker runs its handler only between them.
     """
 
     _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
@@ -130,11 +133,19 @@ class HotStatement:
             _checked(pgconn, pgconn.prepare(self._name, self._libpq_sql, self._types))
             self._prepared_on.add(conn)
         result = pgconn.exec_prepared(self._name, values)
-        if result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000":
-            # The session's prepared statements were dropped (DEALLOCATE ALL, DISCARD ALL).
+        state = result.error_field(pq.DiagnosticField.SQLSTATE)
+        if state in _PREPARE_AGAIN:
+            # The session's prepared statements were dropped (DEALLOCATE ALL, DISCARD ALL), or
+            # a migration changed a table under this one ("cached plan must not change result
+            # type"): prepare it again, once.
+            if state == b"0A000":
+                _checked(pgconn, pgconn.exec_params(b"DEALLOCATE " + self._name, []))
             _checked(pgconn, pgconn.prepare(self._name, self._libpq_sql, self._types))
             result = pgconn.exec_prepared(self._name, values)
         return _checked(pgconn, result)
+
+
+_PREPARE_AGAIN = {b"26000", b"0A000"}
 
 
 def _as_text(value: object) -> bytes | None:
@@ -144,7 +155,11 @@ def _as_text(value: object) -> bytes | None:
         if value.tzinfo is None:
             raise ValueError("naive datetime sent to the database")
         return value.isoformat().encode()
-    return str(value).encode()
+    text = str(value).encode()
+    if b"\x00" in text:
+        # libpq would cut the value there without a word; psycopg refuses it too.
+        raise ValueError("NUL character in a value sent to the database")
+    return text
 
 
 def _checked(pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> pq.abc.PGresult:

@@ -176,3 +176,40 @@ def test_claim_and_success_use_the_primary_key_even_when_statistics_say_nothing_
             plan = "\n".join(line for (line,) in cursor.fetchall())
         assert "jobs_job_pkey" in plan, (name, plan)
         assert "job_status_" not in plan and "Seq Scan on jobs_job " not in plan, (name, plan)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the libpq path is PostgreSQL's")
+def test_hot_statements_prepare_again_after_the_session_dropped_them(actor):
+    account = AccountFactory()
+    first, second = services.jobs_create(
+        account=account, specs=[JobSpec("noop", {})] * 2, actor=actor
+    )
+    assert services.job_claim(job_id=first.pk, worker=WORKER) is not None
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+
+    assert services.job_claim(job_id=second.pk, worker=WORKER).number == 1
+    assert services.job_succeed(job_id=second.pk, attempt=1, result={"ok": 1}) is True
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the libpq path is PostgreSQL's")
+def test_a_lost_connection_is_an_operational_error_the_worker_retries(actor):
+    import psycopg
+    from django.db import OperationalError
+
+    (job,) = services.jobs_create(
+        account=AccountFactory(), specs=[JobSpec("noop", {})], actor=actor
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        while other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+            pass  # until the backend is gone
+
+    with pytest.raises(OperationalError):
+        services.job_claim(job_id=job.pk, worker=WORKER)
+    connection.close()
+    assert Job.objects.get(pk=job.pk).status == S.QUEUED  # nothing happened; a retry claims it
+    assert services.job_claim(job_id=job.pk, worker=WORKER).number == 1
