@@ -16,6 +16,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("JOBS_VENV", ROOT / ".venv"))
@@ -40,11 +41,12 @@ def ensure_venv() -> None:
         stamp.touch()
 
 
-def run(args: list[str], env: dict[str, str] | None = None) -> int:
-    try:
-        return subprocess.call(args, cwd=ROOT, env={**os.environ, **(env or {})})
-    except KeyboardInterrupt:
-        return 130
+def run(args: list[str], env: dict[str, str] | None = None) -> NoReturn:
+    """Become the command (exec), so that signals meant for `dev.py` (Ctrl-C, or a SIGTERM from
+    `timeout` or a process manager) reach it directly and nothing is left running behind."""
+    sys.stdout.flush()
+    os.chdir(ROOT)
+    os.execve(args[0], args, {**os.environ, **(env or {})})
 
 
 def main() -> int:
