@@ -70,6 +70,25 @@ def _push(job_ids: list[str]) -> None:
         broker.connection.rpush(broker.list_key, *packages)
 
 
+def backlog() -> int | None:
+    """How many messages wait in the broker for a worker, or None when that is not known (a
+    broker other than ORM or Redis, or one that does not answer). Messages a cluster already
+    took (prefetched, or in a worker) are not counted."""
+    from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
+    from django_q.brokers.redis_broker import Redis
+    from django_q.conf import Conf
+
+    broker = _broker(get_broker, Conf)
+    if Conf.SYNC or not isinstance(broker, ORM | Redis):
+        return None
+    try:
+        return int(broker.queue_size())
+    except Exception:
+        logger.warning("could not read the broker's backlog", exc_info=True)
+        return None
+
+
 _brokers: dict[tuple, object] = {}
 
 
