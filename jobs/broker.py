@@ -24,14 +24,16 @@ WORKER_ENTRY = "jobs.worker.run_job"
 BATCH_SIZE = 1000
 
 
-def enqueue(job_ids: Iterable[str]) -> None:
-    """Put one message per job on the broker. Failures are logged, not raised: the sweeper
-    enqueues a queued job again when no worker picked it up in time."""
+def enqueue(job_ids: Iterable[str], *, ahead: bool = False) -> None:
+    """Put one message per job on the broker, at the end of the line, or `ahead` of every
+    message waiting (Redis; the ORM broker hands out waiting messages in no set order). Failures
+    are logged, not raised: the sweeper enqueues a queued job again when no worker picked it up
+    in time."""
     ids = list(job_ids)
     for start in range(0, len(ids), BATCH_SIZE):
         batch = ids[start : start + BATCH_SIZE]
         try:
-            _push(batch)
+            _push(batch, ahead=ahead)
         except Exception:
             logger.exception(
                 "enqueue failed for %d job(s) (%s, ...); the sweeper will enqueue them again",
@@ -40,15 +42,15 @@ def enqueue(job_ids: Iterable[str]) -> None:
             )
 
 
-def enqueue_on_commit(job_ids: list[str]) -> None:
+def enqueue_on_commit(job_ids: list[str], *, ahead: bool = False) -> None:
     """Enqueue after the surrounding transaction commits, so a worker never sees a job that is
     not queued yet, and a rolled-back job is never run."""
     if job_ids:
         ids = list(job_ids)
-        transaction.on_commit(lambda: enqueue(ids))
+        transaction.on_commit(lambda: enqueue(ids, ahead=ahead))
 
 
-def _push(job_ids: list[str]) -> None:
+def _push(job_ids: list[str], *, ahead: bool) -> None:
     from django_q.brokers import get_broker
     from django_q.brokers.orm import ORM
     from django_q.brokers.redis_broker import Redis
@@ -66,6 +68,9 @@ def _push(job_ids: list[str]) -> None:
         now = timezone.now()
         key = broker.list_key or Conf.CLUSTER_NAME
         insert_rows([OrmQ(key=key, payload=package, lock=now) for package in packages])
+    elif ahead:
+        # django-q2 pops from the head of the list: pushed there, in the order given.
+        broker.connection.lpush(broker.list_key, *reversed(packages))
     else:
         broker.connection.rpush(broker.list_key, *packages)
 

@@ -367,9 +367,9 @@ def job_retry(*, job_id: str, actor: Actor, note: str = "") -> Job:
 
 
 def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "") -> Job:
-    """Queue a job now, ignoring its run_at and an account pause. Refused while another job of
-    the same account and action is running, unless `force`: two syncs of one mailbox at once
-    are a conflict."""
+    """Queue a job now, ahead of the line (see jobs.broker.enqueue), ignoring its run_at and an
+    account pause. Refused while another job of the same account and action is running, unless
+    `force`: two syncs of one mailbox at once are a conflict."""
     note = _clean_note(note, required=False)
     with transaction.atomic():
         job = _lock_job(job_id)
@@ -403,7 +403,7 @@ def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "
             data={"force": force},
         )
         _refresh_task_statuses([job.task_id])
-        enqueue_on_commit([job.pk])
+        enqueue_on_commit([job.pk], ahead=True)
     return job
 
 

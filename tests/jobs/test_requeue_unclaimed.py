@@ -3,7 +3,6 @@ job that merely waits behind a backlog its message is part of (ORM broker, the t
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -95,29 +94,14 @@ def test_messages_a_dead_cluster_had_taken_do_not_count_as_waiting(
 
 
 def test_on_redis_the_backlog_is_the_length_of_the_queue(
-    queued_jobs, stale, django_capture_on_commit_callbacks, monkeypatch
+    queued_jobs, stale, django_capture_on_commit_callbacks, redis_queue
 ):
-    import redis
+    client, key = redis_queue
+    ids = queued_jobs(2)
+    assert client.llen(key) == 2
+    assert requeue(stale, django_capture_on_commit_callbacks) == []
+    assert client.llen(key) == 2
 
-    from tests.conftest import require
-    from tests.execution.conftest import REDIS_URL, use_broker
-
-    client = redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        require(False, f"needs Redis at {REDIS_URL}: {exc}")
-    queue = f"test-requeue-{uuid.uuid4().hex[:8]}"
-    use_broker(monkeypatch, queue=queue, redis_url=REDIS_URL)
-    key = f"django_q:{queue}:q"
-    try:
-        ids = queued_jobs(2)
-        assert client.llen(key) == 2
-        assert requeue(stale, django_capture_on_commit_callbacks) == []
-        assert client.llen(key) == 2
-
-        client.lpop(key)  # a message lost with a cluster that had taken it
-        assert sorted(requeue(stale, django_capture_on_commit_callbacks)) == sorted(ids)
-        assert client.llen(key) == 3
-    finally:
-        client.delete(key)
+    client.lpop(key)  # a message lost with a cluster that had taken it
+    assert sorted(requeue(stale, django_capture_on_commit_callbacks)) == sorted(ids)
+    assert client.llen(key) == 3

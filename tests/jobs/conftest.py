@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conftest import require
+
+
+@pytest.fixture
+def redis_queue(monkeypatch):
+    """This process's producer pointed at a queue of its own on the local Redis: yields the
+    client and the list django-q2 reads the queue from; removed afterwards."""
+    import redis
+
+    from tests.execution.conftest import REDIS_URL, use_broker
+
+    client = redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        require(False, f"needs Redis at {REDIS_URL}: {exc}")
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    use_broker(monkeypatch, queue=queue, redis_url=REDIS_URL)
+    key = f"django_q:{queue}:q"
+    yield client, key
+    client.delete(key)
