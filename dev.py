@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent
-VENV = Path(os.environ.get("JOBS_VENV", ROOT / ".venv"))
+# Absolute: the commands run from ROOT, wherever dev.py was started.
+VENV = Path(os.environ.get("JOBS_VENV", ROOT / ".venv")).resolve()
 PYTHON = VENV / "bin" / "python"
 
 

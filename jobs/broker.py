@@ -26,12 +26,14 @@ BATCH_SIZE = 1000
 
 def enqueue(job_ids: Iterable[str], *, ahead: bool = False) -> None:
     """Put one message per job on the broker, at the end of the line, or `ahead` of every
-    message waiting (Redis; the ORM broker hands out waiting messages in no set order). Failures
-    are logged, not raised: the sweeper enqueues a queued job again when no worker picked it up
-    in time."""
+    message waiting, in the order given (Redis; the ORM broker hands out waiting messages in no
+    set order). Messages a cluster has already taken (up to its queue_limit) are ahead of any
+    line. Failures are logged, not raised: the sweeper enqueues a queued job again when no
+    worker picked it up in time."""
     ids = list(job_ids)
-    for start in range(0, len(ids), BATCH_SIZE):
-        batch = ids[start : start + BATCH_SIZE]
+    batches = [ids[start : start + BATCH_SIZE] for start in range(0, len(ids), BATCH_SIZE)]
+    # Ahead of the line, each batch is pushed in front of the ones after it.
+    for batch in reversed(batches) if ahead else batches:
         try:
             _push(batch, ahead=ahead)
         except Exception:
@@ -73,25 +75,6 @@ def _push(job_ids: list[str], *, ahead: bool) -> None:
         broker.connection.lpush(broker.list_key, *reversed(packages))
     else:
         broker.connection.rpush(broker.list_key, *packages)
-
-
-def backlog() -> int | None:
-    """How many messages wait in the broker for a worker, or None when that is not known (a
-    broker other than ORM or Redis, or one that does not answer). Messages a cluster already
-    took (prefetched, or in a worker) are not counted."""
-    from django_q.brokers import get_broker
-    from django_q.brokers.orm import ORM
-    from django_q.brokers.redis_broker import Redis
-    from django_q.conf import Conf
-
-    broker = _broker(get_broker, Conf)
-    if Conf.SYNC or not isinstance(broker, ORM | Redis):
-        return None
-    try:
-        return int(broker.queue_size())
-    except Exception:
-        logger.warning("could not read the broker's backlog", exc_info=True)
-        return None
 
 
 _brokers: dict[tuple, object] = {}

@@ -27,7 +27,6 @@ from accounts.models import Account
 from jobs.actions.registry import JobSpec, get_action, get_event_route, get_task_kind, policy_for
 from jobs.actors import Actor
 from jobs.audit import audit, audit_fields
-from jobs.broker import backlog as broker_backlog
 from jobs.broker import enqueue_on_commit
 from jobs.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
@@ -1114,15 +1113,17 @@ def jobs_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
 
 
 def jobs_requeue_unclaimed(*, now: datetime | None = None, limit: int = 500) -> list[str]:
-    """Enqueue again the queued jobs that no worker claimed within the bound: their message was
-    lost (a broker crash, an enqueue that failed after commit). A duplicate is harmless: the
-    claim of a job that is not queued any more is a no-op.
+    """Enqueue again the queued jobs that no worker claimed within the bound: their message may
+    have been lost (a broker crash, a cluster killed with messages it had taken, an enqueue that
+    failed after commit). A duplicate is harmless: the claim of a job that is not queued any
+    more is a no-op.
 
-    A job can also wait that long behind a backlog its message is still part of. While the
-    broker holds at least as many messages as there are queued jobs, every queued job may still
-    have its message there, and nothing is sent again: duplicates would only lengthen the
-    backlog they wait behind. (Stale duplicates can hide a lost message this way only until
-    the workers have drained them.)"""
+    The broker cannot tell a lost message from one still waiting behind a long backlog (its
+    count is no help: clusters take messages ahead of their workers, and messages of jobs
+    resolved or deleted while queued linger), so a job that only waited that long is sent
+    again too. The new message goes ahead of the line: these are the jobs that have waited
+    longest, they run next, and the old message becomes a no-op claim instead of a second
+    place at the end of the backlog."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.JOBS_REQUEUE_AFTER_SECONDS)
     with transaction.atomic():
@@ -1135,32 +1136,10 @@ def jobs_requeue_unclaimed(*, now: datetime | None = None, limit: int = 500) -> 
         )
         if not ids:
             return []
-        if _backlog_covers_queued_jobs(stale=len(ids)):
-            return []
         Job.objects.filter(pk__in=ids).update(enqueued_at=now)
-        enqueue_on_commit(ids)
+        enqueue_on_commit(ids, ahead=True)
     logger.warning("enqueued again %d unclaimed job(s): %s", len(ids), ", ".join(ids[:20]))
     return ids
-
-
-def _backlog_covers_queued_jobs(*, stale: int) -> bool:
-    """Whether the broker holds at least one message per queued job (see
-    jobs_requeue_unclaimed). An unknown backlog covers nothing."""
-    waiting = broker_backlog()
-    if waiting is None:
-        return False
-    queued = Job.objects.filter(status=S.QUEUED).count()
-    if waiting < queued:
-        return False
-    logger.info(
-        "%d job(s) queued for over %gs wait behind %d message(s) for %d queued job(s): "
-        "not enqueued again",
-        stale,
-        settings.JOBS_REQUEUE_AFTER_SECONDS,
-        waiting,
-        queued,
-    )
-    return True
 
 
 # --- validation of inputs ----------------------------------------------------------------------

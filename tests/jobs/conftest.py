@@ -25,3 +25,16 @@ def redis_queue(monkeypatch):
     key = f"django_q:{queue}:q"
     yield client, key
     client.delete(key)
+
+
+@pytest.fixture
+def next_job_ids():
+    """The jobs of the next `count` messages a cluster would take from the broker."""
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+
+    def take(count: int) -> list[str]:
+        queue = get_broker()
+        return [SignedPackage.loads(queue.dequeue()[0][1])["args"][0] for _ in range(count)]
+
+    return take

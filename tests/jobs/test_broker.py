@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from django_q.brokers import get_broker
-from django_q.signing import SignedPackage
-
-from jobs import services
+from jobs import broker, services
 from jobs.actions.registry import JobSpec
 from jobs.states import JobStatus
 
 
-def next_job_ids(broker, count: int) -> list[str]:
-    """The jobs of the next `count` messages a cluster would take."""
-    return [SignedPackage.loads(broker.dequeue()[0][1])["args"][0] for _ in range(count)]
-
-
 def test_on_redis_a_triggered_job_goes_ahead_of_the_line(
-    account, actor, make_job, redis_queue, django_capture_on_commit_callbacks
+    account, actor, make_job, redis_queue, django_capture_on_commit_callbacks, next_job_ids
 ):
     failed = make_job(status=JobStatus.FAILED)
     with django_capture_on_commit_callbacks(execute=True):
@@ -26,15 +18,27 @@ def test_on_redis_a_triggered_job_goes_ahead_of_the_line(
     with django_capture_on_commit_callbacks(execute=True):
         services.job_trigger(job_id=failed.pk, actor=actor)
 
-    assert next_job_ids(get_broker(), 4) == [failed.pk, *(job.pk for job in waiting)]
+    assert next_job_ids(4) == [failed.pk, *(job.pk for job in waiting)]
 
 
 def test_on_redis_a_batch_keeps_its_order(
-    account, actor, redis_queue, django_capture_on_commit_callbacks
+    account, actor, redis_queue, django_capture_on_commit_callbacks, next_job_ids
 ):
     with django_capture_on_commit_callbacks(execute=True):
         jobs = services.jobs_create(
             account=account, specs=[JobSpec("noop") for _ in range(3)], actor=actor
         )
 
-    assert next_job_ids(get_broker(), 3) == [job.pk for job in jobs]
+    assert next_job_ids(3) == [job.pk for job in jobs]
+
+
+def test_on_redis_messages_sent_ahead_keep_their_order_across_batches(
+    account, actor, redis_queue, monkeypatch, django_capture_on_commit_callbacks, next_job_ids
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        waiting = services.jobs_create(account=account, specs=[JobSpec("noop")], actor=actor)
+    monkeypatch.setattr(broker, "BATCH_SIZE", 2)
+
+    broker.enqueue(["job_a", "job_b", "job_c"], ahead=True)
+
+    assert next_job_ids(4) == ["job_a", "job_b", "job_c", waiting[0].pk]

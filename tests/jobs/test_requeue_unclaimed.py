@@ -1,5 +1,5 @@
-"""The sweeper sends a queued job's message again only when it may have been lost, never for a
-job that merely waits behind a backlog its message is part of (ORM broker, the test database)."""
+"""The sweeper sends a new message for a queued job nobody claimed within the bound, once per
+bound, ahead of the line: the job may have lost its message, or only waited behind a backlog."""
 
 from __future__ import annotations
 
@@ -16,92 +16,60 @@ from jobs.models import Job
 
 @pytest.fixture
 def queued_jobs(account, actor, django_capture_on_commit_callbacks):
-    """Three queued jobs, each with its message in the broker."""
+    """Queued jobs, each with its message on the broker; `waited` makes them queued an hour
+    ago, past any bound."""
 
-    def make(count: int = 3) -> list[str]:
+    def make(count: int, *, waited: bool = False) -> list[str]:
         with django_capture_on_commit_callbacks(execute=True):
             jobs = services.jobs_create(
                 account=account, specs=[JobSpec("noop") for _ in range(count)], actor=actor
             )
-        return [job.pk for job in jobs]
+        ids = [job.pk for job in jobs]
+        if waited:
+            Job.objects.filter(pk__in=ids).update(enqueued_at=timezone.now() - timedelta(hours=1))
+        return ids
 
     return make
 
 
 @pytest.fixture
-def stale(settings):
-    """A sweep's clock at which every job queued so far has waited past the bound."""
-    return timezone.now() + timedelta(seconds=settings.JOBS_REQUEUE_AFTER_SECONDS + 1)
+def requeue(django_capture_on_commit_callbacks):
+    def sweep() -> list[str]:
+        with django_capture_on_commit_callbacks(execute=True):
+            return services.jobs_requeue_unclaimed()
+
+    return sweep
 
 
-def messages() -> list[str]:
-    """The job ids the broker's waiting messages are for."""
-    return sorted(message.task["args"][0] for message in OrmQ.objects.all())
-
-
-def requeue(now, capture) -> list[str]:
-    with capture(execute=True):
-        return services.jobs_requeue_unclaimed(now=now)
-
-
-def test_a_job_whose_message_was_lost_is_enqueued_again(
-    queued_jobs, stale, django_capture_on_commit_callbacks
-):
-    [job_id] = queued_jobs(1)
+def test_a_job_whose_message_was_lost_is_enqueued_again_once_per_bound(queued_jobs, requeue):
+    [job_id] = queued_jobs(1, waited=True)
     OrmQ.objects.all().delete()  # the broker lost the message
+    swept_at = timezone.now()
 
-    assert requeue(stale, django_capture_on_commit_callbacks) == [job_id]
-    assert messages() == [job_id]
-    assert Job.objects.get(pk=job_id).enqueued_at > stale - timedelta(seconds=1)
-    # Sent again once per bound, not on every sweep.
-    assert requeue(stale, django_capture_on_commit_callbacks) == []
-    assert messages() == [job_id]
-
-
-def test_jobs_waiting_behind_a_backlog_are_not_enqueued_twice(
-    queued_jobs, stale, django_capture_on_commit_callbacks
-):
-    ids = queued_jobs(3)
-    enqueued_at = sorted(Job.objects.values_list("enqueued_at", flat=True))
-
-    assert requeue(stale, django_capture_on_commit_callbacks) == []
-    assert messages() == sorted(ids)  # no duplicates behind the backlog
-    assert sorted(Job.objects.values_list("enqueued_at", flat=True)) == enqueued_at
+    assert requeue() == [job_id]
+    assert [message.task["args"][0] for message in OrmQ.objects.all()] == [job_id]
+    assert Job.objects.get(pk=job_id).enqueued_at >= swept_at
+    assert requeue() == []  # not again on the next sweep
+    assert OrmQ.objects.count() == 1
 
 
-def test_fewer_messages_than_queued_jobs_sends_the_stale_ones_again(
-    queued_jobs, stale, django_capture_on_commit_callbacks
-):
-    ids = queued_jobs(3)
-    OrmQ.objects.filter(pk=OrmQ.objects.order_by("pk").first().pk).delete()
+def test_jobs_claimed_or_within_the_bound_are_left_alone(queued_jobs, requeue, make_job):
+    queued_jobs(2)
+    make_job(status="running")
 
-    # Which message was lost is not known: every stale job is sent again, and the claim of a
-    # job that is not queued any more is a no-op.
-    assert sorted(requeue(stale, django_capture_on_commit_callbacks)) == sorted(ids)
-    assert len(messages()) == 5
+    assert requeue() == []
+    assert OrmQ.objects.count() == 2
 
 
-def test_messages_a_dead_cluster_had_taken_do_not_count_as_waiting(
-    queued_jobs, stale, django_capture_on_commit_callbacks
-):
-    ids = queued_jobs(2)
-    # The ORM broker locks the messages a cluster takes until its retry period ends: a cluster
-    # killed with them in memory would leave them invisible for that long.
-    OrmQ.objects.update(lock=timezone.now() + timedelta(hours=1))
-
-    assert sorted(requeue(stale, django_capture_on_commit_callbacks)) == sorted(ids)
-    assert OrmQ.objects.filter(lock__lte=timezone.now()).count() == 2
-
-
-def test_on_redis_the_backlog_is_the_length_of_the_queue(
-    queued_jobs, stale, django_capture_on_commit_callbacks, redis_queue
+def test_on_redis_jobs_that_waited_too_long_go_ahead_of_the_line(
+    queued_jobs, requeue, redis_queue, next_job_ids
 ):
     client, key = redis_queue
-    ids = queued_jobs(2)
-    assert client.llen(key) == 2
-    assert requeue(stale, django_capture_on_commit_callbacks) == []
-    assert client.llen(key) == 2
+    waited = queued_jobs(2, waited=True)  # messages lost, or deep in a backlog: all the same
+    fresh = queued_jobs(2)
 
-    client.lpop(key)  # a message lost with a cluster that had taken it
-    assert sorted(requeue(stale, django_capture_on_commit_callbacks)) == sorted(ids)
-    assert client.llen(key) == 3
+    assert requeue() == waited
+    assert client.llen(key) == 6
+    # The longest-waiting jobs first, in their order, then the line as it was (the two old
+    # messages of `waited` are now no-op claims).
+    assert next_job_ids(6) == [*waited, *waited, *fresh]
