@@ -2,8 +2,12 @@
 "run job X", and a worker that finds X no longer queued does nothing.
 
 Messages are the packages django-q2's own `async_task` builds (signed, same fields), but written
-in batches: one multi-row INSERT per thousand jobs on the ORM broker, one pipelined RPUSH on
-Redis, instead of a round trip per job. Any other broker goes through `async_task` one by one.
+in batches: one COPY per thousand jobs on the ORM broker, one pipelined RPUSH on Redis, instead
+of a round trip per job. Any other broker goes through `async_task` one by one.
+
+A message can go ahead of the line (trigger, the sweeper): at the head of the Redis list, which
+django-q2 pops from, or, on the ORM broker, visible since the epoch, which OrderedORM hands out
+first.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from time import sleep
 
 from django.db import transaction
 from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
 
 from jobsconsole.db import insert_rows
 
@@ -22,18 +30,47 @@ logger = logging.getLogger(__name__)
 
 WORKER_ENTRY = "jobs.worker.run_job"
 BATCH_SIZE = 1000
+# The lock (visible-from time) of an ORM message sent ahead of the line.
+AHEAD_OF_THE_LINE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class OrderedORM(ORM):
+    """django-q2's ORM broker, handing out waiting messages first in, first out: by the time
+    they became visible (`lock`: when sent, or when a dead cluster's hold on them expired),
+    then by id. The stock broker takes any waiting row (its read has no ORDER BY), so nothing
+    could go ahead of the line there. The index jobs_ormq_line (migration jobs 0002) makes the
+    ordered read one index probe instead of a scan of the queue table."""
+
+    def dequeue(self):
+        # ORM.dequeue (django-q2 1.7 to 1.11) with the order added: each row is taken by a
+        # compare-and-set on its lock, so two clusters never take the same message.
+        rows = self.get_connection().filter(key=self.list_key, lock__lt=timezone.now())
+        rows = rows.order_by("lock", "id")[: Conf.BULK]
+        if not rows:
+            sleep(Conf.POLL)  # empty queue: spare the CPU, as ORM.dequeue does
+            return None
+        taken = []
+        for row in rows:
+            held = self.get_connection().filter(id=row.id, lock=row.lock)
+            if held.update(lock=self.timeout(row)):
+                taken.append((row.pk, row.payload))
+        return taken
+
+
+# For Q_CLUSTER["broker_class"] (settings), and for code that points django-q2's Conf at a broker.
+ORDERED_ORM = f"{OrderedORM.__module__}.{OrderedORM.__qualname__}"
 
 
 def enqueue(job_ids: Iterable[str], *, ahead: bool = False) -> None:
     """Put one message per job on the broker, at the end of the line, or `ahead` of every
-    message waiting, in the order given (Redis; the ORM broker hands out waiting messages in no
-    set order). Messages a cluster has already taken (up to its queue_limit) are ahead of any
-    line. Failures are logged, not raised: the sweeper enqueues a queued job again when no
-    worker picked it up in time."""
+    message waiting, in the order given. (Messages a cluster has already taken, up to its
+    queue_limit, are ahead of any line.) Failures are logged, not raised: the sweeper enqueues
+    a queued job again when no worker picked it up in time."""
     ids = list(job_ids)
-    batches = [ids[start : start + BATCH_SIZE] for start in range(0, len(ids), BATCH_SIZE)]
-    # Ahead of the line, each batch is pushed in front of the ones after it.
-    for batch in reversed(batches) if ahead else batches:
+    # Ahead of the line in one push: in batches, each would go in front of the one before.
+    size = max(len(ids), 1) if ahead else BATCH_SIZE
+    for start in range(0, len(ids), size):
+        batch = ids[start : start + size]
         try:
             _push(batch, ahead=ahead)
         except Exception:
@@ -67,9 +104,9 @@ def _push(job_ids: list[str], *, ahead: bool) -> None:
         return
     packages = [_package(job_id, Conf) for job_id in job_ids]
     if isinstance(broker, ORM):
-        now = timezone.now()
+        lock = AHEAD_OF_THE_LINE if ahead else timezone.now()
         key = broker.list_key or Conf.CLUSTER_NAME
-        insert_rows([OrmQ(key=key, payload=package, lock=now) for package in packages])
+        insert_rows([OrmQ(key=key, payload=package, lock=lock) for package in packages])
     elif ahead:
         # django-q2 pops from the head of the list: pushed there, in the order given.
         broker.connection.lpush(broker.list_key, *reversed(packages))
@@ -83,7 +120,7 @@ _brokers: dict[tuple, object] = {}
 def _broker(get_broker, conf):
     # One broker per process and configuration: a Redis broker holds a connection pool, and
     # django-q2's get_broker() builds a new one (a new TCP connection) on every call.
-    key = (os.getpid(), conf.CLUSTER_NAME, conf.ORM, repr(conf.REDIS))
+    key = (os.getpid(), conf.CLUSTER_NAME, conf.BROKER_CLASS, conf.ORM, repr(conf.REDIS))
     if key not in _brokers:
         _brokers[key] = get_broker()
     return _brokers[key]

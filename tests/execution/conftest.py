@@ -148,6 +148,9 @@ def use_broker(monkeypatch: pytest.MonkeyPatch, *, queue: str, redis_url: str | 
 
     monkeypatch.setattr(Conf, "CLUSTER_NAME", queue)
     monkeypatch.setattr(Conf, "PREFIX", queue)
+    from jobs.broker import ORDERED_ORM
+
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None if redis_url else ORDERED_ORM)
     monkeypatch.setattr(Conf, "ORM", None if redis_url else "default")
     monkeypatch.setattr(Conf, "REDIS", redis_url or {})
 

@@ -38,3 +38,11 @@ def next_job_ids():
         return [SignedPackage.loads(queue.dequeue()[0][1])["args"][0] for _ in range(count)]
 
     return take
+
+
+@pytest.fixture(params=["orm", "redis"])
+def any_broker(request) -> str:
+    """Runs the test on the ORM broker (the test database) and on Redis."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_queue")
+    return request.param

@@ -1,0 +1,18 @@
+"""The index behind jobs.broker.OrderedORM's read: the next waiting message of a queue, in
+order of visibility, is one probe instead of a scan of django-q2's queue table."""
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("jobs", "0001_initial"),
+        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
+    ]
+
+    operations = [
+        migrations.RunSQL(
+            'CREATE INDEX jobs_ormq_line ON django_q_ormq ("key", "lock", "id")',
+            reverse_sql="DROP INDEX jobs_ormq_line",
+        )
+    ]
