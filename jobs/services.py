@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, router, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -27,7 +27,7 @@ from accounts.models import Account
 from jobs.actions.registry import JobSpec, get_action, get_event_route, get_task_kind, policy_for
 from jobs.actors import Actor
 from jobs.audit import audit, audit_fields
-from jobs.broker import enqueue_on_commit
+from jobs.broker import enqueue_again_on_commit, enqueue_on_commit
 from jobs.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
 from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt, ProviderEvent, Task
@@ -1113,31 +1113,31 @@ def jobs_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
 
 
 def jobs_requeue_unclaimed(*, now: datetime | None = None, limit: int = 500) -> list[str]:
-    """Enqueue again the queued jobs that no worker claimed within the bound: their message may
-    have been lost (a broker crash, a cluster killed with messages it had taken, an enqueue that
-    failed after commit). A duplicate is harmless: the claim of a job that is not queued any
-    more is a no-op.
+    """Enqueue again the queued jobs that no worker claimed within the bound, longest-waiting
+    first: their message may have been lost (a broker crash, a cluster killed with messages it
+    had taken, an enqueue that failed after commit). A duplicate is harmless: the claim of a
+    job that is not queued any more is a no-op.
 
     The broker cannot tell a lost message from one still waiting behind a long backlog (its
     count is no help: clusters take messages ahead of their workers, and messages of jobs
     resolved or deleted while queued linger), so a job that only waited that long is sent
-    again too. The new message goes ahead of the line: these are the jobs that have waited
-    longest, they run next, and the old message becomes a no-op claim instead of a second
-    place at the end of the backlog."""
+    again too: back in its place in the line (jobs.broker.enqueue_again), not at its end,
+    where the duplicate would only lengthen the backlog."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.JOBS_REQUEUE_AFTER_SECONDS)
     with transaction.atomic():
-        ids = list(
+        waiting_since = dict(
             Job.objects.filter(status=S.QUEUED)
             .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True))
             .select_for_update(skip_locked=True, no_key=True)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:limit]
+            .order_by(F("enqueued_at").asc(nulls_first=True), "pk")
+            .values_list("pk", "enqueued_at")[:limit]
         )
-        if not ids:
+        if not waiting_since:
             return []
+        ids = list(waiting_since)
         Job.objects.filter(pk__in=ids).update(enqueued_at=now)
-        enqueue_on_commit(ids, ahead=True)
+        enqueue_again_on_commit(waiting_since)
     logger.warning("enqueued again %d unclaimed job(s): %s", len(ids), ", ".join(ids[:20]))
     return ids
 

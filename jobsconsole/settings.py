@@ -170,11 +170,13 @@ Q_CLUSTER = {
     "poll": env_float("JOBS_ORM_POLL", 0.1),
     "label": "Django Q2",
 }
+# django-q2's brokers, handing out messages first in, first out, with a lane ahead of the line
+# for trigger (jobs.broker).
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    Q_CLUSTER["broker_class"] = "jobs.broker.LanedRedis"
 else:
     Q_CLUSTER["orm"] = "default"
-    # The ORM broker, handing out messages in order, so trigger can go ahead of the line.
     Q_CLUSTER["broker_class"] = "jobs.broker.OrderedORM"
 
 JOBS_DEFAULT_MAX_ATTEMPTS = env_int("JOBS_DEFAULT_MAX_ATTEMPTS", 5)

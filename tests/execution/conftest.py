@@ -148,9 +148,9 @@ def use_broker(monkeypatch: pytest.MonkeyPatch, *, queue: str, redis_url: str | 
 
     monkeypatch.setattr(Conf, "CLUSTER_NAME", queue)
     monkeypatch.setattr(Conf, "PREFIX", queue)
-    from jobs.broker import ORDERED_ORM
+    from jobs.broker import LANED_REDIS, ORDERED_ORM
 
-    monkeypatch.setattr(Conf, "BROKER_CLASS", None if redis_url else ORDERED_ORM)
+    monkeypatch.setattr(Conf, "BROKER_CLASS", LANED_REDIS if redis_url else ORDERED_ORM)
     monkeypatch.setattr(Conf, "ORM", None if redis_url else "default")
     monkeypatch.setattr(Conf, "REDIS", redis_url or {})
 
@@ -185,7 +185,7 @@ def execution(
         if redis_url:
             import redis
 
-            redis.from_url(redis_url).delete(f"django_q:{queue}:q")
+            redis.from_url(redis_url).delete(f"django_q:{queue}:q", f"django_q:{queue}:q:ahead")
 
 
 # --- a private PostgreSQL server --------------------------------------------------------------

@@ -3,14 +3,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import connection
 
 from tests.conftest import require
 
 
 @pytest.fixture
 def redis_queue(monkeypatch):
-    """This process's producer pointed at a queue of its own on the local Redis: yields the
-    client and the list django-q2 reads the queue from; removed afterwards."""
+    """This process's producer pointed at a queue of its own on the local Redis, read through
+    the deployment's broker class: yields the client and the line's list; removed afterwards."""
     import redis
 
     from tests.execution.conftest import REDIS_URL, use_broker
@@ -24,7 +25,27 @@ def redis_queue(monkeypatch):
     use_broker(monkeypatch, queue=queue, redis_url=REDIS_URL)
     key = f"django_q:{queue}:q"
     yield client, key
-    client.delete(key)
+    client.delete(key, f"{key}:ahead")
+
+
+@pytest.fixture
+def orm_queue(db, monkeypatch):
+    """This process's producer pointed at a queue of its own on the ORM broker (the test
+    database), without the index on django-q2's queue table (dropped inside the test's
+    transaction): PostgreSQL then reads the table in the order its rows lie, as it does a
+    large one, so only the broker's own ORDER BY puts messages in order."""
+    from tests.execution.conftest import use_broker
+
+    use_broker(monkeypatch, queue=f"test-{uuid.uuid4().hex[:10]}", redis_url=None)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX jobs_ormq_line")
+
+
+@pytest.fixture(params=["orm", "redis"])
+def any_broker(request) -> str:
+    """Runs the test on the ORM broker and on Redis."""
+    request.getfixturevalue(f"{request.param}_queue")
+    return request.param
 
 
 @pytest.fixture
@@ -38,11 +59,3 @@ def next_job_ids():
         return [SignedPackage.loads(queue.dequeue()[0][1])["args"][0] for _ in range(count)]
 
     return take
-
-
-@pytest.fixture(params=["orm", "redis"])
-def any_broker(request) -> str:
-    """Runs the test on the ORM broker (the test database) and on Redis."""
-    if request.param == "redis":
-        request.getfixturevalue("redis_queue")
-    return request.param

@@ -1,5 +1,5 @@
 """What jobs.broker puts on django-q2's brokers, read back the way a cluster reads it: first in,
-first out, except what goes ahead of the line."""
+first out, with a lane ahead of the line for trigger."""
 
 from __future__ import annotations
 
@@ -22,46 +22,59 @@ def create_queued(account, actor, capture, count: int) -> list[str]:
     return [job.pk for job in jobs]
 
 
-def test_a_batch_keeps_its_order(
-    any_broker, account, actor, django_capture_on_commit_callbacks, next_job_ids
-):
-    ids = create_queued(account, actor, django_capture_on_commit_callbacks, 3)
-
-    assert next_job_ids(3) == ids
+def trigger(job_id: str, actor, capture) -> None:
+    with capture(execute=True):
+        services.job_trigger(job_id=job_id, actor=actor)
 
 
-def test_a_triggered_job_goes_ahead_of_the_line(
-    any_broker, account, actor, make_job, django_capture_on_commit_callbacks, next_job_ids
-):
-    failed = make_job(status=JobStatus.FAILED)
-    waiting = create_queued(account, actor, django_capture_on_commit_callbacks, 3)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.job_trigger(job_id=failed.pk, actor=actor)
-
-    assert next_job_ids(4) == [failed.pk, *waiting]
+def test_the_deployment_reads_through_the_ordered_brokers(any_broker):
+    expected = broker.LanedRedis if any_broker == "redis" else broker.OrderedORM
+    assert type(get_broker()) is expected
 
 
-def test_messages_sent_ahead_keep_their_order_whatever_the_batch_size(
+def test_batches_keep_their_order(
     any_broker, account, actor, monkeypatch, django_capture_on_commit_callbacks, next_job_ids
 ):
-    [waiting] = create_queued(account, actor, django_capture_on_commit_callbacks, 1)
     monkeypatch.setattr(broker, "BATCH_SIZE", 2)
+    ids = create_queued(account, actor, django_capture_on_commit_callbacks, 3)
+    ids += create_queued(account, actor, django_capture_on_commit_callbacks, 2)
 
-    broker.enqueue(["job_a", "job_b", "job_c"], ahead=True)
-
-    assert next_job_ids(4) == ["job_a", "job_b", "job_c", waiting]
+    assert next_job_ids(5) == ids
 
 
-def test_on_the_orm_broker_a_message_a_dead_cluster_held_comes_back_first(
-    account, actor, django_capture_on_commit_callbacks, next_job_ids
+def test_triggered_jobs_go_ahead_of_the_line_in_the_order_they_were_triggered(
+    any_broker, account, actor, make_job, django_capture_on_commit_callbacks, next_job_ids
+):
+    first, second = make_job(status=JobStatus.FAILED), make_job(status=JobStatus.RESOLVED)
+    waiting = create_queued(account, actor, django_capture_on_commit_callbacks, 3)
+    trigger(first.pk, actor, django_capture_on_commit_callbacks)
+    trigger(second.pk, actor, django_capture_on_commit_callbacks)
+
+    assert next_job_ids(5) == [first.pk, second.pk, *waiting]
+
+
+def test_jobs_sent_again_go_behind_the_lane_ahead(
+    any_broker, account, actor, make_job, django_capture_on_commit_callbacks, next_job_ids
+):
+    triggered = make_job(status=JobStatus.FAILED)
+    waiting = create_queued(account, actor, django_capture_on_commit_callbacks, 2)
+    trigger(triggered.pk, actor, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        broker.enqueue_again_on_commit({waiting[1]: timezone.now() - timedelta(hours=1)})
+
+    # On the ORM broker back in its place, which an hour ago was first in line; on Redis at
+    # the head of the line.
+    assert next_job_ids(4) == [triggered.pk, waiting[1], *waiting]
+
+
+def test_on_the_orm_broker_a_message_a_dead_cluster_held_comes_back_in_order(
+    orm_queue, account, actor, django_capture_on_commit_callbacks, next_job_ids
 ):
     first, second = create_queued(account, actor, django_capture_on_commit_callbacks, 2)
-    [(message_id, _)] = get_broker().dequeue()  # taken by a cluster that then died
-    assert OrmQ.objects.get(pk=message_id).lock > timezone.now()  # held: nobody else takes it
-    assert next_job_ids(1) == [second]
-    OrmQ.objects.filter(pk=message_id).update(lock=timezone.now() - timedelta(seconds=1))
-    # The hold expired (django-q2's retry period): visible again, and it has waited longest.
-    with django_capture_on_commit_callbacks(execute=True):
-        [third] = services.jobs_create(account=account, specs=[JobSpec("noop")], actor=actor)
+    [(message_id, _)] = get_broker().dequeue()  # taken by a cluster that then dies
+    third = create_queued(account, actor, django_capture_on_commit_callbacks, 1)[0]
+    assert OrmQ.objects.get(pk=message_id).lock > timezone.now()  # held: nobody takes it
+    # The hold expires (django-q2's retry period) before the others were sent.
+    OrmQ.objects.filter(pk=message_id).update(lock=timezone.now() - timedelta(hours=1))
 
-    assert next_job_ids(2) == [first, third.pk]
+    assert next_job_ids(3) == [first, second, third]
