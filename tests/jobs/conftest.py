@@ -42,8 +42,10 @@ def orm_queue(db, monkeypatch):
 
 
 @pytest.fixture(params=["orm", "redis"])
-def any_broker(request) -> str:
-    """Runs the test on the ORM broker and on Redis."""
+def any_broker(request, db) -> str:
+    """Runs the test on the ORM broker and on Redis. (It asks for `db` itself: when `db` came
+    only through getfixturevalue below, a database connection outlived the run and the test
+    database could not be dropped at its end.)"""
     request.getfixturevalue(f"{request.param}_queue")
     return request.param
 
