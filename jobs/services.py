@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, router, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -1130,7 +1130,7 @@ def jobs_requeue_unclaimed(*, now: datetime | None = None, limit: int = 500) -> 
             Job.objects.filter(status=S.QUEUED)
             .filter(Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True))
             .select_for_update(skip_locked=True, no_key=True)
-            .order_by(F("enqueued_at").asc(nulls_first=True), "pk")
+            .order_by("enqueued_at", "pk")
             .values_list("pk", "enqueued_at")[:limit]
         )
         if not waiting_since:
