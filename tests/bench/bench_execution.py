@@ -164,7 +164,7 @@ def _throughput(
             cluster.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(cluster.pid, signal.SIGKILL)
-        _cleanup(account, queue, broker, redis_url)
+        _cleanup(account, queue, broker)
         for name, value in saved.items():
             setattr(Conf, name, value)
 
@@ -283,7 +283,7 @@ def _creation(count: int) -> float:
         return count / (time.perf_counter() - started)
     finally:
         broker = "redis" if Conf.REDIS and not Conf.ORM else "orm"
-        _cleanup(account, queue, broker, Conf.REDIS if broker == "redis" else "")
+        _cleanup(account, queue, broker)
         Conf.CLUSTER_NAME, Conf.PREFIX = saved
 
 
@@ -295,7 +295,7 @@ def _wait(condition, what: str, timeout: float = 600) -> None:
         time.sleep(0.02)
 
 
-def _cleanup(account, queue: str, broker: str, redis_url: str) -> None:
+def _cleanup(account, queue: str, broker: str) -> None:
     from django.db import router
     from django_q.models import OrmQ
 
@@ -309,9 +309,9 @@ def _cleanup(account, queue: str, broker: str, redis_url: str) -> None:
     OrmQ.objects.filter(key=queue).delete()
     account.delete()
     if broker == "redis":
-        import redis
+        from django_q.brokers import get_broker
 
-        redis.from_url(redis_url).delete(f"django_q:{queue}:q", f"django_q:{queue}:q:ahead")
+        get_broker(queue).delete_queue()  # the line and the lane ahead (LanedRedis)
 
 
 if __name__ == "__main__":

@@ -183,9 +183,9 @@ def execution(
     finally:
         execution.stop_all()
         if redis_url:
-            import redis
+            from django_q.brokers import get_broker
 
-            redis.from_url(redis_url).delete(f"django_q:{queue}:q", f"django_q:{queue}:q:ahead")
+            get_broker().delete_queue()  # the line and the lane ahead (LanedRedis)
 
 
 # --- a private PostgreSQL server --------------------------------------------------------------

@@ -11,8 +11,9 @@ from tests.conftest import require
 @pytest.fixture
 def redis_queue(monkeypatch):
     """This process's producer pointed at a queue of its own on the local Redis, read through
-    the deployment's broker class: yields the client and the line's list; removed afterwards."""
+    the deployment's broker class; removed afterwards."""
     import redis
+    from django_q.brokers import get_broker
 
     from tests.execution.conftest import REDIS_URL, use_broker
 
@@ -23,9 +24,8 @@ def redis_queue(monkeypatch):
         require(False, f"needs Redis at {REDIS_URL}: {exc}")
     queue = f"test-{uuid.uuid4().hex[:10]}"
     use_broker(monkeypatch, queue=queue, redis_url=REDIS_URL)
-    key = f"django_q:{queue}:q"
-    yield client, key
-    client.delete(key, f"{key}:ahead")
+    yield
+    get_broker().delete_queue()
 
 
 @pytest.fixture
