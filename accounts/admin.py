@@ -14,11 +14,11 @@ from django.views.decorators.http import require_POST
 
 from accounts import services
 from accounts.models import Account
+from core.actors import Actor
+from core.admin.paginators import NoCountAdminMixin
+from core.errors import DomainError
 from jobs import reports
-from jobs.actors import Actor
 from jobs.admin_forms import AccountForm
-from jobs.errors import DomainError
-from jobs.paginators import NoCountAdminMixin
 from jobs.states import NEEDS_OPERATOR, JobStatus
 
 

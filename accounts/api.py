@@ -8,6 +8,8 @@ from rest_framework.response import Response
 
 from accounts import services
 from accounts.serializers import AccountInput, AccountPageSerializer, AccountSerializer, PauseInput
+from core.api.idempotency import idempotent
+from core.api.pagination import page_params, paginate, prefixed_id
 from jobs import selectors
 from jobs.api import (
     ACCOUNT_ID,
@@ -18,8 +20,6 @@ from jobs.api import (
     reject_unknown_params,
     validated,
 )
-from jobs.idempotency import idempotent
-from jobs.pagination import page_params, paginate, prefixed_id
 from jobs.serializers import error_responses
 
 

@@ -17,9 +17,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey
-from jobs.actors import Actor
-from jobs.audit import audit
-from jobs.errors import Conflict, NotFound, ValidationFailed
+from core.actors import Actor
+from core.audit import audit
+from core.errors import Conflict, NotFound, ValidationFailed
 
 KEY_SCHEME = "jc"
 PREFIX_LENGTH = 10

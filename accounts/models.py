@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from jobsconsole.ids import PublicIdField
+from core.ids import PublicIdField
 
 
 class ImapSecurity(models.TextChoices):

@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.models import ApiKey
-from jobs.actors import Actor
+from core.actors import Actor
 
 
 @dataclass(frozen=True)

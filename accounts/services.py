@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from accounts.crypto import encrypt_secret
 from accounts.models import Account, ImapSecurity
-from jobs.actors import Actor
-from jobs.audit import audit
-from jobs.errors import Conflict, NotFound, ValidationFailed
+from core.actors import Actor
+from core.audit import audit
+from core.errors import Conflict, NotFound, ValidationFailed
 
 IMAP_FIELDS = ("host", "port", "security", "username", "password", "folders")
 

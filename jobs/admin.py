@@ -13,14 +13,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+from core.actors import Actor, ActorType
+from core.admin.paginators import NoCountAdminMixin
+from core.errors import DomainError, ValidationFailed
+from core.models import AuditEvent
 from jobs import admin_views, services
-from jobs.actors import Actor
 from jobs.admin_filters import QUEUE_LIST_FILTERS, QueueFilter, split_search
 from jobs.admin_forms import COMMAND_FORMS, JobChangeForm
-from jobs.errors import DomainError, ValidationFailed
 from jobs.filters import filter_jobs, normalize_filter_params
-from jobs.models import ActorType, AuditEvent, Job, JobAttempt
-from jobs.paginators import NoCountAdminMixin
+from jobs.models import Job, JobAttempt
 from jobs.selectors import job_timeline
 from jobs.states import MUTABLE_FIELDS, Command, JobStatus, allowed_commands
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 from django.utils.translation import ngettext
 
+from core.actors import Actor
+from core.errors import DomainError, InvalidTransition, NotFound
 from jobs import services
-from jobs.actors import Actor
-from jobs.errors import DomainError, InvalidTransition, NotFound
 from jobs.models import Job
 
 # A request should answer while the operator waits: a bigger selection is done in runs. Each

@@ -18,12 +18,12 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from accounts.models import Account
+from core.errors import ValidationFailed
+from core.ids import is_valid_id
 from jobs.actions.registry import action_names
-from jobs.errors import ValidationFailed
 from jobs.filters import FILTER_FIELDS, filter_jobs, normalize_filter_params
 from jobs.models import Job
 from jobs.states import NEEDS_OPERATOR, JobStatus
-from jobsconsole.ids import is_valid_id
 
 S = JobStatus
 ACCOUNT_PARAM = "account"

@@ -15,12 +15,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.models import Account
+from core.actors import Actor
+from core.errors import DomainError, ValidationFailed
 from jobs import admin_commands, reports, services
-from jobs.actors import Actor
 from jobs.admin_commands import PAST_TENSE, command_runner, run_bulk
 from jobs.admin_filters import QueueFilter
 from jobs.admin_forms import COMMAND_FORMS
-from jobs.errors import DomainError, ValidationFailed
 from jobs.models import Job
 from jobs.states import ALLOWED_FROM, NEEDS_OPERATOR, Command, JobStatus
 

@@ -14,13 +14,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import Principal, principal_of
+from core.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from core.api.idempotency import idempotent
+from core.api.pagination import MAX_LIMIT, Page, int_id, page_params, paginate, prefixed_id
+from core.errors import ValidationFailed
+from core.ids import ID_PATTERN
 from jobs import selectors, services
-from jobs.errors import ValidationFailed
 from jobs.filters import MULTI_VALUED, JobFilter
-from jobs.idempotency import HEADER as IDEMPOTENCY_HEADER
-from jobs.idempotency import idempotent
 from jobs.models import Job
-from jobs.pagination import MAX_LIMIT, Page, int_id, page_params, paginate, prefixed_id
 from jobs.serializers import (
     JOB_VALUES,
     AuditEventPageSerializer,
@@ -44,7 +45,6 @@ from jobs.serializers import (
     job_data,
 )
 from jobs.states import JobStatus
-from jobsconsole.ids import ID_PATTERN
 
 # --- shared helpers ------------------------------------------------------------------------------
 
@@ -525,7 +525,7 @@ class ProviderEventViewSet(viewsets.ViewSet):
 class AuditEventViewSet(viewsets.ViewSet):
     """Who did what to which job, when and why."""
 
-    staff_permissions = {"list": "jobs.view_auditevent"}
+    staff_permissions = {"list": "core.view_auditevent"}
 
     @extend_schema(
         operation_id="audit_events_list",

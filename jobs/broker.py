@@ -32,7 +32,7 @@ from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 
-from jobsconsole.db import insert_rows
+from core.db import insert_rows
 
 logger = logging.getLogger(__name__)
 

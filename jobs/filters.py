@@ -13,10 +13,10 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
-from jobs.errors import ValidationFailed
+from core.errors import ValidationFailed
+from core.ids import is_valid_id
 from jobs.models import Job
 from jobs.states import JobStatus
-from jobsconsole.ids import is_valid_id
 
 
 class MultiValueField(forms.Field):

@@ -4,8 +4,8 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import Account
+from core.ids import PublicIdField
 from jobs.states import JobStatus, TaskStatus
-from jobsconsole.ids import PublicIdField
 
 
 class Task(models.Model):
@@ -201,60 +201,3 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} #{self.number} {self.outcome}"
-
-
-class ActorType(models.TextChoices):
-    USER = "user", "User"
-    API_KEY = "api_key", "API key"
-    SYSTEM = "system", "System"
-
-
-class AuditEvent(models.Model):
-    """Who did what to which job, when and why. Holds ids, not foreign keys, so it outlives
-    the jobs, tasks and accounts it speaks of."""
-
-    id = models.BigAutoField(primary_key=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
-    actor = models.CharField(max_length=200)  # "user:alice", "key:ab12cd34", "system:worker"
-    command = models.CharField(max_length=40)
-    account_id = models.CharField(max_length=32, blank=True)
-    job_id = models.CharField(max_length=32, blank=True)
-    task_id = models.CharField(max_length=32, blank=True)
-    from_status = models.CharField(max_length=16, blank=True)
-    to_status = models.CharField(max_length=16, blank=True)
-    reason = models.TextField(blank=True)
-    data = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [
-            models.Index(fields=["job_id", "-id"], name="audit_job"),
-            models.Index(fields=["account_id", "-id"], name="audit_account"),
-            models.Index(fields=["command", "-id"], name="audit_command"),
-            models.Index(fields=["actor", "-id"], name="audit_actor"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.command} {self.job_id or self.account_id} by {self.actor}"
-
-
-class IdempotencyRecord(models.Model):
-    """The stored answer to a POST sent with an Idempotency-Key, replayed for 24 hours."""
-
-    principal = models.CharField(max_length=200)
-    key = models.CharField(max_length=255)
-    method = models.CharField(max_length=10)
-    path = models.CharField(max_length=500)
-    body_hash = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField(null=True)
-    response_body = models.JSONField(null=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["principal", "key"], name="idempotency_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.principal} {self.key}"

@@ -16,10 +16,11 @@ from django.http import QueryDict
 
 from accounts.models import Account
 from accounts.permissions import Principal
-from jobs.errors import NotFound, ValidationFailed
+from core.errors import NotFound, ValidationFailed
+from core.ids import is_valid_id
+from core.models import AuditEvent
 from jobs.filters import filter_jobs, normalize_filter_params
-from jobs.models import AuditEvent, Job, ProviderEvent, Task
-from jobsconsole.ids import is_valid_id
+from jobs.models import Job, ProviderEvent, Task
 
 _NAMES = {"acc": "Account", "job": "Job", "tsk": "Task", "evt": "Provider event"}
 

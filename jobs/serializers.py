@@ -8,7 +8,8 @@ from datetime import UTC
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from jobs.models import AuditEvent, Job, ProviderEvent, Task
+from core.models import AuditEvent
+from jobs.models import Job, ProviderEvent, Task
 from jobs.states import Command, JobStatus, TaskStatus, allowed_commands
 
 # --- input -------------------------------------------------------------------------------------

@@ -24,13 +24,16 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Account
+from core.actors import Actor
+from core.audit import audit, audit_fields
+from core.db import HotStatement, insert_rows
+from core.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from core.ids import new_id
+from core.models import AuditEvent
 from jobs.actions.registry import JobSpec, get_action, get_event_route, get_task_kind, policy_for
-from jobs.actors import Actor
-from jobs.audit import audit, audit_fields
 from jobs.broker import enqueue_again_on_commit, enqueue_on_commit
-from jobs.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
-from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt, ProviderEvent, Task
+from jobs.models import AttemptOutcome, Job, JobAttempt, ProviderEvent, Task
 from jobs.states import (
     MUTABLE_FIELDS,
     Command,
@@ -39,8 +42,6 @@ from jobs.states import (
     derive_task_status,
     is_allowed,
 )
-from jobsconsole.db import HotStatement, insert_rows
-from jobsconsole.ids import new_id
 
 logger = logging.getLogger(__name__)
 S = JobStatus
@@ -610,7 +611,7 @@ def _as_datetime(value: Any) -> datetime:
 # On PostgreSQL the attempt and audit rows are written by the same statement (data-modifying
 # CTEs), so a claim, and the success of a job without a task, is a single statement that
 # commits on its own: all of it or none of it, like the transaction it replaces. The rows it
-# writes are the ones jobs.audit.audit_fields and JobAttempt describe.
+# writes are the ones core.audit.audit_fields and JobAttempt describe.
 _CLAIM_UPDATE_TEMPLATE = """
 UPDATE jobs_job
 SET status = '{running}', attempt_count = attempt_count + 1, started_at = %(now)s,
@@ -733,7 +734,7 @@ _SUCCEED_TASKLESS_SQL_POSTGRESQL = _statement(
 )
 
 
-# Run through libpq, prepared once per connection (jobsconsole.db.HotStatement).
+# Run through libpq, prepared once per connection (core.db.HotStatement).
 _CLAIM_POSTGRESQL = HotStatement(_CLAIM_SQL_POSTGRESQL, types={"now": "timestamptz"})
 _SUCCEED_TYPES = {"now": "timestamptz", "attempt": "int4", "result": "jsonb"}
 _SUCCEED_POSTGRESQL = HotStatement(_SUCCEED_SQL_POSTGRESQL, types=_SUCCEED_TYPES)

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from accounts.api import AccountViewSet
+from core.api.exceptions import api_not_found
 from jobs.api import (
     AccountJobsViewSet,
     AuditEventViewSet,
@@ -13,7 +14,6 @@ from jobs.api import (
     ProviderEventViewSet,
     TaskViewSet,
 )
-from jobsconsole.exceptions import api_not_found
 
 # The exact paths of PRODUCT.md: no trailing slashes. Ids are matched loosely here so that a
 # malformed id reaches the view and gets a 400 naming it instead of an anonymous 404.
@@ -75,4 +75,4 @@ urlpatterns = [
     re_path(r"^api(/.*)?$", api_not_found),
 ]
 
-handler500 = "jobsconsole.exceptions.api_server_error"
+handler500 = "core.api.exceptions.api_server_error"

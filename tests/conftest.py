@@ -5,7 +5,7 @@ import os
 import pytest
 from django.db import connection
 
-from jobs.actors import Actor
+from core.actors import Actor
 from tests.factories import AccountFactory, JobFactory, TaskFactory
 
 # In CI every test must run: a missing browser or database binary is a failure there, not a

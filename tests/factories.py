@@ -9,9 +9,9 @@ import factory
 from django.utils import timezone
 
 from accounts.models import Account
+from core.ids import new_id
 from jobs.models import Job, Task
 from jobs.states import JobStatus
-from jobsconsole.ids import new_id
 
 
 class AccountFactory(factory.django.DjangoModelFactory):

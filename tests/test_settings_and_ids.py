@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.ids import is_valid_id, new_id
 from jobsconsole.env import parse_database_url
-from jobsconsole.ids import is_valid_id, new_id
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import jobsconsole.ids
+import core.ids
 from django.db import migrations, models
 
 
@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Account',
             fields=[
-                ('id', jobsconsole.ids.PublicIdField('acc', serialize=False)),
+                ('id', core.ids.PublicIdField('acc', serialize=False)),
                 ('name', models.CharField(max_length=200)),
                 ('email', models.EmailField(blank=True, max_length=254)),
                 ('paused_at', models.DateTimeField(blank=True, null=True)),

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import jobsconsole.ids
+import core.ids
 from django.db import migrations, models
 
 
@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Job',
             fields=[
-                ('id', jobsconsole.ids.PublicIdField('job', serialize=False)),
+                ('id', core.ids.PublicIdField('job', serialize=False)),
                 ('action', models.CharField(max_length=100)),
                 ('payload', models.JSONField(blank=True, default=dict)),
                 ('labels', models.JSONField(blank=True, default=dict)),
@@ -87,7 +87,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='ProviderEvent',
             fields=[
-                ('id', jobsconsole.ids.PublicIdField('evt', serialize=False)),
+                ('id', core.ids.PublicIdField('evt', serialize=False)),
                 ('provider', models.CharField(max_length=50)),
                 ('type', models.CharField(max_length=100)),
                 ('external_id', models.CharField(max_length=255)),
@@ -109,7 +109,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Task',
             fields=[
-                ('id', jobsconsole.ids.PublicIdField('tsk', serialize=False)),
+                ('id', core.ids.PublicIdField('tsk', serialize=False)),
                 ('kind', models.CharField(max_length=100)),
                 ('params', models.JSONField(blank=True, default=dict)),
                 ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('empty', 'Empty')], default='pending', max_length=16)),

@@ -5,8 +5,8 @@ import pytest
 from accounts.crypto import decrypt_secret
 from accounts.models import Account
 from accounts.services import account_create, account_pause, account_resume, account_update
-from jobs.errors import Conflict, ValidationFailed
-from jobs.models import AuditEvent
+from core.errors import Conflict, ValidationFailed
+from core.models import AuditEvent
 
 
 def test_password_is_encrypted_and_never_audited(db, actor):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission
 
-READ_ONLY_PERMS = ["jobs.view_job", "jobs.view_auditevent", "accounts.view_account"]
+READ_ONLY_PERMS = ["jobs.view_job", "core.view_auditevent", "accounts.view_account"]
 OPERATOR_PERMS = [
     *READ_ONLY_PERMS,
     "jobs.change_job",

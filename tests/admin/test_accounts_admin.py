@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from accounts.crypto import decrypt_secret
 from accounts.models import Account
-from jobs.models import AuditEvent
+from core.models import AuditEvent
 from jobs.states import JobStatus
 
 S = JobStatus

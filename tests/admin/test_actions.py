@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from jobs.models import AuditEvent, Job, JobAttempt
+from core.models import AuditEvent
+from jobs.models import Job, JobAttempt
 from jobs.states import JobStatus
 from tests.factories import JobFactory
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from core.actors import Actor
+from core.models import AuditEvent
 from jobs import services
-from jobs.actors import Actor
-from jobs.models import AuditEvent
 from jobs.states import JobStatus
 
-URL = reverse("admin:jobs_auditevent_changelist")
+URL = reverse("admin:core_auditevent_changelist")
 
 
 def shown(client, q) -> set[int]:
@@ -37,11 +37,11 @@ def test_audit_log_is_read_only(operator_client, superuser, client, make_job):
     services.job_retry(job_id=job.pk, actor=Actor.system("test"))
     event = AuditEvent.objects.get()
     client.force_login(superuser)
-    html = client.get(reverse("admin:jobs_auditevent_change", args=[event.pk])).content.decode()
+    html = client.get(reverse("admin:core_auditevent_change", args=[event.pk])).content.decode()
     assert 'name="_save"' not in html
-    assert client.get(reverse("admin:jobs_auditevent_add")).status_code == 403
+    assert client.get(reverse("admin:core_auditevent_add")).status_code == 403
     response = client.post(
-        reverse("admin:jobs_auditevent_change", args=[event.pk]), {"reason": "x"}
+        reverse("admin:core_auditevent_change", args=[event.pk]), {"reason": "x"}
     )
     assert response.status_code == 403
     assert AuditEvent.objects.get().reason == ""

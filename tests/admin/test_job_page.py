@@ -6,9 +6,10 @@ from __future__ import annotations
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from core.actors import Actor
+from core.models import AuditEvent
 from jobs import services
-from jobs.actors import Actor
-from jobs.models import AuditEvent, Job, JobAttempt
+from jobs.models import Job, JobAttempt
 from jobs.states import JobStatus
 
 S = JobStatus

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from accounts.apikeys import api_key_create
-from jobs.actors import Actor
+from core.actors import Actor
 
 NOTHING = object()
 

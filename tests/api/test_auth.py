@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts import apikeys
 from accounts.models import ApiKey
-from jobs.actors import Actor
+from core.actors import Actor
 from jobs.states import JobStatus as S
 from tests.api.conftest import error_of
 from tests.factories import JobFactory

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from jobs.models import AuditEvent, Job
+from core.models import AuditEvent
+from jobs.models import Job
 from jobs.states import JobStatus as S
 from tests.api.conftest import error_of
 from tests.factories import JobFactory
@@ -212,7 +213,7 @@ def test_not_acceptable_is_406(api, keys, job):
 
 
 def test_server_errors_under_api_are_json(rf):
-    from jobsconsole.exceptions import api_server_error
+    from core.api.exceptions import api_server_error
 
     response = api_server_error(rf.get("/api/jobs/x"))
     assert response.status_code == 500

@@ -10,7 +10,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from jobs.models import AuditEvent, IdempotencyRecord, Job, Task
+from core.models import AuditEvent, IdempotencyRecord
+from jobs.models import Job, Task
 from jobs.states import JobStatus as S
 from tests.api.conftest import Api, error_of
 from tests.factories import JobFactory

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs.models import AuditEvent, Job
+from core.models import AuditEvent
+from jobs.models import Job
 from jobs.states import JobStatus as S
 from tests.api.conftest import error_of
 from tests.factories import JobFactory

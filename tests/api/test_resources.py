@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Account
-from jobs.models import AuditEvent, Job, ProviderEvent, Task
+from core.models import AuditEvent
+from jobs.models import Job, ProviderEvent, Task
 from jobs.states import JobStatus as S
 from tests.api.conftest import error_of
 from tests.factories import JobFactory

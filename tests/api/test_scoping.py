@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from accounts.models import Account
-from jobs.models import AuditEvent, IdempotencyRecord, Job, ProviderEvent, Task
+from core.models import AuditEvent, IdempotencyRecord
+from jobs.models import Job, ProviderEvent, Task
 from jobs.states import JobStatus as S
 from tests.api.conftest import error_of
 from tests.factories import JobFactory, TaskFactory

@@ -23,8 +23,8 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from core.actors import Actor
 from jobs import services
-from jobs.actors import Actor
 from jobs.models import Job, JobAttempt
 from tests.bench.dataset import ensure_dataset
 from tests.bench.sql import captured_selects, replay

@@ -28,7 +28,7 @@ from django.test import Client
 
 from accounts.apikeys import api_key_create, api_key_revoke
 from accounts.models import Account
-from jobs.actors import Actor
+from core.actors import Actor
 from jobs.models import Job
 from tests.bench.dataset import ensure_dataset, make_jobs
 from tests.bench.sql import captured_selects, replay

@@ -183,7 +183,8 @@ def _vacuum() -> None:
     from django.db import connection
     from django_q.models import OrmQ
 
-    from jobs.models import AuditEvent, Job, JobAttempt, Task
+    from core.models import AuditEvent
+    from jobs.models import Job, JobAttempt, Task
 
     if connection.vendor != "postgresql":
         return
@@ -233,8 +234,8 @@ def _raw_run(path: Path, count: int) -> float:
 def _ours_run(account, count: int) -> float:
     from django.db import connection
 
+    from core.actors import Actor
     from jobs.actions.registry import JobSpec
-    from jobs.actors import Actor
     from jobs.models import Job
     from jobs.services import jobs_create
 
@@ -265,7 +266,7 @@ def _ours_run(account, count: int) -> float:
 
 def _creation(count: int) -> float:
     from accounts.models import Account
-    from jobs.actors import Actor
+    from core.actors import Actor
     from jobs.services import task_create
 
     queue = f"bench{uuid.uuid4().hex[:10]}"
@@ -299,7 +300,8 @@ def _cleanup(account, queue: str, broker: str) -> None:
     from django.db import router
     from django_q.models import OrmQ
 
-    from jobs.models import AuditEvent, Job, JobAttempt, Task
+    from core.models import AuditEvent
+    from jobs.models import Job, JobAttempt, Task
 
     db = router.db_for_write(Job)
     JobAttempt.objects.filter(job__account=account)._raw_delete(db)

@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
 
     from accounts.models import MailboxMessage
     from accounts.services import account_create
-    from jobs.actors import Actor
+    from core.actors import Actor
     from jobs.demo_imap import DEMO_PASSWORD, DEMO_USER
     from jobs.mailsync import sync_account
 

@@ -20,8 +20,8 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from accounts.models import Account
+from core.ids import _encode
 from jobs.models import Job
-from jobsconsole.ids import _encode
 
 ACCOUNT_PREFIX = "bench-"
 HOT_SHARE = 0.30  # the large account's share of all jobs

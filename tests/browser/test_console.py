@@ -8,7 +8,8 @@ import re
 import pytest
 from django.contrib.auth.models import Permission
 
-from jobs.models import AuditEvent, Job
+from core.models import AuditEvent
+from jobs.models import Job
 from jobs.states import JobStatus
 from tests.browser.conftest import PASSWORD
 from tests.factories import AccountFactory, JobFactory
@@ -27,7 +28,7 @@ def staff(django_user_model, username, perms):
     return user
 
 
-VIEW = ["jobs.view_job", "jobs.view_auditevent", "accounts.view_account"]
+VIEW = ["jobs.view_job", "core.view_auditevent", "accounts.view_account"]
 OPERATE = [
     *VIEW,
     "jobs.change_job",

@@ -19,11 +19,12 @@ import pytest
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
+from core.actors import Actor
+from core.models import AuditEvent
 from jobs import services
 from jobs.actions.registry import JobSpec, policy_for
-from jobs.actors import Actor
 from jobs.broker import enqueue
-from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt
+from jobs.models import AttemptOutcome, Job, JobAttempt
 from jobs.states import TERMINAL, JobStatus
 from tests.execution.conftest import PG_BIN, ROOT, Execution, PostgresServer
 from tests.factories import AccountFactory, JobFactory

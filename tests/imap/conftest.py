@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from accounts.services import account_create
+from core.actors import Actor
 from jobs import services
-from jobs.actors import Actor
 from jobs.demo_imap import HOST, MailServer, SilentServer, make_message
 from jobs.models import Job
 from jobs.worker import run_job

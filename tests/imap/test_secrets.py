@@ -11,10 +11,11 @@ from django.test import Client
 
 from accounts.apikeys import api_key_create
 from accounts.models import Account
+from core.actors import Actor
+from core.models import AuditEvent
 from jobs import services
-from jobs.actors import Actor
 from jobs.demo_imap import closed_port
-from jobs.models import AuditEvent, Job, JobAttempt, ProviderEvent, Task
+from jobs.models import Job, JobAttempt, ProviderEvent, Task
 from jobs.states import JobStatus
 from jobs.worker import run_job
 from tests.imap.conftest import run_sync

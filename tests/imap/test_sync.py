@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import MailboxFolder, MailboxMessage
+from core.actors import Actor
 from jobs import services
-from jobs.actors import Actor
 from jobs.demo_imap import ODD_MESSAGES, make_message
 from jobs.mailsync import sync_account, sync_hook
 from jobs.models import JobAttempt

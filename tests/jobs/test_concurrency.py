@@ -10,9 +10,10 @@ from collections.abc import Callable
 import pytest
 from django.db import connection, connections, transaction
 
+from core.errors import DomainError
+from core.models import AuditEvent
 from jobs import services
-from jobs.errors import DomainError
-from jobs.models import AuditEvent, Job
+from jobs.models import Job
 from jobs.states import JobStatus
 from tests.conftest import is_postgres
 from tests.factories import AccountFactory, JobFactory

@@ -5,11 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.ids import is_valid_id
+from core.models import AuditEvent
 from jobs import services
 from jobs.actions.registry import JobSpec
-from jobs.models import AuditEvent, Job, ProviderEvent
+from jobs.models import Job, ProviderEvent
 from jobs.states import JobStatus
-from jobsconsole.ids import is_valid_id
 
 
 def test_batched_creation_queues_due_jobs_after_commit(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.http import QueryDict
 
-from jobs.errors import ValidationFailed
+from core.errors import ValidationFailed
 from jobs.filters import filter_jobs, normalize_filter_params
 from jobs.models import Job
 from jobs.states import JobStatus

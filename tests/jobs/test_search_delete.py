@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import ValidationFailed
+from core.models import AuditEvent
 from jobs import services
-from jobs.errors import ValidationFailed
-from jobs.models import AuditEvent, Job, JobAttempt, ProviderEvent
+from jobs.models import Job, JobAttempt, ProviderEvent
 from jobs.states import JobStatus
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from jobs.models import AuditEvent, Job, JobAttempt
+from core.models import AuditEvent
+from jobs.models import Job, JobAttempt
 from jobs.states import JobStatus
 
 

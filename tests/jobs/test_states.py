@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from django.forms.models import model_to_dict
 
+from core.errors import InvalidTransition
+from core.models import AuditEvent
 from jobs import services
-from jobs.errors import InvalidTransition
-from jobs.models import AuditEvent, Job
+from jobs.models import Job
 from jobs.states import ALLOWED_FROM, Command, JobStatus
 
 CALLS = {

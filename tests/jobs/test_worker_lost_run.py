@@ -11,9 +11,10 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from core.models import AuditEvent
 from jobs import services, worker
 from jobs.actions.registry import ActionContext, action
-from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt
+from jobs.models import AttemptOutcome, Job, JobAttempt
 from jobs.states import JobStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,9 +12,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from core.models import AuditEvent
 from jobs import services
 from jobs.actions.registry import JobSpec
-from jobs.models import AttemptOutcome, AuditEvent, Job, JobAttempt, Task
+from jobs.models import AttemptOutcome, Job, JobAttempt, Task
 from jobs.states import JobStatus, TaskStatus
 from tests.factories import AccountFactory
 

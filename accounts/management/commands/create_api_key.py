@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.apikeys import api_key_create
 from accounts.models import Account
-from jobs.actors import Actor
+from core.actors import Actor
 
 
 class Command(BaseCommand):

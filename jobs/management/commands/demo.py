@@ -15,7 +15,7 @@ from django.db import close_old_connections
 
 from accounts.models import Account
 from accounts.services import account_create, account_update
-from jobs.actors import Actor
+from core.actors import Actor
 from jobs.demo_imap import DemoMailServers, make_message, start_demo_mail_servers
 from jobs.services import provider_event_ingest, task_create
 

@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from accounts.models import Account
 from accounts.services import account_create, account_pause
+from core.actors import Actor
 from jobs import services
 from jobs.actions.registry import JobSpec
-from jobs.actors import Actor
 from jobs.models import Job
 
 SEED = Actor.system("demo-seed")

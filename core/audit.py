@@ -7,8 +7,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from jobs.actors import Actor
-from jobs.models import AuditEvent, Job
+from core.actors import Actor
+from core.models import AuditEvent
+from jobs.models import Job
 
 
 def audit(**fields: Any) -> AuditEvent:

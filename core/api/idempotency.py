@@ -23,8 +23,8 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from accounts.permissions import principal_of
-from jobs.errors import Conflict, DomainError, ValidationFailed
-from jobs.models import IdempotencyRecord
+from core.errors import Conflict, DomainError, ValidationFailed
+from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from jobs.errors import ValidationFailed
-from jobsconsole.ids import is_valid_id
+from core.errors import ValidationFailed
+from core.ids import is_valid_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -67,7 +67,7 @@ class PrefixedId:
         return new_id(self.prefix)
 
     def deconstruct(self):
-        return ("jobsconsole.ids.PrefixedId", (self.prefix,), {})
+        return ("core.ids.PrefixedId", (self.prefix,), {})
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PrefixedId) and other.prefix == self.prefix
@@ -101,7 +101,7 @@ class PublicIdField(models.CharField):
         kwargs.pop("editable", None)
         if kwargs.get("max_length") == 32:
             kwargs.pop("max_length")
-        return name, "jobsconsole.ids.PublicIdField", [self.prefix, *args], kwargs
+        return name, "core.ids.PublicIdField", [self.prefix, *args], kwargs
 
     def db_type(self, connection):
         db_type = super().db_type(connection)

@@ -18,7 +18,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from jobs.errors import DomainError
+from core.errors import DomainError
 
 # Stable codes for DRF's exceptions (their default_code is sometimes vague, e.g. "error").
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
