@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Account, ApiKey
 from core.actors import Actor
-from core.audit import audit
+from core.audit import AuditCommand, audit
 from core.errors import Conflict, NotFound, ValidationFailed
 
 KEY_SCHEME = "jc"
@@ -70,7 +70,7 @@ def api_key_create(
                 )
                 audit(
                     actor=actor,
-                    command="create_api_key",
+                    command=AuditCommand.CREATE_API_KEY,
                     account_id=account.pk if account else "",
                     data={"prefix": prefix, "read_only": read_only, "operator": account is None},
                 )
@@ -91,7 +91,7 @@ def api_key_revoke(*, prefix: str, actor: Actor) -> ApiKey:
             key.save(update_fields=["revoked_at"])
             audit(
                 actor=actor,
-                command="revoke_api_key",
+                command=AuditCommand.REVOKE_API_KEY,
                 account_id=key.account_id or "",
                 data={"prefix": key.prefix},
             )

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.crypto import encrypt_secret
 from accounts.models import Account, ImapSecurity
 from core.actors import Actor
-from core.audit import audit
+from core.audit import AuditCommand, audit
 from core.errors import Conflict, NotFound, ValidationFailed
 
 IMAP_FIELDS = ("host", "port", "security", "username", "password", "folders")
@@ -68,7 +68,7 @@ def account_create(
         account = Account.objects.create(name=name.strip(), email=email or "", **fields)
         audit(
             actor=actor,
-            command="create_account",
+            command=AuditCommand.CREATE_ACCOUNT,
             account_id=account.pk,
             data={"changed": sorted(k for k in fields if k != "imap_password_encrypted")},
         )
@@ -99,7 +99,7 @@ def account_update(
         account.save(update_fields=[*fields, "updated_at"])
         audit(
             actor=actor,
-            command="update_account",
+            command=AuditCommand.UPDATE_ACCOUNT,
             account_id=account.pk,
             data={
                 "changed": sorted(
@@ -131,7 +131,12 @@ def account_pause(*, account_id: str, actor: Actor, reason: str = "") -> Account
         account.paused_at = timezone.now()
         account.paused_reason = (reason or "").strip()[:500]
         account.save(update_fields=["paused_at", "paused_reason", "updated_at"])
-        audit(actor=actor, command="pause", account_id=account.pk, reason=account.paused_reason)
+        audit(
+            actor=actor,
+            command=AuditCommand.PAUSE,
+            account_id=account.pk,
+            reason=account.paused_reason,
+        )
     return account
 
 
@@ -148,5 +153,10 @@ def account_resume(*, account_id: str, actor: Actor, reason: str = "") -> Accoun
         account.paused_at = None
         account.paused_reason = ""
         account.save(update_fields=["paused_at", "paused_reason", "updated_at"])
-        audit(actor=actor, command="resume", account_id=account.pk, reason=(reason or "")[:500])
+        audit(
+            actor=actor,
+            command=AuditCommand.RESUME,
+            account_id=account.pk,
+            reason=(reason or "")[:500],
+        )
     return account

@@ -1,15 +1,56 @@
-"""Writing audit events: the one place that maps an actor and a command to an AuditEvent row."""
+"""Writing audit events: the one place that maps an actor and a command to an AuditEvent row,
+and the one list of the commands an audit event can name."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from django.db import models
 from django.utils import timezone
 
 from core.actors import Actor
 from core.models import AuditEvent
-from jobs.models import Job
+
+
+class AuditCommand(models.TextChoices):
+    """Every command an audit event records, by whom it is usually run."""
+
+    # Operators' commands on jobs (jobs.states.Command has the same values).
+    RETRY = "retry", "retry"
+    RESOLVE = "resolve", "resolve"
+    TRIGGER = "trigger", "trigger"
+    UPDATE = "update", "update"
+    DELETE = "delete", "delete"
+    SEARCH_DELETE = "search_delete", "search_delete"
+    # Creation of work.
+    CREATE = "create", "create"
+    CREATE_TASK = "create_task", "create_task"
+    INGEST_EVENT = "ingest_event", "ingest_event"
+    # The system's transitions (jobs.states.SYSTEM_TRANSITIONS).
+    DISPATCH = "dispatch", "dispatch"
+    CLAIM = "claim", "claim"
+    SUCCEED = "succeed", "succeed"
+    FAIL = "fail", "fail"
+    STALL = "stall", "stall"
+    RESCHEDULE = "reschedule", "reschedule"
+    # Accounts and API keys.
+    CREATE_ACCOUNT = "create_account", "create_account"
+    UPDATE_ACCOUNT = "update_account", "update_account"
+    PAUSE = "pause", "pause"
+    RESUME = "resume", "resume"
+    CREATE_API_KEY = "create_api_key", "create_api_key"
+    REVOKE_API_KEY = "revoke_api_key", "revoke_api_key"
+
+
+class AuditedJob(Protocol):
+    """What an audit event needs of a job (jobs.models.Job); core imports no other app."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def task_id(self) -> str | None: ...
 
 
 def audit(**fields: Any) -> AuditEvent:
@@ -21,9 +62,9 @@ def audit(**fields: Any) -> AuditEvent:
 def audit_fields(
     *,
     actor: Actor,
-    command: str,
+    command: AuditCommand,
     account_id: str,
-    job: Job | None = None,
+    job: AuditedJob | None = None,
     job_id: str = "",
     from_status: str = "",
     to_status: str = "",
@@ -32,11 +73,12 @@ def audit_fields(
     task_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
+    """The column values of one audit event (for a bulk insert of many)."""
     return {
         "created_at": now or timezone.now(),
         "actor_type": actor.type,
         "actor": actor.name,
-        "command": command,
+        "command": AuditCommand(command).value,
         "account_id": account_id,
         "job_id": job.pk if job else job_id,
         "task_id": task_id or (job.task_id if job and job.task_id else ""),

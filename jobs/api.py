@@ -44,7 +44,7 @@ from jobs.serializers import (
     error_responses,
     job_data,
 )
-from jobs.states import JobStatus
+from jobs.states import Command, JobStatus
 
 # --- shared helpers ------------------------------------------------------------------------------
 
@@ -249,10 +249,7 @@ class JobViewSet(viewsets.ViewSet):
     def retry(self, request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         data = validated(RetryInput, request)
-        job = services.job_retry(
-            job_id=job.pk, actor=principal(request).actor, note=data.get("note", "")
-        )
-        return Response(job_data(job))
+        return self._command(request, job, Command.RETRY, data)
 
     @extend_schema(
         operation_id="jobs_resolve",
@@ -268,10 +265,7 @@ class JobViewSet(viewsets.ViewSet):
     def resolve(self, request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         data = validated(ResolveInput, request)
-        job = services.job_resolve(
-            job_id=job.pk, actor=principal(request).actor, code=data["code"], note=data["note"]
-        )
-        return Response(job_data(job))
+        return self._command(request, job, Command.RESOLVE, data)
 
     @extend_schema(
         operation_id="jobs_trigger",
@@ -288,13 +282,13 @@ class JobViewSet(viewsets.ViewSet):
     def trigger(self, request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         data = validated(TriggerInput, request)
-        job = services.job_trigger(
-            job_id=job.pk,
-            actor=principal(request).actor,
-            force=data["force"],
-            note=data.get("note", ""),
+        return self._command(request, job, Command.TRIGGER, data)
+
+    def _command(self, request, job: Job, command: Command, data: dict[str, Any]) -> Response:
+        done = services.job_command(
+            command, job_id=job.pk, actor=principal(request).actor, inputs=data
         )
-        return Response(job_data(job))
+        return Response(job_data(done))
 
 
 # `.values()` resolves each of its 21 field names every time it is called: resolve them once,

@@ -11,7 +11,7 @@ class JobsConfig(AppConfig):
     def ready(self) -> None:
         # Register the built-in actions, task kinds and provider event types, then any module
         # the deployment adds (JOBS_EXTRA_ACTION_MODULES).
-        from jobs.actions import builtin  # noqa: F401
+        from jobs.execution.actions import builtin  # noqa: F401
 
         for module in settings.JOBS_EXTRA_ACTION_MODULES:
             importlib.import_module(module)

@@ -15,6 +15,7 @@ from django.http import QueryDict
 
 from core.errors import ValidationFailed
 from core.ids import is_valid_id
+from jobs import rules
 from jobs.models import Job
 from jobs.states import JobStatus
 
@@ -77,7 +78,7 @@ class LabelFilter(django_filters.Filter):
 def _validate_labels(values: list[str]) -> None:
     for pair in values:
         key, sep, _ = pair.partition(":")
-        if not sep or not key or not key.replace("_", "").replace("-", "").isalnum():
+        if not sep or not rules.is_label_key(key):
             raise forms.ValidationError(
                 f"{pair!r} is not key:value (key of letters, digits, - and _)."
             )

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from core.ids import PublicIdField
-from jobs.states import JobStatus, TaskStatus
+from jobs.states import NEEDS_OPERATOR_Q, QUEUED_Q, RUNNING_Q, JobStatus, TaskStatus
 
 
 class Task(models.Model):
@@ -124,12 +124,12 @@ class Job(models.Model):
             models.Index(
                 fields=["heartbeat_at"],
                 name="job_status_heartbeat",
-                condition=models.Q(status="running"),
+                condition=RUNNING_Q,
             ),
             models.Index(
                 fields=["enqueued_at"],
                 name="job_status_enqueued",
-                condition=models.Q(status="queued"),
+                condition=QUEUED_Q,
             ),
             models.Index(
                 fields=["task", "status"],
@@ -146,12 +146,12 @@ class Job(models.Model):
             models.Index(
                 fields=["action", "last_error_code", "account", "status", "last_error_at"],
                 name="job_triage",
-                condition=models.Q(status__in=["failed", "stalled"]),
+                condition=NEEDS_OPERATOR_Q,
             ),
             models.Index(
                 fields=["last_error_at", "last_error_code"],
                 name="job_failing_error_at",
-                condition=models.Q(status__in=["failed", "stalled"]),
+                condition=NEEDS_OPERATOR_Q,
             ),
             models.Index(
                 fields=["finished_at", "status"],

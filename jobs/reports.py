@@ -12,9 +12,9 @@ from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from jobs.admin_filters import stale_heartbeat_condition
+from jobs import sql
 from jobs.models import Job
-from jobs.states import NEEDS_OPERATOR, JobStatus
+from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
 
 S = JobStatus
 
@@ -185,7 +185,7 @@ def dashboard(*, now: datetime | None = None, hours: int = 24) -> Dashboard:
         now=now,
         by_status={**counts_by_status(exact), **estimates},
         estimated=frozenset(estimates),
-        stalled_now=Job.objects.filter(stale_heartbeat_condition(now)).count(),
+        stalled_now=Job.objects.filter(stale_heartbeat(now)).count(),
         failures_by_code=[(code or "(none)", n) for code, n in failures],
         hours=list(buckets.values()),
     )
@@ -286,26 +286,6 @@ def account_summary(account_id: str, *, last: int = 10) -> AccountSummary:
     return AccountSummary(counts_by_status(jobs), failing, last_errors)
 
 
-# The statuses are constants of the state table, inlined so the planner can match the partial
-# index `job_triage` (WHERE status IN ('failed', 'stalled')).
-_NEEDS_OPERATOR_SQL = ", ".join(f"'{status}'" for status in sorted(NEEDS_OPERATOR))
-_LOOSE_SCAN_SQL = f"""
-WITH RECURSIVE groups AS (
-    (SELECT action, last_error_code FROM jobs_job
-     WHERE status IN ({_NEEDS_OPERATOR_SQL}) ORDER BY action, last_error_code LIMIT 1)
-    UNION ALL
-    SELECT next.action, next.last_error_code FROM groups
-    CROSS JOIN LATERAL (
-        SELECT j.action, j.last_error_code FROM jobs_job j
-        WHERE j.status IN ({_NEEDS_OPERATOR_SQL})
-          AND (j.action, j.last_error_code) > (groups.action, groups.last_error_code)
-        ORDER BY j.action, j.last_error_code LIMIT 1
-    ) AS next
-)
-SELECT DISTINCT last_error_code FROM groups WHERE last_error_code <> '' LIMIT %(limit)s
-"""
-
-
 def failing_error_codes(*, limit: int = 100) -> list[str]:
     """The error codes of jobs waiting for an operator, for the queue's filter sidebar.
 
@@ -314,7 +294,7 @@ def failing_error_codes(*, limit: int = 100) -> list[str]:
     230,000 rows of the benchmark's million)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_LOOSE_SCAN_SQL, {"limit": limit})
+            cursor.execute(sql.FAILING_ERROR_CODES, {"limit": limit})
             return sorted(row[0] for row in cursor.fetchall())
     return sorted(
         Job.objects.filter(status__in=NEEDS_OPERATOR)

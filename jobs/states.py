@@ -1,8 +1,28 @@
-"""Job statuses and which command is allowed from which status: declared once, read everywhere."""
+"""Every job status and every transition between them, declared once and read everywhere.
+
+- `ALLOWED_FROM` / `TARGET_OF`: the operators' commands (services, admin buttons, API hints).
+- `SYSTEM_TRANSITIONS`: what the worker, the dispatcher and the sweeper do on their own.
+- The groups of statuses the partial indexes of jobs.models are built on (`NEEDS_OPERATOR`,
+  ...), their `Q` conditions, and the SQL literals jobs.sql inlines so the planner can match
+  those indexes.
+- `stale_heartbeat`: when a running job counts as lost (the sweeper, the admin's filter).
+
+tests/jobs/test_states.py checks that the services, the SQL and the indexes agree with it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Now
+
+from core.actors import Actor
+from core.audit import AuditCommand
 
 
 class JobStatus(models.TextChoices):
@@ -28,6 +48,10 @@ class Command(models.TextChoices):
     TRIGGER = "trigger", "Trigger"
     UPDATE = "update", "Update"
     DELETE = "delete", "Delete"
+
+    @property
+    def audit_command(self) -> AuditCommand:
+        return AuditCommand(self.value)
 
 
 S = JobStatus
@@ -61,8 +85,89 @@ TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.STALLED, S.RESOLVED})
 # Statuses in which the job is still going to run without anyone's help.
 PENDING = frozenset({S.SCHEDULED, S.QUEUED, S.RUNNING})
 
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of status the system makes by itself, recorded as `command` in the audit log."""
+
+    command: AuditCommand
+    sources: frozenset[JobStatus]
+    targets: frozenset[JobStatus]
+    actor: Actor
+
+
+# The system's actors, as audit events name them.
+SYSTEM_WORKER = Actor.system("worker")
+SYSTEM_SWEEPER = Actor.system("sweeper")
+SYSTEM_DISPATCHER = Actor.system("dispatcher")
+
+
+# Every move the system makes on its own (jobs.services.execution and .maintenance).
+SYSTEM_TRANSITIONS: dict[AuditCommand, Transition] = {
+    transition.command: transition
+    for transition in (
+        # jobs_dispatch_due: a due scheduled job of an active account goes to the broker.
+        Transition(
+            AuditCommand.DISPATCH,
+            frozenset({S.SCHEDULED}),
+            frozenset({S.QUEUED}),
+            SYSTEM_DISPATCHER,
+        ),
+        # job_claim: a worker takes a queued job and opens an attempt.
+        Transition(
+            AuditCommand.CLAIM, frozenset({S.QUEUED}), frozenset({S.RUNNING}), SYSTEM_WORKER
+        ),
+        # job_succeed.
+        Transition(
+            AuditCommand.SUCCEED, frozenset({S.RUNNING}), frozenset({S.SUCCEEDED}), SYSTEM_WORKER
+        ),
+        # job_fail: retried after a backoff while attempts remain and the error allows it.
+        Transition(
+            AuditCommand.FAIL,
+            frozenset({S.RUNNING}),
+            frozenset({S.SCHEDULED, S.FAILED}),
+            SYSTEM_WORKER,
+        ),
+        # jobs_sweep_lost: a run whose worker stopped heart-beating...
+        Transition(
+            AuditCommand.STALL, frozenset({S.RUNNING}), frozenset({S.STALLED}), SYSTEM_SWEEPER
+        ),
+        # ...is rescheduled at once when attempts remain.
+        Transition(
+            AuditCommand.RESCHEDULE,
+            frozenset({S.STALLED}),
+            frozenset({S.SCHEDULED}),
+            SYSTEM_SWEEPER,
+        ),
+    )
+}
+# jobs_requeue_unclaimed sends a queued job's message again; its status does not change, so
+# it is no transition and writes no audit event.
+
 # The fields PATCH may change; anything else is immutable.
 MUTABLE_FIELDS = ("priority", "run_at", "max_attempts", "payload", "labels")
+
+
+# The conditions of the partial indexes of jobs.models, and the same groups as SQL literals
+# for the raw statements of jobs.sql (a parameter would keep the planner from matching them).
+NEEDS_OPERATOR_Q = Q(status__in=sorted(NEEDS_OPERATOR))
+RUNNING_Q = Q(status=S.RUNNING)
+QUEUED_Q = Q(status=S.QUEUED)
+
+
+def sql_list(statuses: frozenset[JobStatus]) -> str:
+    """`'failed', 'stalled'`: statuses as SQL literals, in a stable order."""
+    return ", ".join(f"'{status.value}'" for status in sorted(statuses))
+
+
+def stale_heartbeat(now: datetime | Combinable | None = None) -> Q:
+    """A running job whose worker has not heart-beaten within the grace: the sweeper declares it
+    lost. Heartbeats carry the database's clock (jobs.services.job_heartbeat), so by default
+    staleness is judged by it too (hosts' clocks may disagree by more than the grace)."""
+    stale_before = (now if now is not None else Now()) - timedelta(
+        seconds=settings.JOBS_STALL_GRACE_SECONDS
+    )
+    return RUNNING_Q & (Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
 
 
 def is_allowed(command: Command | str, status: JobStatus | str) -> bool:
@@ -75,7 +180,7 @@ def allowed_commands(status: JobStatus | str) -> list[Command]:
 
 
 class TaskStatus(models.TextChoices):
-    """A task's status, derived from its jobs (see jobs.services.task_refresh_status)."""
+    """A task's status, derived from its jobs (see jobs.services._rows.refresh_task_statuses)."""
 
     PENDING = "pending", "Pending"  # no job has started yet
     RUNNING = "running", "Running"  # some job is running or done, others still to go

@@ -175,10 +175,10 @@ Q_CLUSTER = {
 # for trigger (jobs.broker).
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
-    Q_CLUSTER["broker_class"] = "jobs.broker.LanedRedis"
+    Q_CLUSTER["broker_class"] = "jobs.execution.broker.LanedRedis"
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["broker_class"] = "jobs.broker.OrderedORM"
+    Q_CLUSTER["broker_class"] = "jobs.execution.broker.OrderedORM"
 
 JOBS_DEFAULT_MAX_ATTEMPTS = env_int("JOBS_DEFAULT_MAX_ATTEMPTS", 5)
 JOBS_DEFAULT_TIMEOUT = env_int("JOBS_DEFAULT_TIMEOUT", 300)
@@ -195,7 +195,7 @@ JOBS_SWEEP_INTERVAL = env_float("JOBS_SWEEP_INTERVAL", 5.0)
 # (a restart, a failover) before it gives up and leaves the run to the sweeper.
 JOBS_DB_RETRY_SECONDS = env_float("JOBS_DB_RETRY_SECONDS", 60.0)
 # Workers' claims and outcomes commit without waiting for the WAL flush (PostgreSQL only; see
-# jobs.worker._prepare_worker_connection): a database crash can only cause a job to run again.
+# jobs.execution.worker._prepare_worker_connection): a database crash can only cause a job to run again.
 JOBS_WORKER_ASYNC_COMMIT = env_bool("JOBS_WORKER_ASYNC_COMMIT", True)
 # Modules that register more actions, imported by workers and the scheduler (tests, plugins).
 JOBS_EXTRA_ACTION_MODULES = env_list("JOBS_EXTRA_ACTION_MODULES", [])

@@ -1,4 +1,4 @@
-"""The index behind jobs.broker.OrderedORM's read: the next waiting message of a queue, in
+"""The index behind jobs.execution.broker.OrderedORM's read: the next waiting message of a queue, in
 order of visibility, is one probe instead of a scan of django-q2's queue table. It comes after
 django-q2's last migration of that table (0019, django-q2 1.10): on SQLite, altering a table
 rebuilds it with the indexes Django knows of, which this one is not."""

@@ -250,7 +250,7 @@ def test_search_delete_link_only_on_an_account_queue(operator_client, account, m
 
 
 def test_bulk_limit_stops_and_says_so(operator_client, account, monkeypatch):
-    from jobs import admin_commands
+    from jobs.admin import actions as admin_commands
 
     monkeypatch.setattr(admin_commands, "BULK_LIMIT", 2)
     jobs = [JobFactory(account=account, status=S.FAILED) for _ in range(3)]

@@ -118,7 +118,7 @@ def test_pages_without_counting(operator_client, make_job, settings):
 
 
 def test_count_is_capped(operator_client, make_job, monkeypatch):
-    from jobs.admin import JobAdmin
+    from jobs.admin.options import JobAdmin
 
     monkeypatch.setattr(JobAdmin, "count_cap", 3)
     for _ in range(5):

@@ -8,8 +8,8 @@ tree, for each broker (ORM; Redis when REDIS_URL or --redis-url answers):
   - ours: the same cluster, broker and settings runs N `noop` jobs end to end: created (batched
     insert + enqueue), claimed, run, succeeded, with their attempt and audit records;
 and reports jobs/s for both and the ratio. "The same broker" is the one a deployment runs:
-django-q2's ORM broker with its read ordered (jobs.broker.OrderedORM), or its Redis broker with
-a lane ahead of the line read first (jobs.broker.LanedRedis). Both enqueue in batches, and both
+django-q2's ORM broker with its read ordered (jobs.execution.broker.OrderedORM), or its Redis broker with
+a lane ahead of the line read first (jobs.execution.broker.LanedRedis). Both enqueue in batches, and both
 clocks start before the first message is written and stop when the last run is recorded.
 Raw and ours alternate for `--rounds` rounds on the same cluster; the medians are compared (on a
 small machine a single run moves by a third with whatever else runs on it).
@@ -120,7 +120,7 @@ def _throughput(
     from accounts.models import Account
 
     queue = f"bench{uuid.uuid4().hex[:10]}"
-    from jobs.broker import LANED_REDIS, ORDERED_ORM
+    from jobs.execution.broker import LANED_REDIS, ORDERED_ORM
 
     names = ("CLUSTER_NAME", "PREFIX", "BROKER_CLASS", "ORM", "REDIS")
     saved = {name: getattr(Conf, name) for name in names}
@@ -235,7 +235,7 @@ def _ours_run(account, count: int) -> float:
     from django.db import connection
 
     from core.actors import Actor
-    from jobs.actions.registry import JobSpec
+    from jobs.execution.actions.registry import JobSpec
     from jobs.models import Job
     from jobs.services import jobs_create
 

@@ -3,7 +3,7 @@
 A pymap server in its own process serves one mailbox of N generated messages. Each round times
   - bare: a bare imaplib loop (connect, LOGIN, EXAMINE, UID SEARCH, UID FETCH of the same envelope
     items in the same batches), which parses and stores nothing: the ceiling;
-  - sync: jobs.mailsync.sync_account for a fresh account, parsing and storing every envelope
+  - sync: jobs.execution.mailsync.sync_account for a fresh account, parsing and storing every envelope
     into MailboxMessage rows of a throwaway test database;
 and reports messages/s for both and their ratio (target: sync >= 0.7x bare). Best of the rounds.
 """
@@ -39,7 +39,7 @@ def start_server(messages: int) -> tuple[subprocess.Popen, int]:
 
 def bare_loop(port: int, user: str, password: str, batch_size: int) -> int:
     """Fetch every envelope as the sync does, and do nothing with them. Returns the count."""
-    from jobs.mailsync.envelope import FETCH_ITEMS
+    from jobs.execution.mailsync.envelope import FETCH_ITEMS
 
     conn = imaplib.IMAP4("127.0.0.1", port, timeout=30)
     conn.login(user, password)
@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
     from accounts.services import account_create
     from core.actors import Actor
     from jobs.demo_imap import DEMO_PASSWORD, DEMO_USER
-    from jobs.mailsync import sync_account
+    from jobs.execution.mailsync import sync_account
 
     batch_size = int(getattr(settings, "JOBS_IMAP_BATCH_SIZE", 500))
     print(f"starting pymap with {args.messages} messages ...", flush=True)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.actions.registry import ActionContext, JobError, action
+from jobs.execution.actions.registry import ActionContext, JobError, action
 
 
 def _append(path: Path, line: str) -> None:

@@ -148,7 +148,7 @@ def use_broker(monkeypatch: pytest.MonkeyPatch, *, queue: str, redis_url: str | 
 
     monkeypatch.setattr(Conf, "CLUSTER_NAME", queue)
     monkeypatch.setattr(Conf, "PREFIX", queue)
-    from jobs.broker import LANED_REDIS, ORDERED_ORM
+    from jobs.execution.broker import LANED_REDIS, ORDERED_ORM
 
     monkeypatch.setattr(Conf, "BROKER_CLASS", LANED_REDIS if redis_url else ORDERED_ORM)
     monkeypatch.setattr(Conf, "ORM", None if redis_url else "default")

@@ -22,8 +22,8 @@ from django.utils import timezone
 from core.actors import Actor
 from core.models import AuditEvent
 from jobs import services
-from jobs.actions.registry import JobSpec, policy_for
-from jobs.broker import enqueue
+from jobs.execution.actions.registry import JobSpec, policy_for
+from jobs.execution.broker import enqueue
 from jobs.models import AttemptOutcome, Job, JobAttempt
 from jobs.states import TERMINAL, JobStatus
 from tests.execution.conftest import PG_BIN, ROOT, Execution, PostgresServer

@@ -13,8 +13,8 @@ from accounts.services import account_create
 from core.actors import Actor
 from jobs import services
 from jobs.demo_imap import HOST, MailServer, SilentServer, make_message
+from jobs.execution.worker import run_job
 from jobs.models import Job
-from jobs.worker import run_job
 
 _users = itertools.count(1)
 

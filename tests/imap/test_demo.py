@@ -9,8 +9,8 @@ from accounts.services import account_create, account_update
 from core.actors import Actor
 from jobs import services
 from jobs.demo_imap import ODD_MESSAGES, start_demo_mail_servers
+from jobs.execution.worker import run_job
 from jobs.states import JobStatus
-from jobs.worker import run_job
 from tests.imap.conftest import run_sync
 
 OPERATOR = Actor.system("demo-operator")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from jobs.mailsync.client import encode_modified_utf7, quote_mailbox
-from jobs.mailsync.envelope import parse_date, parse_fetch_response
+from jobs.execution.mailsync.client import encode_modified_utf7, quote_mailbox
+from jobs.execution.mailsync.envelope import parse_date, parse_fetch_response
 
 
 def test_items_after_the_literal_and_unsolicited_lines_are_handled():

@@ -7,9 +7,9 @@ from core.actors import Actor
 from core.models import AuditEvent
 from jobs import services
 from jobs.demo_imap import closed_port
+from jobs.execution.worker import run_job
 from jobs.models import Job
 from jobs.states import JobStatus
-from jobs.worker import run_job
 
 PROVIDER = Actor.system("imap-push")
 

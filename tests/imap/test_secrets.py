@@ -15,9 +15,9 @@ from core.actors import Actor
 from core.models import AuditEvent
 from jobs import services
 from jobs.demo_imap import closed_port
+from jobs.execution.worker import run_job
 from jobs.models import Job, JobAttempt, ProviderEvent, Task
 from jobs.states import JobStatus
-from jobs.worker import run_job
 from tests.imap.conftest import run_sync
 
 

@@ -8,10 +8,10 @@ from accounts.models import MailboxFolder, MailboxMessage
 from core.actors import Actor
 from jobs import services
 from jobs.demo_imap import ODD_MESSAGES, make_message
-from jobs.mailsync import sync_account, sync_hook
+from jobs.execution.mailsync import sync_account, sync_hook
+from jobs.execution.worker import run_job
 from jobs.models import JobAttempt
 from jobs.states import JobStatus
-from jobs.worker import run_job
 from tests.imap.conftest import run_sync
 
 OPERATOR = Actor.system("test-operator")

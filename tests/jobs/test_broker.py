@@ -1,4 +1,4 @@
-"""What jobs.broker puts on django-q2's brokers, read back the way a cluster reads it: first in,
+"""What jobs.execution.broker puts on django-q2's brokers, read back the way a cluster reads it: first in,
 first out, with a lane ahead of the line for trigger."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
 
-from jobs import broker, services
-from jobs.actions.registry import JobSpec
+from jobs import services
+from jobs.execution import broker
+from jobs.execution.actions.registry import JobSpec
 from jobs.states import JobStatus
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 from django.db import connection, connections, transaction
 
+from core.actors import Actor
 from core.errors import DomainError
 from core.models import AuditEvent
 from jobs import services
@@ -20,7 +21,7 @@ from tests.factories import AccountFactory, JobFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ACTOR = services.Actor.system("test")
+ACTOR = Actor.system("test")
 
 
 def retry(job_id):

@@ -5,10 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.errors import ValidationFailed
 from core.ids import is_valid_id
 from core.models import AuditEvent
 from jobs import services
-from jobs.actions.registry import JobSpec
+from jobs.execution.actions.registry import JobSpec
 from jobs.models import Job, ProviderEvent
 from jobs.states import JobStatus
 
@@ -55,7 +56,7 @@ def test_dispatch_takes_highest_priority_first(account, actor):
 
 
 def test_unknown_action_is_refused(account, actor):
-    with pytest.raises(services.ValidationFailed) as excinfo:
+    with pytest.raises(ValidationFailed) as excinfo:
         services.job_create(account=account, action="no_such_action", actor=actor)
     assert "action" in excinfo.value.fields
     assert not Job.objects.exists()
@@ -130,7 +131,7 @@ def test_provider_event_coalesces_into_pending_sync(account, other_account, acto
 
 
 def test_unknown_event_type_is_refused(account, actor):
-    with pytest.raises(services.ValidationFailed) as excinfo:
+    with pytest.raises(ValidationFailed) as excinfo:
         services.provider_event_ingest(
             account=account, provider="imap", type="nope", external_id="a", payload={}, actor=actor
         )

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from jobs import services
-from jobs.actions.registry import JobSpec
+from jobs.execution.actions.registry import JobSpec
 from jobs.models import Job
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.forms.models import model_to_dict
 
-from core.errors import InvalidTransition
+from core.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from core.models import AuditEvent
 from jobs import services
 from jobs.models import Job
@@ -95,7 +95,7 @@ def test_retry_keeps_budget_when_attempts_remain(make_job, actor):
 def test_trigger_refused_while_sibling_runs_unless_forced(make_job, actor):
     make_job(status=JobStatus.RUNNING, action="noop")
     job = make_job(status=JobStatus.SCHEDULED, action="noop")
-    with pytest.raises(services.Conflict) as excinfo:
+    with pytest.raises(Conflict) as excinfo:
         services.job_trigger(job_id=job.pk, actor=actor)
     assert excinfo.value.status_code == 409
     assert excinfo.value.code == "sibling_running"
@@ -136,7 +136,7 @@ def test_resolve_records_resolution(make_job, actor):
 )
 def test_resolve_rejects_bad_input(make_job, actor, kwargs, field):
     job = make_job(status=JobStatus.FAILED)
-    with pytest.raises(services.ValidationFailed) as excinfo:
+    with pytest.raises(ValidationFailed) as excinfo:
         services.job_resolve(job_id=job.pk, actor=actor, **kwargs)
     assert field in excinfo.value.fields
     job.refresh_from_db()
@@ -161,7 +161,7 @@ def test_resolve_rejects_bad_input(make_job, actor, kwargs, field):
 def test_update_rejects_bad_input_and_changes_nothing(make_job, actor, changes, field):
     job = make_job(status=JobStatus.FAILED)
     before = model_to_dict(job)
-    with pytest.raises(services.ValidationFailed) as excinfo:
+    with pytest.raises(ValidationFailed) as excinfo:
         services.job_update(job_id=job.pk, actor=actor, changes=changes)
     assert excinfo.value.status_code == 400
     assert field in excinfo.value.fields
@@ -182,7 +182,7 @@ def test_update_moving_a_queued_job_into_the_future_schedules_it(make_job, actor
 
 
 def test_unknown_job_is_not_found(db, actor):
-    with pytest.raises(services.NotFound):
+    with pytest.raises(NotFound):
         services.job_retry(job_id="job_01ARZ3NDEKTSV4RRFFQ69G5FAV", actor=actor)
 
 

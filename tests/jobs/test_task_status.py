@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import ValidationFailed
 from jobs import services
 from jobs.models import Task
 from jobs.states import JobStatus, TaskStatus, derive_task_status
@@ -86,10 +87,10 @@ def test_lost_run_and_dispatch_update_the_task(account, actor, settings):
 
 
 def test_task_create_rejects_unknown_kind_and_bad_params(account, actor):
-    with pytest.raises(services.ValidationFailed) as excinfo:
+    with pytest.raises(ValidationFailed) as excinfo:
         services.task_create(account=account, kind="nope", params={}, actor=actor)
     assert "kind" in excinfo.value.fields
-    with pytest.raises(services.ValidationFailed) as excinfo:
+    with pytest.raises(ValidationFailed) as excinfo:
         services.task_create(account=account, kind="noop_batch", params={"count": 0}, actor=actor)
     assert "params" in excinfo.value.fields
     assert not Task.objects.exists()

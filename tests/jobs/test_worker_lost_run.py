@@ -12,8 +12,9 @@ from django.db import connections
 from django.utils import timezone
 
 from core.models import AuditEvent
-from jobs import services, worker
-from jobs.actions.registry import ActionContext, action
+from jobs import services
+from jobs.execution import worker
+from jobs.execution.actions.registry import ActionContext, action
 from jobs.models import AttemptOutcome, Job, JobAttempt
 from jobs.states import JobStatus
 

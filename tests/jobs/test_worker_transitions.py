@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from core.models import AuditEvent
 from jobs import services
-from jobs.actions.registry import JobSpec
+from jobs import sql as job_sql
+from jobs.execution.actions.registry import JobSpec
 from jobs.models import AttemptOutcome, Job, JobAttempt, Task
 from jobs.states import JobStatus, TaskStatus
 from tests.factories import AccountFactory
@@ -167,9 +168,9 @@ def test_claim_and_success_use_the_primary_key_even_when_statistics_say_nothing_
     job = services.jobs_create(account=account, specs=[JobSpec("noop", {})] * 300, actor=actor)[0]
     params = {"job_id": job.pk, "worker": WORKER, "now": timezone.now(), "attempt": 1}
     statements = {
-        "claim": services._CLAIM_SQL_POSTGRESQL,
-        "succeed": services._SUCCEED_SQL_POSTGRESQL,
-        "succeed without task": services._SUCCEED_TASKLESS_SQL_POSTGRESQL,
+        "claim": job_sql.CLAIM_SQL_POSTGRESQL,
+        "succeed": job_sql.SUCCEED_SQL_POSTGRESQL,
+        "succeed without task": job_sql.SUCCEED_TASKLESS_SQL_POSTGRESQL,
     }
     for name, sql in statements.items():
         with connection.cursor() as cursor:

@@ -33,8 +33,9 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.utils import timezone
 
-from jobs import services
-from jobs.actions.registry import ActionContext, JobError, RunLost, get_action
+from jobs import services, sql
+from jobs.execution.actions.registry import ActionContext, JobError, RunLost, get_action
+from jobs.states import JobStatus
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,7 +58,7 @@ def _prepare_worker_connection(sender, connection, **kwargs) -> None:
     connection.health_check_enabled = False
     if settings.JOBS_WORKER_ASYNC_COMMIT and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SET synchronous_commit TO OFF")
+            cursor.execute(sql.ASYNC_COMMIT)
 
 
 class ActionTimeout(BaseException):
@@ -151,7 +152,7 @@ def _fail(job_id: str, number: int, **error: Any) -> str:
         return "lost"
     if error.get("timed_out"):
         return "timeout"
-    return "retry_scheduled" if job.status == services.S.SCHEDULED else "failed"
+    return "retry_scheduled" if job.status == JobStatus.SCHEDULED else "failed"
 
 
 def _as_result(value: Any) -> dict[str, Any] | None:

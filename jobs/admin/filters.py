@@ -13,17 +13,17 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
 from accounts.models import Account
 from core.errors import ValidationFailed
 from core.ids import is_valid_id
-from jobs.actions.registry import action_names
+from jobs.execution.actions.registry import action_names
 from jobs.filters import FILTER_FIELDS, filter_jobs, normalize_filter_params
 from jobs.models import Job
-from jobs.states import NEEDS_OPERATOR, JobStatus
+from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
 
 S = JobStatus
 ACCOUNT_PARAM = "account"
@@ -48,12 +48,6 @@ _WORDS = {
     "attempt_count_max": "attempts at most",
     "label": "label",
 }
-
-
-def stale_heartbeat_condition(now: datetime | None = None) -> Q:
-    """Running jobs whose worker stopped heart-beating: what the sweeper will declare lost."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.JOBS_STALL_GRACE_SECONDS)
-    return Q(status=S.RUNNING) & (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
 
 
 def split_search(term: str) -> tuple[str, dict[str, str]]:
@@ -104,7 +98,7 @@ class QueueFilter:
         if self.account_id:
             queryset = queryset.filter(account_id=self.account_id)
         if self.stalled_now:
-            queryset = queryset.filter(stale_heartbeat_condition())
+            queryset = queryset.filter(stale_heartbeat())
         return filter_jobs(queryset, self.params)
 
     @property
@@ -213,7 +207,7 @@ class StatusFilter(QueueListFilter):
 
     def queryset(self, request, queryset):
         if self.stalled_now:
-            queryset = queryset.filter(stale_heartbeat_condition())
+            queryset = queryset.filter(stale_heartbeat())
         return super().queryset(request, queryset)
 
     def choices(self, changelist):

@@ -36,7 +36,7 @@ from core.db import insert_rows
 
 logger = logging.getLogger(__name__)
 
-WORKER_ENTRY = "jobs.worker.run_job"
+WORKER_ENTRY = "jobs.execution.worker.run_job"
 BATCH_SIZE = 1000
 # The lane ahead of the line on the ORM broker: messages visible since the epoch.
 AHEAD_OF_THE_LINE = datetime(1970, 1, 1, tzinfo=UTC)

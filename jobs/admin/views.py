@@ -17,10 +17,11 @@ from django.utils.html import format_html
 from accounts.models import Account
 from core.actors import Actor
 from core.errors import DomainError, ValidationFailed
-from jobs import admin_commands, reports, services
-from jobs.admin_commands import PAST_TENSE, command_runner, run_bulk
-from jobs.admin_filters import QueueFilter
-from jobs.admin_forms import COMMAND_FORMS
+from jobs import reports, services
+from jobs.admin import actions as admin_commands
+from jobs.admin.actions import PAST_TENSE, command_runner, run_bulk
+from jobs.admin.filters import QueueFilter
+from jobs.admin.forms import COMMAND_FORMS
 from jobs.models import Job
 from jobs.states import ALLOWED_FROM, NEEDS_OPERATOR, Command, JobStatus
 

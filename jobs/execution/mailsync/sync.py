@@ -14,12 +14,12 @@ from django.conf import settings
 
 from accounts.crypto import decrypt_secret
 from accounts.models import Account
-from jobs.actions.registry import JobError
-from jobs.mailsync import store
-from jobs.mailsync.client import ImapSession
-from jobs.mailsync.envelope import Envelope
+from jobs.execution.actions.registry import JobError
+from jobs.execution.mailsync import store
+from jobs.execution.mailsync.client import ImapSession
+from jobs.execution.mailsync.envelope import Envelope
 
-logger = logging.getLogger("jobs.mailsync")
+logger = logging.getLogger("jobs.execution.mailsync")
 T = TypeVar("T")
 R = TypeVar("R")
 

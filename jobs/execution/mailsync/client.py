@@ -16,8 +16,8 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from jobs.actions.registry import JobError
-from jobs.mailsync.envelope import FETCH_ITEMS, Envelope, parse_fetch_response
+from jobs.execution.actions.registry import JobError
+from jobs.execution.mailsync.envelope import FETCH_ITEMS, Envelope, parse_fetch_response
 
 # Codes (see the README): the first two are retried by the action's policy.
 TIMEOUT = "provider_timeout"

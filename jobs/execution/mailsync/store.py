@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import MailboxFolder, MailboxMessage
-from jobs.mailsync.envelope import Envelope
+from jobs.execution.mailsync.envelope import Envelope
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from core.actors import Actor
 from core.admin.paginators import NoCountAdminMixin
 from core.errors import DomainError
 from jobs import reports
-from jobs.admin_forms import AccountForm
+from jobs.admin.forms import AccountForm
 from jobs.states import NEEDS_OPERATOR, JobStatus
 
 

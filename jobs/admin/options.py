@@ -17,9 +17,10 @@ from core.actors import Actor, ActorType
 from core.admin.paginators import NoCountAdminMixin
 from core.errors import DomainError, ValidationFailed
 from core.models import AuditEvent
-from jobs import admin_views, services
-from jobs.admin_filters import QUEUE_LIST_FILTERS, QueueFilter, split_search
-from jobs.admin_forms import COMMAND_FORMS, JobChangeForm
+from jobs import services
+from jobs.admin import views as admin_views
+from jobs.admin.filters import QUEUE_LIST_FILTERS, QueueFilter, split_search
+from jobs.admin.forms import COMMAND_FORMS, JobChangeForm
 from jobs.filters import filter_jobs, normalize_filter_params
 from jobs.models import Job, JobAttempt
 from jobs.selectors import job_timeline

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.actions.registry import ActionContext, JobError, action
-from jobs.mailsync import sync_account
+from jobs.execution.actions.registry import ActionContext, JobError, action
+from jobs.execution.mailsync import sync_account
 
 
 @action(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from jobs.actions.registry import (
+from jobs.execution.actions.registry import (
     ActionContext,
     JobError,
     JobSpec,
@@ -39,7 +39,7 @@ def fail(ctx: ActionContext) -> None:
     )
 
 
-# imap_sync_messages is registered by jobs.actions.imap (imported below).
+# imap_sync_messages is registered by jobs.execution.actions.imap (imported below).
 
 
 @task_kind("mailbox_sync")
@@ -76,4 +76,4 @@ def _folders(params: dict[str, Any]) -> dict[str, Any]:
     return {"folders": folders}
 
 
-from jobs.actions import imap  # noqa: E402, F401  (registers imap_sync_messages)
+from jobs.execution.actions import imap  # noqa: E402, F401  (registers imap_sync_messages)

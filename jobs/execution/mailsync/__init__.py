@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from jobs.mailsync.sync import sync_account, sync_hook
+from jobs.execution.mailsync.sync import sync_account, sync_hook
 
 __all__ = ["sync_account", "sync_hook"]

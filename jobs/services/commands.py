@@ -1,0 +1,281 @@
+"""The operators' commands on one job (retry, trigger, resolve, update, delete) and delete by
+search. Each is one transaction: lock the row, check the state table, write with update_fields,
+audit, refresh the task's status, and send broker messages after commit. Rows are locked in a
+fixed order (jobs by id, then their tasks by id) so two commands never deadlock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.actors import Actor
+from core.audit import AuditCommand, audit
+from core.errors import Conflict, ValidationFailed
+from core.models import AuditEvent
+from jobs import rules
+from jobs.execution.broker import enqueue_on_commit
+from jobs.filters import filter_jobs, has_filters, normalize_filter_params
+from jobs.models import Job
+from jobs.services import _rows
+from jobs.states import (
+    Command,
+    JobStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def job_retry(*, job_id: str, actor: Actor, note: str = "") -> Job:
+    """Queue a failed or stalled job now, with one more attempt even if its budget is spent."""
+    note = rules.clean_note(note, required=False)
+    with transaction.atomic():
+        job = _rows.lock_job(job_id)
+        _rows.check_allowed(job, Command.RETRY)
+        from_status, now = job.status, timezone.now()
+        fields = _rows.requeue(job, now=now)
+        _rows.grant_attempt_if_spent(job, fields)
+        _rows.save(job, fields, now=now)
+        audit(
+            actor=actor,
+            command=AuditCommand.RETRY,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            reason=note,
+        )
+        _rows.refresh_task_statuses([job.task_id])
+        enqueue_on_commit([job.pk])
+    return job
+
+
+def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "") -> Job:
+    """Queue a job now, ahead of the line (see jobs.execution.broker.enqueue), ignoring its run_at and an
+    account pause. Refused while another job of the same account and action is running, unless
+    `force`: two syncs of one mailbox at once are a conflict."""
+    note = rules.clean_note(note, required=False)
+    with transaction.atomic():
+        job = _rows.lock_job(job_id)
+        _rows.check_allowed(job, Command.TRIGGER)
+        if not force:
+            running = (
+                Job.objects.filter(
+                    account_id=job.account_id, action=job.action, status=JobStatus.RUNNING
+                )
+                .exclude(pk=job.pk)
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if running:
+                raise Conflict(
+                    f"Job {running} of the same account and action is running; "
+                    "trigger with force to run both at once.",
+                    code="sibling_running",
+                    extra={"current_status": job.status, "running_job_id": running},
+                )
+        from_status, now = job.status, timezone.now()
+        fields = _rows.requeue(job, now=now)
+        _rows.grant_attempt_if_spent(job, fields)
+        _rows.save(job, fields, now=now)
+        audit(
+            actor=actor,
+            command=AuditCommand.TRIGGER,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            reason=note,
+            data={"force": force},
+        )
+        _rows.refresh_task_statuses([job.task_id])
+        enqueue_on_commit([job.pk], ahead=True)
+    return job
+
+
+def job_resolve(*, job_id: str, actor: Actor, code: str, note: str) -> Job:
+    """Close a job by hand (ignored, fixed elsewhere, cancelled) with a resolution code and note."""
+    code = (code or "").strip()
+    if not rules.RESOLUTION_CODE.match(code):
+        raise ValidationFailed.for_field(
+            "code", "must be a short code such as ignored, fixed or cancelled (a-z, 0-9, _ . -)."
+        )
+    note = rules.clean_note(note, required=True)
+    with transaction.atomic():
+        job = _rows.lock_job(job_id)
+        _rows.check_allowed(job, Command.RESOLVE)
+        from_status, now = job.status, timezone.now()
+        job.status = JobStatus.RESOLVED
+        job.resolution = {"code": code, "note": note, "by": actor.name, "at": now.isoformat()}
+        job.finished_at = now
+        _rows.save(job, ["status", "resolution", "finished_at"], now=now)
+        audit(
+            actor=actor,
+            command=AuditCommand.RESOLVE,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            reason=note,
+            data={"code": code},
+        )
+        _rows.refresh_task_statuses([job.task_id])
+    return job
+
+
+def job_update(*, job_id: str, actor: Actor, changes: Mapping[str, Any]) -> Job:
+    """Change the mutable fields of a job that is not running. A queued job moved into the
+    future goes back to `scheduled`."""
+    cleaned = rules.clean_changes(changes)
+    with transaction.atomic():
+        job = _rows.lock_job(job_id)
+        _rows.check_allowed(job, Command.UPDATE)
+        from_status, now = job.status, timezone.now()
+        before = {name: getattr(job, name) for name in cleaned}
+        for name, value in cleaned.items():
+            setattr(job, name, value)
+        fields = list(cleaned)
+        if "run_at" in cleaned and job.status == JobStatus.QUEUED and job.run_at > now:
+            job.status = JobStatus.SCHEDULED
+            job.enqueued_at = None
+            fields += ["status", "enqueued_at"]
+        _rows.save(job, fields, now=now)
+        audit(
+            actor=actor,
+            command=AuditCommand.UPDATE,
+            account_id=job.account_id,
+            job=job,
+            from_status=from_status,
+            to_status=job.status,
+            data={
+                "changes": {
+                    name: {"from": rules.jsonable(before[name]), "to": rules.jsonable(value)}
+                    for name, value in cleaned.items()
+                }
+            },
+        )
+        _rows.refresh_task_statuses([job.task_id])
+    return job
+
+
+def job_delete(*, job_id: str, actor: Actor) -> None:
+    """Delete a job that is not running. Its audit trail stays."""
+    with transaction.atomic():
+        job = _rows.lock_job(job_id, for_delete=True)
+        _rows.check_allowed(job, Command.DELETE)
+        audit(
+            actor=actor,
+            command=AuditCommand.DELETE,
+            account_id=job.account_id,
+            job=job,
+            from_status=job.status,
+            data={"action": job.action, "attempt_count": job.attempt_count},
+        )
+        _rows.delete_job_rows([job.pk])
+        _rows.refresh_task_statuses([job.task_id])
+
+
+SEARCH_DELETE_BATCH = 10_000
+
+
+def jobs_search_delete(
+    *,
+    account_id: str,
+    filters: Mapping[str, Any],
+    actor: Actor,
+    dry_run: bool = False,
+    batch_size: int = SEARCH_DELETE_BATCH,
+) -> dict[str, Any]:
+    """Delete every job of one account that `filters` match, except running ones.
+
+    Set-based and batched: each batch locks and deletes up to `batch_size` rows in its own
+    transaction, so a large clean-up never holds locks for long. One audit event records the
+    filter, the count and the deleted ids; it is written before the first batch and its count
+    kept exact with each, so it stays truthful even if the command is interrupted.
+    """
+    params = normalize_filter_params(filters)
+    if not has_filters(params):
+        raise ValidationFailed(
+            "Refusing to delete without a filter: give at least one filter field.",
+            code="empty_filter",
+            fields={"filter": ["At least one filter field is required."]},
+        )
+    matched_qs = filter_jobs(Job.objects.filter(account_id=account_id), params).order_by()
+    matched = matched_qs.count()
+    if dry_run:
+        running = matched_qs.filter(status=JobStatus.RUNNING).count()
+        return {"matched": matched, "deleted": 0, "skipped_running": running, "dry_run": True}
+
+    filter_record = {name: params.getlist(name) for name in params}
+    deleted_ids: list[str] = []
+    deletable = matched_qs.exclude(status=JobStatus.RUNNING)
+    event = audit(
+        actor=actor,
+        command=AuditCommand.SEARCH_DELETE,
+        account_id=account_id,
+        data={"filter": filter_record, "count": 0, "complete": False},
+    )
+    complete = False
+    try:
+        while not complete:
+            with transaction.atomic():
+                rows = list(
+                    deletable.select_for_update(of=("self",))
+                    .order_by("pk")
+                    .values_list("pk", "task_id")[:batch_size]
+                )
+                ids = [pk for pk, _ in rows]
+                if ids:
+                    _rows.delete_job_rows(ids)
+                    _rows.refresh_task_statuses(task_id for _, task_id in rows)
+                    # The count is kept exact batch by batch; the id list is written once at the
+                    # end (rewriting a growing list per batch would be quadratic).
+                    AuditEvent.objects.filter(pk=event.pk).update(
+                        data={
+                            "filter": filter_record,
+                            "count": len(deleted_ids) + len(ids),
+                            "complete": False,
+                        }
+                    )
+            deleted_ids += ids
+            complete = len(ids) < batch_size
+    finally:
+        AuditEvent.objects.filter(pk=event.pk).update(
+            data={
+                "filter": filter_record,
+                "count": len(deleted_ids),
+                "complete": complete,
+                "job_ids": deleted_ids,
+            }
+        )
+    running = matched_qs.filter(status=JobStatus.RUNNING).count()
+    return {
+        "matched": matched,
+        "deleted": len(deleted_ids),
+        "skipped_running": running,
+        "dry_run": False,
+    }
+
+
+def job_command(
+    command: Command | str, *, job_id: str, actor: Actor, inputs: Mapping[str, Any]
+) -> Job | None:
+    """Run one operator command on one job with the inputs its form or body gave: the one map
+    from a command to its service, for the API, the admin's bulk actions and the job page's
+    buttons. `inputs` holds what the command takes (note; code for resolve; force for trigger;
+    changes for update). Returns the job, or None for delete."""
+    command = Command(command)
+    note = inputs.get("note", "")
+    if command is Command.RETRY:
+        return job_retry(job_id=job_id, actor=actor, note=note)
+    if command is Command.TRIGGER:
+        return job_trigger(job_id=job_id, actor=actor, force=inputs.get("force", False), note=note)
+    if command is Command.RESOLVE:
+        return job_resolve(job_id=job_id, actor=actor, code=inputs["code"], note=note)
+    if command is Command.UPDATE:
+        return job_update(job_id=job_id, actor=actor, changes=inputs["changes"])
+    job_delete(job_id=job_id, actor=actor)
+    return None

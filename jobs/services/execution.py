@@ -1,0 +1,222 @@
+"""What a worker does to the job it runs: claim it (opening an attempt), heart-beat, and close
+the run as succeeded or failed. Every outcome is checked against the run the worker owns, so a
+run the sweeper declared lost cannot overwrite the newer state."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from core.audit import AuditCommand, audit
+from jobs import sql
+from jobs.execution.actions.registry import (
+    policy_for,
+)
+from jobs.models import AttemptOutcome, Job, JobAttempt
+from jobs.services import _rows
+from jobs.states import SYSTEM_WORKER, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+_PAYLOAD_FIELD = Job._meta.get_field("payload")
+_RESULT_FIELD = Job._meta.get_field("result")
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What a worker needs to run a job it claimed: attempt `number` is now open."""
+
+    job_id: str
+    account_id: str
+    task_id: str | None
+    action: str
+    payload: dict[str, Any]
+    number: int
+
+
+def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -> ClaimedRun | None:
+    """Claim a queued job for `worker` and open its attempt. Returns None when the job is not
+    queued any more (a duplicate or late message, a deleted or resolved job): a no-op.
+
+    A worker retrying its claim after a broken connection passes the same `claimed_at`: if the
+    first try did commit (only the reply was lost), that claim is its own and is returned,
+    instead of leaving a running job nobody runs for the sweeper (which would cost an attempt).
+    """
+    params = {"job_id": job_id, "worker": worker, "now": claimed_at or timezone.now()}
+    if connection.vendor == "postgresql":
+        row = sql.CLAIM_POSTGRESQL.first_row(params)
+        run = None if row is None else _claimed_run(job_id, row)
+    else:
+        run = _claim_in_transaction(params)
+    if run is None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.OWN_CLAIM, params)
+            row = cursor.fetchone()
+        run = None if row is None else _claimed_run(job_id, row)
+    return run
+
+
+def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
+    """The claim as one transaction of several statements (SQLite)."""
+    job_id, worker, now = params["job_id"], params["worker"], params["now"]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql.CLAIM_UPDATE, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        run = _claimed_run(job_id, row)
+        JobAttempt.objects.create(job_id=job_id, number=run.number, worker=worker, started_at=now)
+        audit(
+            actor=SYSTEM_WORKER,
+            command=AuditCommand.CLAIM,
+            account_id=run.account_id,
+            job_id=job_id,
+            task_id=run.task_id,
+            from_status=JobStatus.QUEUED,
+            to_status=JobStatus.RUNNING,
+            data={"attempt": run.number, "worker": worker},
+            now=now,
+        )
+        _rows.refresh_task_statuses([run.task_id])
+    return run
+
+
+def _claimed_run(job_id: str, row: tuple) -> ClaimedRun:
+    account_id, task_id, action, payload, number = row[:5]
+    payload = _PAYLOAD_FIELD.from_db_value(payload, None, connection)
+    return ClaimedRun(job_id, account_id, task_id, action, payload, int(number))
+
+
+def job_heartbeat(*, job_id: str, attempt: int) -> bool:
+    """Record that the run is alive. False when the run is no longer this attempt's (it was
+    declared lost and rescheduled, or deleted). Stamped with the database's clock, which the
+    sweeper compares against: workers on other hosts may have clocks that disagree by more
+    than the grace."""
+    return bool(
+        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempt_count=attempt).update(
+            heartbeat_at=Now()
+        )
+    )
+
+
+def _lock_own_run(job_id: str, attempt: int) -> Job | None:
+    job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
+    if job is None or job.status != JobStatus.RUNNING or job.attempt_count != attempt:
+        # The sweeper declared this run lost (or an operator deleted the job) while it ran; the
+        # outcome of a run we no longer own must not overwrite the newer state.
+        return None
+    return job
+
+
+def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> bool:
+    """Close a run as succeeded. False when the run is not ours any more: the sweeper declared
+    it lost (or an operator deleted the job) while it ran, and the outcome of a run we no
+    longer own must not overwrite the newer state."""
+    now = timezone.now()
+    # JSON text (or NULL), which the statement's jsonb column or parameter takes as it is.
+    stored_result = None if result is None else json.dumps(result, cls=_RESULT_FIELD.encoder)
+    params = {"job_id": job_id, "attempt": attempt, "result": stored_result, "now": now}
+    postgresql = connection.vendor == "postgresql"
+    # A job without a task needs nothing beyond the statement, which commits on its own; a
+    # task's status must be derived in the same transaction, below.
+    if (
+        postgresql
+        and not connection.in_atomic_block
+        and sql.SUCCEED_TASKLESS_POSTGRESQL.first_row(params) is not None
+    ):
+        return True
+    with transaction.atomic():
+        if postgresql:
+            row = sql.SUCCEED_POSTGRESQL.first_row(params)
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql.SUCCEED_UPDATE, params)
+                row = cursor.fetchone()
+        if row is None:
+            return False
+        account_id, task_id, started_at = row[:3]
+        if not postgresql:
+            duration = now - _rows.as_datetime(started_at)
+            JobAttempt.objects.filter(job_id=job_id, number=attempt).update(
+                finished_at=now,
+                duration_ms=max(0, int(duration.total_seconds() * 1000)),
+                outcome=AttemptOutcome.SUCCEEDED,
+            )
+            audit(
+                actor=SYSTEM_WORKER,
+                command=AuditCommand.SUCCEED,
+                account_id=account_id,
+                job_id=job_id,
+                task_id=task_id,
+                from_status=JobStatus.RUNNING,
+                to_status=JobStatus.SUCCEEDED,
+                data={"attempt": attempt},
+                now=now,
+            )
+        _rows.refresh_task_statuses([task_id])
+    return True
+
+
+def job_fail(
+    *,
+    job_id: str,
+    attempt: int,
+    code: str,
+    detail: str,
+    retryable: bool,
+    traceback: str = "",
+    timed_out: bool = False,
+) -> Job | None:
+    """Close a run as failed: scheduled again after a backoff when the error is retryable and
+    attempts remain, failed otherwise. None when the run is not ours any more."""
+    with transaction.atomic():
+        job = _lock_own_run(job_id, attempt)
+        if job is None:
+            return None
+        now = timezone.now()
+        policy = policy_for(job.action)
+        retry = policy.is_retryable(code, retryable) and job.attempt_count < job.max_attempts
+        fields = _rows.move_to(job, JobStatus.SCHEDULED if retry else JobStatus.FAILED, now=now)
+        if retry:
+            job.run_at = now + timedelta(seconds=policy.backoff_seconds(attempt))
+        job.last_error_code = code
+        job.last_error_detail = detail
+        job.last_error_at = now
+        _rows.save(
+            job,
+            [*fields, "run_at", "last_error_code", "last_error_detail", "last_error_at"],
+            now=now,
+        )
+        if timed_out:
+            outcome = AttemptOutcome.TIMEOUT
+        else:
+            outcome = AttemptOutcome.RETRY_SCHEDULED if retry else AttemptOutcome.FAILED
+        _rows.close_attempt(
+            job, attempt, now=now, outcome=outcome, code=code, detail=detail, tb=traceback
+        )
+        audit(
+            actor=SYSTEM_WORKER,
+            command=AuditCommand.FAIL,
+            account_id=job.account_id,
+            job=job,
+            from_status=JobStatus.RUNNING,
+            to_status=job.status,
+            reason=detail[:500],
+            data={
+                "attempt": attempt,
+                "error_code": code,
+                "retry_at": job.run_at.isoformat() if retry else None,
+            },
+            now=now,
+        )
+        _rows.refresh_task_statuses([job.task_id])
+    return job

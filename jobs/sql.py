@@ -1,0 +1,218 @@
+"""Every raw SQL statement of the jobs app, named and described (as Procrastinate's
+sql/queries.sql). Table and column names come from the models' _meta; statuses and other
+constants of the code are inlined as literals from jobs.states, so the planner can match the
+partial indexes they define. Everything else goes through the ORM.
+
+Who runs what:
+- the worker's claim and success (jobs.services.execution): CLAIM_*, OWN_CLAIM, SUCCEED_*;
+- set-based deletes (jobs.services._rows.delete_job_rows): DELETE_*, UNLINK_PROVIDER_EVENTS;
+- the queue's error-code sidebar (jobs.reports.failing_error_codes): FAILING_ERROR_CODES;
+- a worker's connection (jobs.execution.worker): ASYNC_COMMIT.
+"""
+
+from __future__ import annotations
+
+from core.audit import AuditCommand
+from core.db import HotStatement
+from core.models import AuditEvent
+from jobs.models import AttemptOutcome, Job, JobAttempt, ProviderEvent, Task
+from jobs.states import NEEDS_OPERATOR, SYSTEM_TRANSITIONS, JobStatus, TaskStatus, sql_list
+
+S = JobStatus
+_JOB, _ATTEMPT, _TASK, _AUDIT, _EVENT = (
+    model._meta.db_table for model in (Job, JobAttempt, Task, AuditEvent, ProviderEvent)
+)
+_WORKER = SYSTEM_TRANSITIONS[AuditCommand.CLAIM].actor
+
+
+# --- the worker's hot path ---------------------------------------------------------------------
+
+# Claim and success are the hot path of every job, so each is as few round trips as the
+# database allows. Both check and move the state in one UPDATE ... RETURNING (a concurrent
+# delivery waits on the row, then finds the job no longer queued); no SELECT, no model save.
+# On PostgreSQL the attempt and audit rows are written by the same statement (data-modifying
+# CTEs), so a claim, and the success of a job without a task, is a single statement that
+# commits on its own: all of it or none of it, like the transaction it replaces. The rows it
+# writes are the ones core.audit.audit_fields and JobAttempt describe.
+_CLAIM_UPDATE_TEMPLATE = """
+UPDATE {job_table}
+SET status = '{running}', attempt_count = attempt_count + 1, started_at = %(now)s,
+    heartbeat_at = %(now)s, finished_at = NULL, worker = %(worker)s, updated_at = %(now)s
+WHERE id = %(job_id)s AND status {status_is} '{queued}'
+RETURNING account_id, task_id, action, payload, attempt_count, id
+"""
+
+# A claim this worker made at this very time and still holds (see job_claim).
+_OWN_CLAIM_TEMPLATE = """
+SELECT account_id, task_id, action, payload, attempt_count FROM {job_table}
+WHERE id = %(job_id)s AND status = '{running}' AND worker = %(worker)s AND started_at = %(now)s
+"""
+
+_AUDIT_INSERT = """INSERT INTO {audit_table}
+    (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status, to_status,
+     reason, data)"""
+
+# Once one of its jobs runs, a task is `running` whatever its other jobs do (derive_task_status),
+# so the claim sets that directly instead of probing the task's jobs.
+_CLAIM_TEMPLATE_POSTGRESQL = """
+WITH claimed AS ({claim_update}),
+attempt AS (
+    INSERT INTO {attempt_table}
+        (job_id, number, worker, started_at, outcome, error_code, error_detail, traceback)
+    SELECT id, attempt_count, %(worker)s::text, %(now)s, '{attempt_running}', '', '', ''
+    FROM claimed
+),
+event AS (
+    {audit_insert}
+    SELECT %(now)s, '{actor_type}', '{actor}', '{claim}', account_id, id, COALESCE(task_id, ''),
+        '{queued}', '{running}', '',
+        jsonb_build_object('attempt', attempt_count, 'worker', %(worker)s::text)
+    FROM claimed
+),
+task AS (
+    UPDATE {task_table} SET status = '{task_running}', updated_at = %(now)s
+    WHERE id = (SELECT task_id FROM claimed) AND status <> '{task_running}'
+)
+SELECT account_id, task_id, action, payload, attempt_count FROM claimed
+"""
+
+_SUCCEED_UPDATE_TEMPLATE = """
+UPDATE {job_table}
+SET status = '{succeeded}', result = %(result)s, finished_at = %(now)s, heartbeat_at = NULL,
+    updated_at = %(now)s
+WHERE id = %(job_id)s AND status {status_is} '{running}' AND attempt_count = %(attempt)s
+    {only_taskless}
+RETURNING account_id, task_id, started_at, id
+"""
+
+_SUCCEED_TEMPLATE_POSTGRESQL = """
+WITH done AS ({succeed_update}),
+attempt AS (
+    UPDATE {attempt_table} SET finished_at = %(now)s, outcome = '{attempt_succeeded}',
+        duration_ms = GREATEST(
+            0, (EXTRACT(EPOCH FROM %(now)s - (SELECT started_at FROM done)) * 1000)::int
+        )
+    WHERE job_id = %(job_id)s AND number = %(attempt)s AND EXISTS (SELECT FROM done)
+),
+event AS (
+    {audit_insert}
+    SELECT %(now)s, '{actor_type}', '{actor}', '{succeed}', account_id, id, COALESCE(task_id, ''),
+        '{running}', '{succeeded}', '', jsonb_build_object('attempt', %(attempt)s::int)
+    FROM done
+)
+SELECT account_id, task_id, started_at FROM done
+"""
+
+# The code's own constants are written into the statements; only a job's values are sent as
+# parameters (each one costs the worker an adaptation on every run).
+_SQL_CONSTANTS = {
+    "queued": S.QUEUED.value,
+    "running": S.RUNNING.value,
+    "succeeded": S.SUCCEEDED.value,
+    "task_running": TaskStatus.RUNNING.value,
+    "attempt_running": AttemptOutcome.RUNNING.value,
+    "attempt_succeeded": AttemptOutcome.SUCCEEDED.value,
+    "actor_type": _WORKER.type.value,
+    "actor": _WORKER.name,
+    "claim": AuditCommand.CLAIM.value,
+    "succeed": AuditCommand.SUCCEED.value,
+    "job_table": _JOB,
+    "attempt_table": _ATTEMPT,
+    "task_table": _TASK,
+    "audit_table": _AUDIT,
+}
+_SQL_CONSTANTS["audit_insert"] = _AUDIT_INSERT.format(**_SQL_CONSTANTS)
+
+
+def _statement(template: str, **parts: str) -> str:
+    return template.format(**_SQL_CONSTANTS, **parts)
+
+
+# On PostgreSQL the claim and the success find their job by primary key and test its status
+# with IS NOT DISTINCT FROM: for a column that is never NULL the same test as "=", but one the
+# planner cannot match to the partial indexes on status (job_status_enqueued,
+# job_status_heartbeat). With "=", whenever the statistics say few jobs are queued (a burst
+# the last ANALYZE has not seen, or a table analyzed while empty) the planner finds scanning
+# the small "queued" index cheaper than the primary key, filters it on id, and every claim
+# reads every queued job: throughput collapses as the queue grows. (SQLite's planner prefers
+# the unique key by itself, and older SQLite releases lack IS NOT DISTINCT FROM.) For the same
+# reason the success closes its attempt by (job_id, number) given as parameters, not by a join
+# with the updated job, which the planner could turn into a hash join over every attempt.
+_STATUS_IS_POSTGRESQL = "IS NOT DISTINCT FROM"
+CLAIM_UPDATE = _statement(_CLAIM_UPDATE_TEMPLATE, status_is="=")
+OWN_CLAIM = _statement(_OWN_CLAIM_TEMPLATE)
+CLAIM_SQL_POSTGRESQL = _statement(
+    _CLAIM_TEMPLATE_POSTGRESQL,
+    claim_update=_statement(_CLAIM_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL),
+)
+SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, status_is="=", only_taskless="")
+SUCCEED_SQL_POSTGRESQL = _statement(
+    _SUCCEED_TEMPLATE_POSTGRESQL,
+    succeed_update=_statement(
+        _SUCCEED_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL, only_taskless=""
+    ),
+)
+SUCCEED_TASKLESS_SQL_POSTGRESQL = _statement(
+    _SUCCEED_TEMPLATE_POSTGRESQL,
+    succeed_update=_statement(
+        _SUCCEED_UPDATE_TEMPLATE,
+        status_is=_STATUS_IS_POSTGRESQL,
+        only_taskless="AND task_id IS NULL",
+    ),
+)
+
+
+# Run through libpq, prepared once per connection (core.db.HotStatement).
+CLAIM_POSTGRESQL = HotStatement(CLAIM_SQL_POSTGRESQL, types={"now": "timestamptz"})
+_SUCCEED_TYPES = {"now": "timestamptz", "attempt": "int4", "result": "jsonb"}
+SUCCEED_POSTGRESQL = HotStatement(SUCCEED_SQL_POSTGRESQL, types=_SUCCEED_TYPES)
+SUCCEED_TASKLESS_POSTGRESQL = HotStatement(SUCCEED_TASKLESS_SQL_POSTGRESQL, types=_SUCCEED_TYPES)
+
+
+# --- set-based deletes ------------------------------------------------------------------------
+# A batch of job ids goes in as one text parameter: comma-separated on PostgreSQL (ids never
+# hold a comma), a JSON list on SQLite. For a batch of 10,000 ids, building, binding and parsing
+# 10,000 placeholders three times took far longer than the deletes themselves.
+IDS_MATCH = {
+    "postgresql": "= ANY(string_to_array(%s, ','))",
+    "sqlite": "IN (SELECT value FROM json_each(%s))",
+}
+
+
+def delete_statements(vendor: str) -> tuple[str, str, str]:
+    """Attempts of the jobs, then the links of their provider events, then the jobs."""
+    matches = IDS_MATCH[vendor]
+    return (
+        f"DELETE FROM {_ATTEMPT} WHERE job_id {matches}",
+        f"UPDATE {_EVENT} SET job_id = NULL WHERE job_id {matches}",
+        f"DELETE FROM {_JOB} WHERE id {matches}",
+    )
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+# The distinct error codes of jobs waiting for an operator (PostgreSQL): a loose index scan over
+# the partial index job_triage, one index probe per (action, error code) group instead of
+# reading every failed row.
+_NEEDS_OPERATOR_SQL = sql_list(NEEDS_OPERATOR)
+FAILING_ERROR_CODES = f"""
+WITH RECURSIVE groups AS (
+    (SELECT action, last_error_code FROM {_JOB}
+     WHERE status IN ({_NEEDS_OPERATOR_SQL}) ORDER BY action, last_error_code LIMIT 1)
+    UNION ALL
+    SELECT next.action, next.last_error_code FROM groups
+    CROSS JOIN LATERAL (
+        SELECT j.action, j.last_error_code FROM {_JOB} j
+        WHERE j.status IN ({_NEEDS_OPERATOR_SQL})
+          AND (j.action, j.last_error_code) > (groups.action, groups.last_error_code)
+        ORDER BY j.action, j.last_error_code LIMIT 1
+    ) AS next
+)
+SELECT DISTINCT last_error_code FROM groups WHERE last_error_code <> '' LIMIT %(limit)s
+"""
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+# A worker's transitions commit without waiting for the WAL flush (JOBS_WORKER_ASYNC_COMMIT).
+ASYNC_COMMIT = "SET synchronous_commit TO OFF"
