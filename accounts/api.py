@@ -6,21 +6,14 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.response import Response
 
-from accounts import services
+from accounts import selectors, services
+from accounts.permissions import principal
 from accounts.serializers import AccountInput, AccountPageSerializer, AccountSerializer, PauseInput
 from core.api.idempotency import idempotent
 from core.api.pagination import page_params, paginate, prefixed_id
-from jobs import selectors
-from jobs.api import (
-    ACCOUNT_ID,
-    IDEMPOTENCY_KEY,
-    PAGE_PARAMS,
-    page_response,
-    principal,
-    reject_unknown_params,
-    validated,
-)
-from jobs.serializers import error_responses
+from core.api.params import ACCOUNT_ID, IDEMPOTENCY_KEY, PAGE_PARAMS
+from core.api.serializers import error_responses
+from core.api.views import page_response, reject_unknown_params, validated
 
 
 class AccountViewSet(viewsets.ViewSet):

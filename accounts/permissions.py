@@ -41,6 +41,13 @@ def principal_of(request) -> Principal | None:
     return None
 
 
+def principal(request) -> Principal:
+    """The principal of a request that IsApiClient admitted (every API view's requests)."""
+    found = principal_of(request)
+    assert found is not None, "IsApiClient admits only requests with a principal"
+    return found
+
+
 class IsApiClient(BasePermission):
     """An API key or a staff user's session.
 

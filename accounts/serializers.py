@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from accounts.models import Account, ImapSecurity
-from jobs.serializers import (
+from core.api.serializers import (
     BlankAsNullCharField,
     PageSerializer,
     StrictCharField,

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import QueryDict
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
-from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import Principal, principal_of
-from core.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from accounts import selectors as account_selectors
+from accounts.permissions import principal
 from core.api.idempotency import idempotent
-from core.api.pagination import MAX_LIMIT, Page, int_id, page_params, paginate, prefixed_id
+from core.api.pagination import int_id, page_params, paginate, prefixed_id
+from core.api.params import ACCOUNT_ID, EVENT_ID, IDEMPOTENCY_KEY, JOB_ID, PAGE_PARAMS, TASK_ID
+from core.api.serializers import error_responses
+from core.api.views import json_object, page_response, reject_unknown_params, validated
 from core.errors import ValidationFailed
-from core.ids import ID_PATTERN
 from jobs import selectors, services
 from jobs.filters import MULTI_VALUED, JobFilter
 from jobs.models import Job
@@ -41,112 +41,9 @@ from jobs.serializers import (
     TaskPageSerializer,
     TaskSerializer,
     TriggerInput,
-    error_responses,
     job_data,
 )
 from jobs.states import Command, JobStatus
-
-# --- shared helpers ------------------------------------------------------------------------------
-
-
-def principal(request: Request) -> Principal:
-    # IsApiClient has already refused requests without one.
-    return principal_of(request)
-
-
-def json_object(request: Request) -> dict[str, Any]:
-    """The request body, which must be a JSON object."""
-    data = request.data
-    if not isinstance(data, dict):
-        raise ValidationFailed(
-            "The body must be a JSON object.",
-            code="invalid",
-            fields={"non_field_errors": ["Expected a JSON object."]},
-        )
-    return data
-
-
-def validated(serializer_class, request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=json_object(request))
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def reject_unknown_params(request: Request, allowed: frozenset[str] = frozenset()) -> None:
-    unknown = sorted(set(request.query_params) - {"limit", "cursor"} - allowed)
-    if unknown:
-        raise ValidationFailed(
-            f"Unknown query parameter(s): {', '.join(unknown)}.",
-            fields={name: ["Unknown query parameter."] for name in unknown},
-        )
-
-
-def page_response(
-    request: Request,
-    page: Page,
-    render,
-    *,
-    base_url: str | None = None,
-    query: QueryDict | None = None,
-    context: dict | None = None,
-) -> Response:
-    """{"results", "next", "previous"} with the links as URLs of the GET list (and the bare
-    cursors, for a client that re-posts a search body). `render` is a serializer class or a
-    function of one row."""
-    base = base_url or request.build_absolute_uri(request.path)
-    params = (query if query is not None else request.query_params).copy()
-
-    def link(cursor: str | None) -> str | None:
-        if cursor is None:
-            return None
-        params["cursor"] = cursor
-        return f"{base}?{params.urlencode()}"
-
-    return Response(
-        {
-            "results": (
-                render(page.items, many=True, context=context or {}).data
-                if isinstance(render, type)
-                else [render(item) for item in page.items]
-            ),
-            "next": link(page.next_cursor),
-            "previous": link(page.previous_cursor),
-            "next_cursor": page.next_cursor,
-            "previous_cursor": page.previous_cursor,
-        }
-    )
-
-
-def id_param(name: str, prefix: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(
-        name,
-        OpenApiTypes.STR,
-        OpenApiParameter.PATH,
-        description=description,
-        pattern=ID_PATTERN.pattern.replace("(acc|tsk|evt|job)", prefix),
-    )
-
-
-ACCOUNT_ID = id_param("account_id", "acc", "An account id (acc_...).")
-JOB_ID = id_param("job_id", "job", "A job id (job_...).")
-TASK_ID = id_param("task_id", "tsk", "A task id (tsk_...).")
-EVENT_ID = id_param("event_id", "evt", "A provider event id (evt_...).")
-IDEMPOTENCY_KEY = OpenApiParameter(
-    IDEMPOTENCY_HEADER,
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Send the same key to repeat a request safely: within 24 hours the stored "
-    "answer is returned without acting again. The same key with another body is a 422.",
-)
-PAGE_PARAMS = [
-    OpenApiParameter(
-        "limit",
-        OpenApiTypes.INT,
-        description=f"Page size, 1 to {MAX_LIMIT} (default 50).",
-    ),
-    OpenApiParameter("cursor", OpenApiTypes.STR, description="From `next` or `previous`."),
-]
 
 
 def _job_filter_params() -> list[OpenApiParameter]:
@@ -310,12 +207,12 @@ class AccountJobsViewSet(viewsets.ViewSet):
     def _page(self, request, account_id: str, data) -> Response:
         caller = principal(request)
         # The hot path: scope is checked without a query where the key tells it.
-        account_id = selectors.account_id_in_scope(caller, account_id)
+        account_id = account_selectors.account_id_in_scope(caller, account_id)
         queryset, params = selectors.jobs_search(account_id, data, queryset=JOB_ROWS)
         limit, cursor = page_params(data)
         page = paginate(queryset, limit=limit, cursor=cursor, parse_id=prefixed_id("job"))
         if not page.items and caller.is_operator:
-            selectors.account_get(caller, account_id)  # an unknown account is a 404
+            account_selectors.account_get(caller, account_id)  # an unknown account is a 404
         params["limit"] = str(limit)
         base = request.build_absolute_uri(reverse("api-account-jobs", args=[account_id]))
         return page_response(request, page, job_data, base_url=base, query=params)
@@ -358,7 +255,7 @@ class AccountJobsViewSet(viewsets.ViewSet):
     )
     @idempotent
     def search_delete(self, request, account_id: str) -> Response:
-        account = selectors.account_get(principal(request), account_id)
+        account = account_selectors.account_get(principal(request), account_id)
         filters = dict(json_object(request))
         dry_run = filters.pop("dry_run", False)
         if not isinstance(dry_run, bool):
@@ -396,7 +293,7 @@ class TaskViewSet(viewsets.ViewSet):
         tags=["tasks"],
     )
     def list(self, request, account_id: str) -> Response:
-        account = selectors.account_get(principal(request), account_id)
+        account = account_selectors.account_get(principal(request), account_id)
         reject_unknown_params(request)
         limit, cursor = page_params(request.query_params)
         page = paginate(
@@ -418,7 +315,7 @@ class TaskViewSet(viewsets.ViewSet):
     )
     @idempotent
     def create(self, request, account_id: str) -> Response:
-        account = selectors.account_get(principal(request), account_id)
+        account = account_selectors.account_get(principal(request), account_id)
         data = validated(TaskInput, request)
         task = services.task_create(
             account=account,
@@ -467,7 +364,7 @@ class ProviderEventViewSet(viewsets.ViewSet):
     )
     @idempotent
     def create(self, request, account_id: str) -> Response:
-        account = selectors.account_get(principal(request), account_id)
+        account = account_selectors.account_get(principal(request), account_id)
         data = validated(ProviderEventInput, request)
         event, created = services.provider_event_ingest(
             account=account,
@@ -490,7 +387,7 @@ class ProviderEventViewSet(viewsets.ViewSet):
         tags=["provider events"],
     )
     def list(self, request, account_id: str) -> Response:
-        account = selectors.account_get(principal(request), account_id)
+        account = account_selectors.account_get(principal(request), account_id)
         reject_unknown_params(request)
         limit, cursor = page_params(request.query_params)
         page = paginate(

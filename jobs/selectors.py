@@ -14,56 +14,12 @@ import django_filters
 from django.db.models import Count, Q, QuerySet
 from django.http import QueryDict
 
-from accounts.models import Account
 from accounts.permissions import Principal
-from core.errors import NotFound, ValidationFailed
-from core.ids import is_valid_id
+from accounts.selectors import get_in_scope
+from core.errors import ValidationFailed
 from core.models import AuditEvent
 from jobs.filters import filter_jobs, normalize_filter_params
 from jobs.models import Job, ProviderEvent, Task
-
-_NAMES = {"acc": "Account", "job": "Job", "tsk": "Task", "evt": "Provider event"}
-
-
-def require_id(value: Any, prefix: str, field: str) -> str:
-    """`value` if it is a well-formed public id of type `prefix`, else a 400 naming `field`."""
-    if not is_valid_id(value, prefix):
-        raise ValidationFailed.for_field(field, f"is not a valid id (expected {prefix}_<ULID>).")
-    return value
-
-
-def _get(queryset: QuerySet, object_id: str, prefix: str, field: str):
-    require_id(object_id, prefix, field)
-    obj = queryset.filter(pk=object_id).first()
-    if obj is None:
-        # The same answer whether the id does not exist or belongs to another account.
-        raise NotFound(f"{_NAMES[prefix]} {object_id} not found.")
-    return obj
-
-
-# --- accounts ----------------------------------------------------------------------------------
-
-
-def accounts_visible(principal: Principal) -> QuerySet[Account]:
-    qs = Account.objects.all()
-    return qs if principal.is_operator else qs.filter(pk=principal.account_id)
-
-
-def account_get(principal: Principal, account_id: str) -> Account:
-    """The account `account_id` if the caller may see it, else NotFound."""
-    return _get(accounts_visible(principal), account_id, "acc", "account_id")
-
-
-def account_id_in_scope(principal: Principal, account_id: str) -> str:
-    """`account_id` if the caller may see that account, without a query when it can be told
-    from the key alone: an account key sees only its own account, which exists (its jobs and
-    keys reference it). For an operator the caller must check existence when it finds no rows
-    (`account_get`), so an unknown account is a 404, never an empty list."""
-    require_id(account_id, "acc", "account_id")
-    if not principal.is_operator and account_id != principal.account_id:
-        raise NotFound(f"Account {account_id} not found.")
-    return account_id
-
 
 # --- jobs --------------------------------------------------------------------------------------
 
@@ -75,7 +31,7 @@ def jobs_visible(principal: Principal) -> QuerySet[Job]:
 
 def job_get(principal: Principal, job_id: str) -> Job:
     """The job `job_id` if the caller may see it, else NotFound."""
-    return _get(jobs_visible(principal), job_id, "job", "job_id")
+    return get_in_scope(jobs_visible(principal), job_id, "job", "job_id")
 
 
 JOB_PAGE_PARAMS = frozenset({"limit", "cursor"})
@@ -102,7 +58,7 @@ def tasks_visible(principal: Principal) -> QuerySet[Task]:
 
 def task_get(principal: Principal, task_id: str) -> Task:
     """The task `task_id` if the caller may see it, else NotFound."""
-    return _get(tasks_visible(principal), task_id, "tsk", "task_id")
+    return get_in_scope(tasks_visible(principal), task_id, "tsk", "task_id")
 
 
 def task_job_counts(task_ids: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -127,7 +83,7 @@ def provider_events_visible(principal: Principal) -> QuerySet[ProviderEvent]:
 
 def provider_event_get(principal: Principal, event_id: str) -> ProviderEvent:
     """The provider event `event_id` if the caller may see it, else NotFound."""
-    return _get(provider_events_visible(principal), event_id, "evt", "event_id")
+    return get_in_scope(provider_events_visible(principal), event_id, "evt", "event_id")
 
 
 # --- audit log ---------------------------------------------------------------------------------

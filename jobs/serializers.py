@@ -5,34 +5,20 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.serializers import (
+    BlankAsNullCharField,
+    PageSerializer,
+    StrictCharField,
+    StrictSerializer,
+)
 from core.models import AuditEvent
 from jobs.models import Job, ProviderEvent, Task
 from jobs.states import Command, JobStatus, TaskStatus, allowed_commands
 
 # --- input -------------------------------------------------------------------------------------
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know instead of silently dropping them."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
-
-
-class StrictCharField(serializers.CharField):
-    """A string, not a number DRF would turn into one."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class RetryInput(StrictSerializer):
@@ -147,11 +133,6 @@ class ResolutionSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
 
 
-class BlankAsNullCharField(serializers.CharField):
-    def to_representation(self, value):
-        return value or None
-
-
 class JobSerializer(serializers.ModelSerializer):
     account_id = serializers.CharField()
     task_id = serializers.CharField(allow_null=True)
@@ -230,14 +211,6 @@ def job_data(job: Job | dict) -> dict:
         data[name] = data[name] or None
     data["allowed_commands"] = _ALLOWED[data["status"]]
     return data
-
-
-@extend_schema_serializer(many=False)  # a page is one object even for list actions
-class PageSerializer(serializers.Serializer):
-    next = serializers.URLField(allow_null=True, help_text="The next (older) page.")
-    previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page.")
-    next_cursor = serializers.CharField(allow_null=True)
-    previous_cursor = serializers.CharField(allow_null=True)
 
 
 class JobPageSerializer(PageSerializer):
@@ -354,50 +327,3 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 class AuditEventPageSerializer(PageSerializer):
     results = AuditEventSerializer(many=True)
-
-
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable, machine-readable.")
-    message = serializers.CharField()
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Messages per field (bad input).",
-    )
-    current_status = serializers.CharField(required=False, help_text="On a 409: the job's status.")
-    running_job_id = serializers.CharField(
-        required=False, help_text="On a trigger refused: the job running now."
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorDetailSerializer()
-
-
-_ERROR_DESCRIPTIONS = {
-    400: "Bad input (malformed JSON, wrong types, unknown fields, bad ids, cursors or limits); "
-    "`fields` names each problem.",
-    401: "No API key, or an invalid or revoked one.",
-    403: "A read-only key asked for a write, or the caller may not do this.",
-    404: "No such object, or it belongs to another account.",
-    405: "Method not allowed on this path.",
-    406: "The Accept header asks for a format other than JSON.",
-    409: "The job's status does not allow the command (see `current_status`).",
-    415: "The body is not `application/json`.",
-    422: "The Idempotency-Key was already used with a different request.",
-    429: "Too many requests.",
-}
-
-
-def error_responses(*statuses: int, body: bool = False) -> dict:
-    """OpenAPI responses for the errors an operation can answer, all in the one error shape.
-    Every operation can answer 400, 401, 403, 404, 405, 406 and 429; one with a body, 415."""
-    from drf_spectacular.utils import OpenApiResponse
-
-    codes = {400, 401, 403, 404, 405, 406, 429, *statuses}
-    if body:
-        codes.add(415)
-    return {
-        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
-        for code in sorted(codes)
-    }

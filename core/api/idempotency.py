@@ -22,7 +22,7 @@ from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
-from accounts.permissions import principal_of
+from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
 from core.models import IdempotencyRecord
 
@@ -48,6 +48,12 @@ def _clean_key(key: str) -> str:
     return key
 
 
+def _caller(request) -> Actor:
+    # The API's permission class has admitted the request: it carries an API key (request.auth)
+    # or a staff user's session. Records are kept per caller, as the audit trail names it.
+    return Actor.api_key(request.auth) if request.auth is not None else Actor.user(request.user)
+
+
 def _replay(record: IdempotencyRecord, body_hash: str) -> Response:
     if record.body_hash != body_hash:
         raise IdempotencyKeyReused(
@@ -71,10 +77,10 @@ def idempotent(view_method):
         if raw_key is None:
             return view_method(self, request, *args, **kwargs)
         key = _clean_key(raw_key)
-        principal = principal_of(request)
+        caller = _caller(request)
         body_hash = _body_hash(request.method, request.path, request.data)
         cutoff = timezone.now() - timedelta(hours=settings.JOBS_IDEMPOTENCY_TTL_HOURS)
-        lookup = {"principal": principal.name, "key": key}
+        lookup = {"principal": caller.name, "key": key}
         with transaction.atomic():
             IdempotencyRecord.objects.filter(**lookup, created_at__lt=cutoff).delete()
             try:
