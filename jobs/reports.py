@@ -16,8 +16,6 @@ from jobs import sql
 from jobs.models import Job
 from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
 
-S = JobStatus
-
 
 @dataclass
 class TriageGroup:
@@ -47,8 +45,8 @@ def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[Tr
         jobs.values("action", "last_error_code")
         .annotate(
             count=Count("*"),
-            failed=Count("status", filter=Q(status=S.FAILED)),
-            stalled=Count("status", filter=Q(status=S.STALLED)),
+            failed=Count("status", filter=Q(status=JobStatus.FAILED)),
+            stalled=Count("status", filter=Q(status=JobStatus.STALLED)),
             first_seen=Min("last_error_at"),
             last_seen=Max("last_error_at"),
             accounts=Count("account_id", distinct=True),
@@ -88,12 +86,12 @@ def counts_by_status(jobs=None) -> dict[str, int]:
     """{status: count} for every status (zero included), in the state table's order."""
     jobs = Job.objects.all() if jobs is None else jobs
     counts = dict(jobs.order_by().values_list("status").annotate(n=Count("*")))
-    return {status.value: counts.get(status.value, 0) for status in S}
+    return {status.value: counts.get(status.value, 0) for status in JobStatus}
 
 
 # Finished work piles up: on a large table, exact counts of these statuses would read most of
 # it on every dashboard load, so the dashboard shows the planner's estimate for them instead.
-ESTIMATED_STATUSES = frozenset({S.SUCCEEDED, S.RESOLVED})
+ESTIMATED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.RESOLVED})
 # Below this many rows every count is exact (and cheap).
 ESTIMATE_ABOVE_ROWS = 200_000
 
@@ -162,7 +160,10 @@ def dashboard(*, now: datetime | None = None, hours: int = 24) -> Dashboard:
         since + timedelta(hours=i): HourBucket(since + timedelta(hours=i)) for i in range(hours)
     }
     finished = (
-        Job.objects.filter(finished_at__gte=since, status__in=[S.SUCCEEDED, S.FAILED, S.STALLED])
+        Job.objects.filter(
+            finished_at__gte=since,
+            status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STALLED],
+        )
         .annotate(hour=TruncHour("finished_at"))
         .order_by()
         .values_list("hour", "status")
@@ -172,14 +173,16 @@ def dashboard(*, now: datetime | None = None, hours: int = 24) -> Dashboard:
         bucket = buckets.get(hour)
         if bucket is None:
             continue
-        if status == S.SUCCEEDED:
+        if status == JobStatus.SUCCEEDED:
             bucket.succeeded += n
         else:
             bucket.failed += n
     estimates = status_estimates()
     # A positive list, so each status is one range of the (status, run_at) index.
     exact = (
-        Job.objects.filter(status__in=[s for s in S if s not in estimates]) if estimates else None
+        Job.objects.filter(status__in=[s for s in JobStatus if s not in estimates])
+        if estimates
+        else None
     )
     return Dashboard(
         now=now,

@@ -18,7 +18,6 @@ from core.models import AuditEvent
 from jobs.models import AttemptOutcome, Job, JobAttempt, ProviderEvent, Task
 from jobs.states import NEEDS_OPERATOR, SYSTEM_TRANSITIONS, JobStatus, TaskStatus, sql_list
 
-S = JobStatus
 _JOB, _ATTEMPT, _TASK, _AUDIT, _EVENT = (
     model._meta.db_table for model in (Job, JobAttempt, Task, AuditEvent, ProviderEvent)
 )
@@ -106,9 +105,9 @@ SELECT account_id, task_id, started_at FROM done
 # The code's own constants are written into the statements; only a job's values are sent as
 # parameters (each one costs the worker an adaptation on every run).
 _SQL_CONSTANTS = {
-    "queued": S.QUEUED.value,
-    "running": S.RUNNING.value,
-    "succeeded": S.SUCCEEDED.value,
+    "queued": JobStatus.QUEUED.value,
+    "running": JobStatus.RUNNING.value,
+    "succeeded": JobStatus.SUCCEEDED.value,
     "task_running": TaskStatus.RUNNING.value,
     "attempt_running": AttemptOutcome.RUNNING.value,
     "attempt_succeeded": AttemptOutcome.SUCCEEDED.value,

@@ -54,36 +54,36 @@ class Command(models.TextChoices):
         return AuditCommand(self.value)
 
 
-S = JobStatus
-ALL_STATUSES = frozenset(S)
+_S = JobStatus  # short, for the tables below
+ALL_STATUSES = frozenset(JobStatus)
 
 # The whole state machine for operator commands. Everything else (services, admin buttons,
 # API docs) asks this table.
 ALLOWED_FROM: dict[Command, frozenset[JobStatus]] = {
-    Command.RETRY: frozenset({S.FAILED, S.STALLED}),
-    Command.RESOLVE: frozenset({S.SCHEDULED, S.QUEUED, S.FAILED, S.STALLED}),
+    Command.RETRY: frozenset({_S.FAILED, _S.STALLED}),
+    Command.RESOLVE: frozenset({_S.SCHEDULED, _S.QUEUED, _S.FAILED, _S.STALLED}),
     Command.TRIGGER: frozenset(
-        {S.SCHEDULED, S.QUEUED, S.FAILED, S.STALLED, S.SUCCEEDED, S.RESOLVED}
+        {_S.SCHEDULED, _S.QUEUED, _S.FAILED, _S.STALLED, _S.SUCCEEDED, _S.RESOLVED}
     ),
-    Command.UPDATE: ALL_STATUSES - {S.RUNNING},
-    Command.DELETE: ALL_STATUSES - {S.RUNNING},
+    Command.UPDATE: ALL_STATUSES - {_S.RUNNING},
+    Command.DELETE: ALL_STATUSES - {_S.RUNNING},
 }
 
 # Where each command leaves the job.
 TARGET_OF: dict[Command, JobStatus | None] = {
-    Command.RETRY: S.QUEUED,
-    Command.RESOLVE: S.RESOLVED,
-    Command.TRIGGER: S.QUEUED,
+    Command.RETRY: _S.QUEUED,
+    Command.RESOLVE: _S.RESOLVED,
+    Command.TRIGGER: _S.QUEUED,
     Command.UPDATE: None,  # unchanged
     Command.DELETE: None,  # gone
 }
 
 # Statuses in which a job is waiting for an operator (the triage view's subject).
-NEEDS_OPERATOR = frozenset({S.FAILED, S.STALLED})
+NEEDS_OPERATOR = frozenset({_S.FAILED, _S.STALLED})
 # Statuses a job never leaves on its own.
-TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.STALLED, S.RESOLVED})
+TERMINAL = frozenset({_S.SUCCEEDED, _S.FAILED, _S.STALLED, _S.RESOLVED})
 # Statuses in which the job is still going to run without anyone's help.
-PENDING = frozenset({S.SCHEDULED, S.QUEUED, S.RUNNING})
+PENDING = frozenset({_S.SCHEDULED, _S.QUEUED, _S.RUNNING})
 
 
 @dataclass(frozen=True)
@@ -109,34 +109,34 @@ SYSTEM_TRANSITIONS: dict[AuditCommand, Transition] = {
         # jobs_dispatch_due: a due scheduled job of an active account goes to the broker.
         Transition(
             AuditCommand.DISPATCH,
-            frozenset({S.SCHEDULED}),
-            frozenset({S.QUEUED}),
+            frozenset({_S.SCHEDULED}),
+            frozenset({_S.QUEUED}),
             SYSTEM_DISPATCHER,
         ),
         # job_claim: a worker takes a queued job and opens an attempt.
         Transition(
-            AuditCommand.CLAIM, frozenset({S.QUEUED}), frozenset({S.RUNNING}), SYSTEM_WORKER
+            AuditCommand.CLAIM, frozenset({_S.QUEUED}), frozenset({_S.RUNNING}), SYSTEM_WORKER
         ),
         # job_succeed.
         Transition(
-            AuditCommand.SUCCEED, frozenset({S.RUNNING}), frozenset({S.SUCCEEDED}), SYSTEM_WORKER
+            AuditCommand.SUCCEED, frozenset({_S.RUNNING}), frozenset({_S.SUCCEEDED}), SYSTEM_WORKER
         ),
         # job_fail: retried after a backoff while attempts remain and the error allows it.
         Transition(
             AuditCommand.FAIL,
-            frozenset({S.RUNNING}),
-            frozenset({S.SCHEDULED, S.FAILED}),
+            frozenset({_S.RUNNING}),
+            frozenset({_S.SCHEDULED, _S.FAILED}),
             SYSTEM_WORKER,
         ),
         # jobs_sweep_lost: a run whose worker stopped heart-beating...
         Transition(
-            AuditCommand.STALL, frozenset({S.RUNNING}), frozenset({S.STALLED}), SYSTEM_SWEEPER
+            AuditCommand.STALL, frozenset({_S.RUNNING}), frozenset({_S.STALLED}), SYSTEM_SWEEPER
         ),
         # ...is rescheduled at once when attempts remain.
         Transition(
             AuditCommand.RESCHEDULE,
-            frozenset({S.STALLED}),
-            frozenset({S.SCHEDULED}),
+            frozenset({_S.STALLED}),
+            frozenset({_S.SCHEDULED}),
             SYSTEM_SWEEPER,
         ),
     )
@@ -151,8 +151,8 @@ MUTABLE_FIELDS = ("priority", "run_at", "max_attempts", "payload", "labels")
 # The conditions of the partial indexes of jobs.models, and the same groups as SQL literals
 # for the raw statements of jobs.sql (a parameter would keep the planner from matching them).
 NEEDS_OPERATOR_Q = Q(status__in=sorted(NEEDS_OPERATOR))
-RUNNING_Q = Q(status=S.RUNNING)
-QUEUED_Q = Q(status=S.QUEUED)
+RUNNING_Q = Q(status=_S.RUNNING)
+QUEUED_Q = Q(status=_S.QUEUED)
 
 
 def sql_list(statuses: frozenset[JobStatus]) -> str:
@@ -194,10 +194,10 @@ def derive_task_status(counts: dict[str, int]) -> TaskStatus:
     total = sum(counts.values())
     if total == 0:
         return TaskStatus.EMPTY
-    pending = counts.get(S.SCHEDULED, 0) + counts.get(S.QUEUED, 0)
-    running = counts.get(S.RUNNING, 0)
-    done_ok = counts.get(S.SUCCEEDED, 0) + counts.get(S.RESOLVED, 0)
-    done_bad = counts.get(S.FAILED, 0) + counts.get(S.STALLED, 0)
+    pending = counts.get(_S.SCHEDULED, 0) + counts.get(_S.QUEUED, 0)
+    running = counts.get(_S.RUNNING, 0)
+    done_ok = counts.get(_S.SUCCEEDED, 0) + counts.get(_S.RESOLVED, 0)
+    done_bad = counts.get(_S.FAILED, 0) + counts.get(_S.STALLED, 0)
     if pending == total:
         return TaskStatus.PENDING
     if pending or running:

@@ -18,13 +18,9 @@ from core.actors import Actor
 from core.admin.paginators import NoCountAdminMixin
 from core.errors import DomainError
 from jobs import reports
+from jobs.admin import urls
 from jobs.admin.forms import AccountForm
-from jobs.states import NEEDS_OPERATOR, JobStatus
-
-
-def queue_url(account_id: str, query: str = "") -> str:
-    url = reverse("admin:jobs_job_changelist") + f"?account={account_id}"
-    return f"{url}&{query}" if query else url
+from jobs.states import JobStatus
 
 
 @admin.register(Account)
@@ -84,11 +80,10 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="queue")
     def queue_column(self, account):
-        statuses = ",".join(sorted(NEEDS_OPERATOR))
         return format_html(
             '<a href="{}">all jobs</a> · <a href="{}">failed or stalled</a>',
-            queue_url(account.pk),
-            queue_url(account.pk, f"status={statuses}"),
+            urls.queue_url(account=account.pk),
+            urls.queue_url(account=account.pk, status=urls.NEEDS_OPERATOR_STATUSES),
         )
 
     @admin.display(description="stored password")
@@ -125,14 +120,13 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk and not add:
             summary = reports.account_summary(obj.pk)
-            statuses = ",".join(sorted(NEEDS_OPERATOR))
             context.update(
                 account=obj,
                 status_rows=[
                     (
                         status,
                         summary.by_status[status.value],
-                        queue_url(obj.pk, f"status={status.value}"),
+                        urls.queue_url(account=obj.pk, status=status.value),
                     )
                     for status in JobStatus
                 ],
@@ -142,17 +136,18 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
                         action,
                         code,
                         n,
-                        queue_url(
-                            obj.pk,
-                            f"status={statuses}&action={action}"
-                            + (f"&last_error_code={code}" if code else ""),
+                        urls.queue_url(
+                            account=obj.pk,
+                            status=urls.NEEDS_OPERATOR_STATUSES,
+                            action=action,
+                            last_error_code=code,
                         ),
                     )
                     for action, code, n in summary.failing_actions
                 ],
                 last_errors=summary.last_errors,
-                all_jobs_url=queue_url(obj.pk),
-                triage_url=reverse("admin:jobs_job_triage") + f"?account={obj.pk}",
+                all_jobs_url=urls.queue_url(account=obj.pk),
+                triage_url=urls.triage_url(obj.pk),
                 can_pause=self.has_change_permission(request, obj),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)

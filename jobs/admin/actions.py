@@ -14,10 +14,14 @@ from core.actors import Actor
 from core.errors import DomainError, InvalidTransition, NotFound
 from jobs import services
 from jobs.models import Job
+from jobs.states import Command
 
 # A request should answer while the operator waits: a bigger selection is done in runs. Each
 # run takes the jobs still matching, so running the action again continues where it stopped.
 BULK_LIMIT = 5000
+
+# The commands the job page offers as buttons (a POST form each).
+BUTTON_COMMANDS = (Command.RETRY, Command.TRIGGER, Command.RESOLVE)
 
 PAST_TENSE = {
     "retry": "retried",
@@ -61,20 +65,9 @@ def skip_reason(error: DomainError) -> str:
 
 
 def command_runner(command: str, actor: Actor, data: dict) -> Callable[[str], object]:
-    """The service call for one job, with the command's inputs bound."""
-    if command == "retry":
-        return lambda job_id: services.job_retry(job_id=job_id, actor=actor, note=data["note"])
-    if command == "trigger":
-        return lambda job_id: services.job_trigger(
-            job_id=job_id, actor=actor, force=data["force"], note=data["note"]
-        )
-    if command == "resolve":
-        return lambda job_id: services.job_resolve(
-            job_id=job_id, actor=actor, code=data["code"], note=data["note"]
-        )
-    if command == "delete":
-        return lambda job_id: services.job_delete(job_id=job_id, actor=actor)
-    raise ValueError(f"unknown command {command!r}")
+    """The service call for one job (jobs.services.job_command), with the form's inputs bound."""
+    command = Command(command)
+    return lambda job_id: services.job_command(command, job_id=job_id, actor=actor, inputs=data)
 
 
 def run_each(command: str, job_ids: Iterable[str], run: Callable[[str], object]) -> BulkOutcome:

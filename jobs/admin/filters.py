@@ -25,7 +25,6 @@ from jobs.filters import FILTER_FIELDS, filter_jobs, normalize_filter_params
 from jobs.models import Job
 from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
 
-S = JobStatus
 ACCOUNT_PARAM = "account"
 STALLED_PARAM = "stalled"
 SEARCH_PARAM = "q"
@@ -221,7 +220,7 @@ class StatusFilter(QueueListFilter):
             {"status": needs},
             current == set(NEEDS_OPERATOR),
         )
-        for status in S:
+        for status in JobStatus:
             yield self._choice(
                 changelist, status.label, {"status": status.value}, current == {status}
             )

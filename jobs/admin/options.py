@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
@@ -18,16 +18,15 @@ from core.admin.paginators import NoCountAdminMixin
 from core.errors import DomainError, ValidationFailed
 from core.models import AuditEvent
 from jobs import services
+from jobs.admin import urls
 from jobs.admin import views as admin_views
+from jobs.admin.actions import BUTTON_COMMANDS
 from jobs.admin.filters import QUEUE_LIST_FILTERS, QueueFilter, split_search
 from jobs.admin.forms import COMMAND_FORMS, JobChangeForm
 from jobs.filters import filter_jobs, normalize_filter_params
 from jobs.models import Job, JobAttempt
 from jobs.selectors import job_timeline
-from jobs.states import MUTABLE_FIELDS, Command, JobStatus, allowed_commands
-
-S = JobStatus
-BUTTON_COMMANDS = (Command.RETRY, Command.TRIGGER, Command.RESOLVE)
+from jobs.states import MUTABLE_FIELDS, JobStatus, allowed_commands
 
 
 def status_badge(status: str, label: str | None = None):
@@ -148,7 +147,7 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or obj.status != S.RUNNING)
+        return allowed and (obj is None or obj.status != JobStatus.RUNNING)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -162,7 +161,7 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
     def account_column(self, job):
         return format_html(
             '<a href="{}" title="Queue of this account">{}</a>',
-            admin_views.changelist_url(f"account={job.account_id}"),
+            urls.queue_url(account=job.account_id),
             job.account.name,
         )
 
@@ -212,13 +211,11 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
             return HttpResponseRedirect(request.path)
         search_delete_url = ""
         if queue_filter.account_id and self.has_delete_permission(request):
-            search_delete_url = (
-                reverse("admin:jobs_job_search_delete") + "?" + queue_filter.query_string()
-            )
+            search_delete_url = urls.search_delete_url(queue_filter.query_string())
         context = {
             "search_delete_url": search_delete_url,
-            "triage_url": reverse("admin:jobs_job_triage"),
-            "dashboard_url": reverse("admin:jobs_job_dashboard"),
+            "triage_url": urls.triage_url(),
+            "dashboard_url": urls.dashboard_url(),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
@@ -241,16 +238,16 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
     def delete_jobs(self, request, queryset):
         if request.POST.get("select_across") == "1":
             # Everything a filter matches is deleted by search: set-based, scoped, audited.
-            return HttpResponseRedirect(
-                reverse("admin:jobs_job_search_delete") + "?" + request.GET.urlencode()
-            )
+            return HttpResponseRedirect(urls.search_delete_url(request.GET.urlencode()))
         return admin_views.bulk_command(self, request, queryset, "delete")
 
     # --- job page --------------------------------------------------------------------------
 
     def _editable(self, request, obj) -> bool:
         return (
-            obj is not None and obj.status != S.RUNNING and self.has_change_permission(request, obj)
+            obj is not None
+            and obj.status != JobStatus.RUNNING
+            and self.has_change_permission(request, obj)
         )
 
     def get_fieldsets(self, request, obj=None):
@@ -311,9 +308,7 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
     def task_column(self, job):
         if not job.task_id:
             return "—"
-        return format_html(
-            '<a href="{}">{}</a>', admin_views.changelist_url(f"task_id={job.task_id}"), job.task_id
-        )
+        return format_html('<a href="{}">{}</a>', urls.queue_url(task_id=job.task_id), job.task_id)
 
     @admin.display(description="resolution")
     def resolution_column(self, job):
@@ -359,8 +354,8 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
                 job=obj,
                 commands=commands,
                 audit_events=list(job_timeline(obj)),
-                queue_url=admin_views.changelist_url(f"account={obj.account_id}"),
-                is_running=obj.status == S.RUNNING,
+                queue_url=urls.queue_url(account=obj.account_id),
+                is_running=obj.status == JobStatus.RUNNING,
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -390,7 +385,7 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
             return super().delete_view(request, object_id, extra_context)
         except DomainError as exc:
             self.message_user(request, f"Not deleted: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[object_id]))
+            return HttpResponseRedirect(urls.job_url(object_id))
 
     # --- extra pages -----------------------------------------------------------------------
 
@@ -490,7 +485,7 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
             return "—"
         return format_html(
             '<a href="{}">{}</a>',
-            reverse("admin:jobs_job_change", args=[event.job_id]),
+            urls.job_url(event.job_id),
             event.job_id,
         )
 

@@ -11,7 +11,6 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.models import Account
@@ -19,18 +18,14 @@ from core.actors import Actor
 from core.errors import DomainError, ValidationFailed
 from jobs import reports, services
 from jobs.admin import actions as admin_commands
-from jobs.admin.actions import PAST_TENSE, command_runner, run_bulk
+from jobs.admin import urls
+from jobs.admin.actions import BUTTON_COMMANDS, PAST_TENSE, command_runner, run_bulk
 from jobs.admin.filters import QueueFilter
 from jobs.admin.forms import COMMAND_FORMS
 from jobs.models import Job
-from jobs.states import ALLOWED_FROM, NEEDS_OPERATOR, Command, JobStatus
+from jobs.states import ALLOWED_FROM, Command, JobStatus
 
 CONFIRM = "confirm"
-
-
-def changelist_url(query: str = "") -> str:
-    url = reverse("admin:jobs_job_changelist")
-    return f"{url}?{query}" if query else url
 
 
 def _account_of(queue_filter: QueueFilter) -> Account | None:
@@ -117,7 +112,7 @@ def search_delete_view(model_admin, request: HttpRequest) -> HttpResponse:
             "Add at least one filter besides the account: deleting an account's whole queue "
             "is refused."
         )
-    back_url = changelist_url(queue_filter.query_string())
+    back_url = urls.queue_url(queue_filter.query_string())
     actor = Actor.user(request.user)
     preview = None
     if not refusal:
@@ -174,12 +169,12 @@ def job_command_view(model_admin, request: HttpRequest, object_id: str, command:
     """A command button of the job page (a POST form, never a GET link)."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    if command not in {"retry", "resolve", "trigger"}:
+    if command not in BUTTON_COMMANDS:
         raise PermissionDenied
     if not model_admin.has_command_permission(request, command):
         raise PermissionDenied
     job = get_object_or_404(Job.objects.only("id", "status"), pk=object_id)
-    page = reverse("admin:jobs_job_change", args=[job.pk])
+    page = urls.job_url(job.pk)
     form = COMMAND_FORMS[command](request.POST)
     if not form.is_valid():
         errors = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
@@ -207,15 +202,15 @@ def triage_view(model_admin, request: HttpRequest) -> HttpResponse:
     """Failed and stalled jobs grouped by (action, error code), each with a way to act on it."""
     account_id = request.GET.get("account", "").strip() or None
     groups = reports.triage_groups(account_id=account_id)
-    statuses = ",".join(sorted(NEEDS_OPERATOR))
     rows = []
     for group in groups:
-        query = f"status={statuses}&action={group.action}"
-        if group.error_code:
-            query += f"&last_error_code={group.error_code}"
-        if account_id:
-            query += f"&account={account_id}"
-        rows.append({"group": group, "query": query, "url": changelist_url(query)})
+        query = urls.queue_query(
+            status=urls.NEEDS_OPERATOR_STATUSES,
+            action=group.action,
+            last_error_code=group.error_code,
+            account=account_id,
+        )
+        rows.append({"group": group, "query": query, "url": urls.queue_url(query)})
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
@@ -232,23 +227,22 @@ def triage_view(model_admin, request: HttpRequest) -> HttpResponse:
 def dashboard_view(model_admin, request: HttpRequest) -> HttpResponse:
     """Counts by status, the last 24 hours' failures by error code and an hourly chart."""
     board = reports.dashboard()
-    statuses = ",".join(sorted(NEEDS_OPERATOR))
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "title": "Jobs dashboard",
         "board": board,
         "status_rows": [
-            (status, board.by_status[status.value], changelist_url(f"status={status.value}"))
+            (status, board.by_status[status.value], urls.queue_url(status=status.value))
             for status in JobStatus
         ],
         "failure_rows": [
-            (code, n, changelist_url(f"status={statuses}&last_error_code={code}"))
+            (code, n, urls.queue_url(status=urls.NEEDS_OPERATOR_STATUSES, last_error_code=code))
             for code, n in board.failures_by_code
         ],
         "chart": reports.hourly_chart(board.hours),
-        "stalled_url": changelist_url("stalled=1"),
-        "needs_operator_url": changelist_url(f"status={statuses}"),
+        "stalled_url": urls.queue_url(stalled="1"),
+        "needs_operator_url": urls.queue_url(status=urls.NEEDS_OPERATOR_STATUSES),
         "hour_totals": (
             sum(b.succeeded for b in board.hours),
             sum(b.failed for b in board.hours),
