@@ -6,8 +6,8 @@ import pytest
 
 from accounts.models import MailboxFolder, MailboxMessage
 from core.actors import Actor
+from demo.mailservers import ODD_MESSAGES, make_message
 from jobs import services
-from jobs.demo_imap import ODD_MESSAGES, make_message
 from jobs.mailsync import sync_account, sync_hook
 from jobs.models import JobAttempt
 from jobs.states import JobStatus

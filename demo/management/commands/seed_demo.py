@@ -1,5 +1,6 @@
 """Demo data: accounts, tasks and jobs in every status, made through the services so their
-attempts and audit trails are what real work would have left."""
+attempts and audit trails are what real work would have left. Demo code, apart from the
+product."""
 
 from __future__ import annotations
 

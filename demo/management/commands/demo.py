@@ -1,5 +1,6 @@
 """The whole demo in one command: database, demo data, a local IMAP server with demo mailboxes,
-the web console, the workers and the scheduler. Ctrl-C stops everything."""
+the web console, the workers and the scheduler. Ctrl-C stops everything. Demo code, apart from
+the product."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.db import close_old_connections
 from accounts.models import Account
 from accounts.services import account_create, account_update
 from core.actors import Actor
-from jobs.demo_imap import DemoMailServers, make_message, start_demo_mail_servers
+from demo.mailservers import DemoMailServers, make_message, start_demo_mail_servers
 from jobs.services import provider_event_ingest, task_create
 
 DEMO = Actor.system("demo")
