@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent
 # Absolute: the commands run from ROOT, wherever dev.py was started.
 VENV = Path(os.environ.get("JOBS_VENV", ROOT / ".venv")).resolve()
 PYTHON = VENV / "bin" / "python"
+# The tests use the demo's mail server as a real IMAP server: both need the `demo` extra.
+EXTRAS = "dev,demo"
 
 
 def ensure_venv() -> None:
@@ -30,13 +32,15 @@ def ensure_venv() -> None:
     if not PYTHON.exists():
         print(f"Creating virtual environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    # Reinstall when pyproject.toml or the extras change.
+    pyproject = (ROOT / "pyproject.toml").read_bytes()
+    digest = hashlib.sha256(pyproject + EXTRAS.encode()).hexdigest()[:16]
     stamp = VENV / f".installed-{digest}"
     if not stamp.exists():
         print("Installing dependencies ...", flush=True)
         pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[{EXTRAS}]"], check=True)
         for old in VENV.glob(".installed-*"):
             old.unlink()
         stamp.touch()

@@ -25,7 +25,7 @@ TARGET = 0.7
 
 def start_server(messages: int) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.demo_imap", "--messages", str(messages)],
+        [sys.executable, "-m", "demo.mailservers", "--messages", str(messages)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     from accounts.models import MailboxMessage
     from accounts.services import account_create
     from core.actors import Actor
-    from jobs.demo_imap import DEMO_PASSWORD, DEMO_USER
+    from demo.mailservers import DEMO_PASSWORD, DEMO_USER
     from jobs.execution.mailsync import sync_account
 
     batch_size = int(getattr(settings, "JOBS_IMAP_BATCH_SIZE", 500))

@@ -11,8 +11,8 @@ import pytest
 
 from accounts.services import account_create
 from core.actors import Actor
+from demo.mailservers import HOST, MailServer, SilentServer, make_message
 from jobs import services
-from jobs.demo_imap import HOST, MailServer, SilentServer, make_message
 from jobs.execution.worker import run_job
 from jobs.models import Job
 

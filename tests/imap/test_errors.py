@@ -9,7 +9,7 @@ import time
 import pytest
 
 from accounts.models import Account
-from jobs.demo_imap import HOST, closed_port
+from demo.mailservers import HOST, closed_port
 from jobs.models import JobAttempt
 from jobs.states import JobStatus
 from tests.factories import AccountFactory

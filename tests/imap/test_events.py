@@ -5,8 +5,8 @@ from __future__ import annotations
 from accounts.models import MailboxMessage
 from core.actors import Actor
 from core.models import AuditEvent
+from demo.mailservers import closed_port
 from jobs import services
-from jobs.demo_imap import closed_port
 from jobs.execution.worker import run_job
 from jobs.models import Job
 from jobs.states import JobStatus

@@ -13,8 +13,8 @@ from accounts.apikeys import api_key_create
 from accounts.models import Account
 from core.actors import Actor
 from core.models import AuditEvent
+from demo.mailservers import closed_port
 from jobs import services
-from jobs.demo_imap import closed_port
 from jobs.execution.worker import run_job
 from jobs.models import Job, JobAttempt, ProviderEvent, Task
 from jobs.states import JobStatus

@@ -6,8 +6,8 @@ import pytest
 
 from accounts.models import MailboxFolder, MailboxMessage
 from core.actors import Actor
+from demo.mailservers import ODD_MESSAGES, make_message
 from jobs import services
-from jobs.demo_imap import ODD_MESSAGES, make_message
 from jobs.execution.mailsync import sync_account, sync_hook
 from jobs.execution.worker import run_job
 from jobs.models import JobAttempt

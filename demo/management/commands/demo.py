@@ -1,5 +1,6 @@
 """The whole demo in one command: database, demo data, a local IMAP server with demo mailboxes,
-the web console, the workers and the scheduler. Ctrl-C stops everything."""
+the web console, the workers and the scheduler. Ctrl-C stops everything. Demo code, apart from
+the product."""
 
 from __future__ import annotations
 
@@ -10,14 +11,24 @@ import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from accounts.models import Account
 from accounts.services import account_create, account_update
 from core.actors import Actor
-from jobs.demo_imap import DemoMailServers, make_message, start_demo_mail_servers
 from jobs.services import provider_event_ingest, task_create
+
+try:
+    from demo.mailservers import DemoMailServers, make_message, start_demo_mail_servers
+except ModuleNotFoundError as exc:
+    # pymap (with proxy-protocol and pysasl) is the `demo` extra, which a deployment does not
+    # install: say so when the demo starts, rather than fail on import with a traceback.
+    if (exc.name or "").partition(".")[0] not in {"pymap", "proxyprotocol", "pysasl"}:
+        raise
+    MAIL_SERVERS_MISSING: ModuleNotFoundError | None = exc
+else:
+    MAIL_SERVERS_MISSING = None
 
 DEMO = Actor.system("demo")
 # New mail arrives in the healthy demo mailbox this often, announced by a provider event.
@@ -32,6 +43,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="Prepare the data and exit.")
 
     def handle(self, *args, addr: str, no_serve: bool, **options):
+        if MAIL_SERVERS_MISSING is not None and not no_serve:
+            raise CommandError(
+                f"The demo needs pymap, which only the `demo` extra installs "
+                f"({MAIL_SERVERS_MISSING}). Install it with pip install '.[demo]', or run "
+                "python3 dev.py demo, which does."
+            ) from MAIL_SERVERS_MISSING
         # A SIGTERM (a process manager, `kill`) stops everything as Ctrl-C does.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         call_command("migrate", interactive=False, verbosity=0)

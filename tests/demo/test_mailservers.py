@@ -7,8 +7,8 @@ import pytest
 from accounts.models import MailboxMessage
 from accounts.services import account_create, account_update
 from core.actors import Actor
+from demo.mailservers import ODD_MESSAGES, start_demo_mail_servers
 from jobs import services
-from jobs.demo_imap import ODD_MESSAGES, start_demo_mail_servers
 from jobs.execution.worker import run_job
 from jobs.states import JobStatus
 from tests.imap.conftest import run_sync

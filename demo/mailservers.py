@@ -1,4 +1,5 @@
-"""Real IMAP servers for the demo, the tests and the benchmark.
+"""Real IMAP servers for the demo, the tests and the benchmark. Demo code, apart from the
+product: nothing in `jobs`, `accounts` or `core` imports it.
 
 `MailServer` runs pymap's in-memory ("dict") backend on its own asyncio loop in a background
 thread: a real IMAP server on a real TCP port, whose users, folders and messages can be changed
@@ -9,7 +10,7 @@ while it runs (`add_user`, `append`, `create_folder`, `delete_folder`, `disconne
     servers.account_specs()                  # four accounts: healthy, wrong password, ...
     servers.stop()
 
-`python -m jobs.demo_imap --port 1143 --messages 10000` serves a generated mailbox from a separate
+`python -m demo.mailservers --port 1143 --messages 10000` serves a generated mailbox from a separate
 process (the benchmark uses it so the server does not share the client's interpreter).
 """
 

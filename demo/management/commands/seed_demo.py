@@ -1,5 +1,6 @@
 """Demo data: accounts, tasks and jobs in every status, made through the services so their
-attempts and audit trails are what real work would have left."""
+attempts and audit trails are what real work would have left. Demo code, apart from the
+product."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from accounts.models import Account
 from accounts.services import account_create, account_pause
 from core.actors import Actor
 from jobs import services
-from jobs.actions.registry import JobSpec
+from jobs.execution.actions.registry import JobSpec
 from jobs.models import Job
 
 SEED = Actor.system("demo-seed")
