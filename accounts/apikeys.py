@@ -16,6 +16,7 @@ from datetime import UTC, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts import sql
 from accounts.models import Account, ApiKey
 from core.actors import Actor
 from core.audit import AuditCommand, audit
@@ -27,12 +28,6 @@ _PREFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 # last_used_at is a hint for operators, not an audit trail: writing it on every request would
 # turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-# Without the account: callers need only its id. `prefix` is unique.
-_KEY_FIELDS = [field.attname for field in ApiKey._meta.concrete_fields]
-_KEY_BY_PREFIX = (
-    f"SELECT {', '.join(ApiKey._meta.get_field(name).column for name in _KEY_FIELDS)} "
-    f"FROM {ApiKey._meta.db_table} WHERE prefix = %s"
-)
 
 
 def _hash_secret(secret: str) -> str:
@@ -117,9 +112,9 @@ def authenticate(raw_key: str) -> ApiKey | None:
     # building and compiling, and RawQuerySet's column mapping, which together took longer than
     # the database's answer.
     with connection.cursor() as cursor:
-        cursor.execute(_KEY_BY_PREFIX, [prefix])
+        cursor.execute(sql.KEY_BY_PREFIX, [prefix])
         row = cursor.fetchone()
-    key = ApiKey.from_db(connection.alias, _KEY_FIELDS, row) if row else None
+    key = ApiKey.from_db(connection.alias, sql.KEY_FIELDS, row) if row else None
     if key is not None and connection.vendor == "sqlite":
         # SQLite's plain cursor gives naive UTC datetimes; the ORM's converters would add the zone.
         for name in ("created_at", "revoked_at", "last_used_at"):

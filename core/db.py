@@ -1,5 +1,7 @@
-"""Writes that Django's ORM makes slower than they need to be: bulk inserts, and the few
-statements a worker runs for every job."""
+"""The database plumbing every app shares, and its generic statements: writes that Django's ORM
+makes slower than they need to be (bulk inserts, inserts that skip existing rows, the few
+statements a worker runs for every job), and PostgreSQL's table estimate. An app's own
+statements live in its sql module (jobs.sql, accounts.sql)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,43 @@ from datetime import datetime
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from psycopg import pq
+
+
+def insert_ignoring_conflicts(
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[object]]
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike) of rows given as values
+    of `fields`, already adapted for the database.
+
+    What bulk_create(ignore_conflicts=True) does, without its per-row model instance and
+    per-field preparation, which cost five times the insert itself on a 10,000-message sync.
+    """
+    if not rows:
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {row} ON CONFLICT DO NOTHING"
+    # executemany: one statement, parsed once; psycopg 3 pipelines the rows in one round trip.
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def table_estimate(model: type[models.Model], using: str = DEFAULT_DB_ALIAS) -> int | None:
+    """PostgreSQL's row estimate for the model's table (kept by ANALYZE and autovacuum); None
+    elsewhere, or when the table was never analyzed."""
+    db = connections[using]
+    if db.vendor != "postgresql":
+        return None
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    # -1: never analyzed (PostgreSQL 14+); 0 may also mean "not analyzed yet".
+    return int(row[0]) if row and row[0] > 0 else None
 
 
 def insert_rows(objs: Sequence[models.Model]) -> None:

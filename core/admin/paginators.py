@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from django.contrib.admin.options import IncorrectLookupParameters, ShowFacets
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
+
+from core import db
 
 COUNT_CAP = 1000
 
@@ -33,17 +34,7 @@ class CountHint:
 
 def table_estimate(queryset: QuerySet) -> int | None:
     """PostgreSQL's row estimate for the queryset's table (kept by ANALYZE and autovacuum)."""
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-            [queryset.model._meta.db_table],
-        )
-        row = cursor.fetchone()
-    # -1: never analyzed (PostgreSQL 14+); 0 may also mean "not analyzed yet".
-    return int(row[0]) if row and row[0] > 0 else None
+    return db.table_estimate(queryset.model, queryset.db)
 
 
 def count_hint(queryset: QuerySet, *, filtered: bool, cap: int = COUNT_CAP) -> CountHint:

@@ -15,6 +15,7 @@ from django.utils.timesince import timesince
 
 from core.actors import Actor, ActorType
 from core.admin.paginators import NoCountAdminMixin
+from core.audit import AuditCommand
 from core.errors import DomainError, ValidationFailed
 from core.models import AuditEvent
 from jobs import services
@@ -420,14 +421,9 @@ class AuditCommandFilter(admin.SimpleListFilter):
 
     title = "command"
     parameter_name = "command"
-    COMMANDS = (
-        "retry", "resolve", "trigger", "update", "delete", "search_delete", "create",
-        "create_task", "ingest_event", "dispatch", "claim", "succeed", "fail", "stall",
-        "reschedule", "pause", "resume", "create_account", "update_account",
-    )  # fmt: skip
 
     def lookups(self, request, model_admin):
-        return [(name, name) for name in self.COMMANDS]
+        return AuditCommand.choices
 
     def queryset(self, request, queryset):
         return queryset.filter(command=self.value()) if self.value() else queryset
