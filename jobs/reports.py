@@ -103,12 +103,7 @@ def status_estimates() -> dict[str, int]:
     if connection.vendor != "postgresql":
         return {}
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT s.most_common_vals::text::text[], s.most_common_freqs, c.reltuples "
-            "FROM pg_stats s JOIN pg_class c ON c.oid = %s::regclass "
-            "WHERE s.tablename = %s AND s.attname = 'status'",
-            [Job._meta.db_table, Job._meta.db_table],
-        )
+        cursor.execute(sql.STATUS_FREQUENCIES)
         row = cursor.fetchone()
     if row is None or row[0] is None or row[2] < ESTIMATE_ABOVE_ROWS:
         return {}

@@ -6,7 +6,7 @@ partial indexes they define. Everything else goes through the ORM.
 Who runs what:
 - the worker's claim and success (jobs.services.execution): CLAIM_*, OWN_CLAIM, SUCCEED_*;
 - set-based deletes (jobs.services._rows.delete_job_rows): DELETE_*, UNLINK_PROVIDER_EVENTS;
-- the queue's error-code sidebar (jobs.reports.failing_error_codes): FAILING_ERROR_CODES;
+- the reports (jobs.reports): FAILING_ERROR_CODES, STATUS_FREQUENCIES;
 - a worker's connection (jobs.execution.worker): ASYNC_COMMIT.
 """
 
@@ -208,6 +208,15 @@ WITH RECURSIVE groups AS (
     ) AS next
 )
 SELECT DISTINCT last_error_code FROM groups WHERE last_error_code <> '' LIMIT %(limit)s
+"""
+
+
+# The most common statuses with their frequencies, and the table's row estimate, from
+# PostgreSQL's statistics (the dashboard's counts of finished jobs on a large table).
+STATUS_FREQUENCIES = f"""
+SELECT s.most_common_vals::text::text[], s.most_common_freqs, c.reltuples
+FROM pg_stats s JOIN pg_class c ON c.oid = '{_JOB}'::regclass
+WHERE s.tablename = '{_JOB}' AND s.attname = '{Job._meta.get_field("status").column}'
 """
 
 
