@@ -196,7 +196,8 @@ JOBS_SWEEP_INTERVAL = env_float("JOBS_SWEEP_INTERVAL", 5.0)
 # (a restart, a failover) before it gives up and leaves the run to the sweeper.
 JOBS_DB_RETRY_SECONDS = env_float("JOBS_DB_RETRY_SECONDS", 60.0)
 # Workers' claims and outcomes commit without waiting for the WAL flush (PostgreSQL only; see
-# jobs.execution.worker._prepare_worker_connection): a database crash can only cause a job to run again.
+# jobs.execution.worker._prepare_worker_connection): a database crash can only cause a job to
+# run again.
 JOBS_WORKER_ASYNC_COMMIT = env_bool("JOBS_WORKER_ASYNC_COMMIT", True)
 # Modules that register more actions, imported by workers and the scheduler (tests, plugins).
 JOBS_EXTRA_ACTION_MODULES = env_list("JOBS_EXTRA_ACTION_MODULES", [])

@@ -54,9 +54,9 @@ def job_retry(*, job_id: str, actor: Actor, note: str = "") -> Job:
 
 
 def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "") -> Job:
-    """Queue a job now, ahead of the line (see jobs.execution.broker.enqueue), ignoring its run_at and an
-    account pause. Refused while another job of the same account and action is running, unless
-    `force`: two syncs of one mailbox at once are a conflict."""
+    """Queue a job now, ahead of the line (see jobs.execution.broker.enqueue), ignoring its
+    run_at and an account pause. Refused while another job of the same account and action is
+    running, unless `force`: two syncs of one mailbox at once are a conflict."""
     note = rules.clean_note(note, required=False)
     with transaction.atomic():
         job = _rows.lock_job(job_id)

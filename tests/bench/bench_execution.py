@@ -8,9 +8,10 @@ tree, for each broker (ORM; Redis when REDIS_URL or --redis-url answers):
   - ours: the same cluster, broker and settings runs N `noop` jobs end to end: created (batched
     insert + enqueue), claimed, run, succeeded, with their attempt and audit records;
 and reports jobs/s for both and the ratio. "The same broker" is the one a deployment runs:
-django-q2's ORM broker with its read ordered (jobs.execution.broker.OrderedORM), or its Redis broker with
-a lane ahead of the line read first (jobs.execution.broker.LanedRedis). Both enqueue in batches, and both
-clocks start before the first message is written and stop when the last run is recorded.
+django-q2's ORM broker with its read ordered (jobs.execution.broker.OrderedORM), or its Redis
+broker with a lane ahead of the line read first (jobs.execution.broker.LanedRedis). Both enqueue
+in batches, and both clocks start before the first message is written and stop when the last
+run is recorded.
 Raw and ours alternate for `--rounds` rounds on the same cluster; the medians are compared (on a
 small machine a single run moves by a third with whatever else runs on it).
 Then it times `task_create(kind="noop_batch", count=10000)`: one task, 10,000 jobs, batched

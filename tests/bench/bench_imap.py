@@ -3,8 +3,8 @@
 A pymap server in its own process serves one mailbox of N generated messages. Each round times
   - bare: a bare imaplib loop (connect, LOGIN, EXAMINE, UID SEARCH, UID FETCH of the same envelope
     items in the same batches), which parses and stores nothing: the ceiling;
-  - sync: jobs.execution.mailsync.sync_account for a fresh account, parsing and storing every envelope
-    into MailboxMessage rows of a throwaway test database;
+  - sync: jobs.execution.mailsync.sync_account for a fresh account, parsing and storing every
+    envelope into MailboxMessage rows of a throwaway test database;
 and reports messages/s for both and their ratio (target: sync >= 0.7x bare). Best of the rounds.
 """
 

@@ -1,5 +1,5 @@
-"""What jobs.execution.broker puts on django-q2's brokers, read back the way a cluster reads it: first in,
-first out, with a lane ahead of the line for trigger."""
+"""What jobs.execution.broker puts on django-q2's brokers, read back the way a cluster reads it:
+first in, first out, with a lane ahead of the line for trigger."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""imap_sync_messages: a real IMAP sync of message envelopes (the work is in jobs.execution.mailsync)."""
+"""imap_sync_messages: a real IMAP sync of message envelopes (the work is in
+jobs.execution.mailsync)."""
 
 from __future__ import annotations
 
