@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, reverse_lazy
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -11,6 +11,7 @@ from rest_framework.permissions import AllowAny
 
 from accounts.api import AccountViewSet
 from core.api.exceptions import api_not_found
+from core.views import favicon
 from jobs.api import (
     AccountJobsViewSet,
     AuditEventViewSet,
@@ -84,7 +85,12 @@ api = [
     ),
 ]
 
+# The admin's "View site" link: the console has no site of its own beyond the admin, so it leads
+# to the operators' home page, the jobs dashboard.
+admin.site.site_url = reverse_lazy("admin:jobs_job_dashboard")
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/", include(api)),
     re_path(r"^api(/.*)?$", api_not_found),
