@@ -11,6 +11,7 @@ from rest_framework.permissions import AllowAny
 
 from accounts.api import AccountViewSet
 from core.api.exceptions import api_not_found
+from core.health import healthz
 from core.views import favicon
 from jobs.api import (
     AccountJobsViewSet,
@@ -90,6 +91,7 @@ api = [
 admin.site.site_url = reverse_lazy("admin:jobs_job_dashboard")
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/", include(api)),
