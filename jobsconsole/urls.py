@@ -10,6 +10,7 @@ from drf_spectacular.views import (
 from rest_framework.permissions import AllowAny
 
 from accounts.api import AccountViewSet
+from core.api.docs import same_origin_only
 from core.api.exceptions import api_not_found
 from core.health import healthz
 from core.views import favicon
@@ -68,19 +69,23 @@ api = [
     ),
     path(
         "docs/",
-        SpectacularSwaggerView.as_view(
-            url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+        same_origin_only(
+            SpectacularSwaggerView.as_view(
+                url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+            )
         ),
         name="api-docs",
     ),
     path(
         "redoc/",
-        SpectacularRedocView.as_view(
-            url_name="api-schema",
-            # drf-spectacular's page loads its fonts from Google; this one uses the system's.
-            template_name="api/redoc.html",
-            authentication_classes=[],
-            permission_classes=[AllowAny],
+        same_origin_only(
+            SpectacularRedocView.as_view(
+                url_name="api-schema",
+                # drf-spectacular's page loads its fonts from Google; this one uses the system's.
+                template_name="api/redoc.html",
+                authentication_classes=[],
+                permission_classes=[AllowAny],
+            )
         ),
         name="api-redoc",
     ),
