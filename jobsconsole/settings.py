@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "core",
     "accounts",
@@ -49,6 +50,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after security, before sessions and auth do any work for them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -117,8 +120,26 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Static files -----------------------------------------------------------------------------
+# The web process serves them itself (WhiteNoise), from what `collectstatic` gathered into
+# STATIC_ROOT in the release step (Procfile): content-hashed names, cached for ever by browsers,
+# with gzip copies made once at build time.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+# The manifest storage only in production: it makes {% static %} name the hashed copies, so a page
+# fails loudly when collectstatic was not run, and it cannot name anything without that run. In
+# development (DEBUG, the demo's runserver) and in the tests (tests/conftest.py switches them to
+# this plain storage, as pytest imports settings with DEBUG off) pages name the source files,
+# which runserver, or WhiteNoise with WHITENOISE_USE_FINDERS (on with DEBUG), serves from the
+# apps' static directories: no collectstatic run needed and no stale copy served.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 # --- Security ---------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -149,6 +170,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from the installed drf-spectacular-sidecar (static files served by the
+    # app), never from a CDN: the docs work offline and show the version that was tested.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No online validator badge: Swagger UI would load it from validator.swagger.io, sending it
+    # the schema's address.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- Execution (django-q2) -----------------------------------------------------------------

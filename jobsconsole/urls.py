@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, re_path, reverse_lazy
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 from rest_framework.permissions import AllowAny
 
 from accounts.api import AccountViewSet
+from core.api.docs import same_origin_only
 from core.api.exceptions import api_not_found
+from core.health import healthz
+from core.views import favicon
 from jobs.api import (
     AccountJobsViewSet,
     AuditEventViewSet,
@@ -62,14 +69,35 @@ api = [
     ),
     path(
         "docs/",
-        SpectacularSwaggerView.as_view(
-            url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+        same_origin_only(
+            SpectacularSwaggerView.as_view(
+                url_name="api-schema", authentication_classes=[], permission_classes=[AllowAny]
+            )
         ),
         name="api-docs",
     ),
+    path(
+        "redoc/",
+        same_origin_only(
+            SpectacularRedocView.as_view(
+                url_name="api-schema",
+                # drf-spectacular's page loads its fonts from Google; this one uses the system's.
+                template_name="api/redoc.html",
+                authentication_classes=[],
+                permission_classes=[AllowAny],
+            )
+        ),
+        name="api-redoc",
+    ),
 ]
 
+# The admin's "View site" link: the console has no site of its own beyond the admin, so it leads
+# to the operators' home page, the jobs dashboard.
+admin.site.site_url = reverse_lazy("admin:jobs_job_dashboard")
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/", include(api)),
     re_path(r"^api(/.*)?$", api_not_found),
