@@ -202,7 +202,7 @@ Q_CLUSTER = {
     "label": "Django Q2",
 }
 # django-q2's brokers, handing out messages first in, first out, with a lane ahead of the line
-# for trigger (jobs.broker).
+# for trigger (jobs.execution.broker).
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
     Q_CLUSTER["broker_class"] = "jobs.execution.broker.LanedRedis"
