@@ -35,21 +35,7 @@ def job_retry(*, job_id: str, actor: Actor, note: str = "") -> Job:
     with transaction.atomic():
         job = _rows.lock_job(job_id)
         _rows.check_allowed(job, Command.RETRY)
-        from_status, now = job.status, timezone.now()
-        fields = _rows.requeue(job, now=now)
-        _rows.grant_attempt_if_spent(job, fields)
-        _rows.save(job, fields, now=now)
-        audit(
-            actor=actor,
-            command=AuditCommand.RETRY,
-            account_id=job.account_id,
-            job=job,
-            from_status=from_status,
-            to_status=job.status,
-            reason=note,
-        )
-        _rows.refresh_task_statuses([job.task_id])
-        enqueue_on_commit([job.pk])
+        _queue_now(job, command=Command.RETRY, actor=actor, note=note)
     return job
 
 
@@ -77,23 +63,40 @@ def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "
                     code="sibling_running",
                     extra={"current_status": job.status, "running_job_id": running},
                 )
-        from_status, now = job.status, timezone.now()
-        fields = _rows.requeue(job, now=now)
-        _rows.grant_attempt_if_spent(job, fields)
-        _rows.save(job, fields, now=now)
-        audit(
-            actor=actor,
-            command=AuditCommand.TRIGGER,
-            account_id=job.account_id,
-            job=job,
-            from_status=from_status,
-            to_status=job.status,
-            reason=note,
-            data={"force": force},
+        _queue_now(
+            job, command=Command.TRIGGER, actor=actor, note=note, data={"force": force}, ahead=True
         )
-        _rows.refresh_task_statuses([job.task_id])
-        enqueue_on_commit([job.pk], ahead=True)
     return job
+
+
+def _queue_now(
+    job: Job,
+    *,
+    command: Command,
+    actor: Actor,
+    note: str,
+    data: dict[str, Any] | None = None,
+    ahead: bool = False,
+) -> None:
+    """Retry and trigger alike: the locked job is queued now, with one more attempt even when
+    its budget is spent, audited, and sent to the broker after commit (`ahead` of the line for
+    a trigger)."""
+    from_status, now = job.status, timezone.now()
+    fields = _rows.requeue(job, now=now)
+    _rows.grant_attempt_if_spent(job, fields)
+    _rows.save(job, fields, now=now)
+    audit(
+        actor=actor,
+        command=command.audit_command,
+        account_id=job.account_id,
+        job=job,
+        from_status=from_status,
+        to_status=job.status,
+        reason=note,
+        data=data,
+    )
+    _rows.refresh_task_statuses([job.task_id])
+    enqueue_on_commit([job.pk], ahead=ahead)
 
 
 def job_resolve(*, job_id: str, actor: Actor, code: str, note: str) -> Job:
