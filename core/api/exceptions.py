@@ -82,7 +82,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         set_rollback()
         if hasattr(exc, "error_dict"):
             fields = {
-                name: [str(m) for m in errors.messages] for name, errors in exc.error_dict.items()
+                name: [str(m) for m in messages] for name, messages in exc.message_dict.items()
             }
         else:
             fields = {"non_field_errors": [str(m) for m in exc.messages]}
