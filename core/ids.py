@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -54,7 +54,7 @@ def ulid_floor(epoch_ms: int) -> str:
 ID_PATTERN = re.compile(r"^(acc|tsk|evt|job)_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
-def is_valid_id(value: object, prefix: str) -> bool:
+def is_valid_id(value: object, prefix: str) -> TypeGuard[str]:
     return (
         isinstance(value, str) and value.startswith(prefix + "_") and bool(ID_PATTERN.match(value))
     )

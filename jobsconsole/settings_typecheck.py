@@ -9,4 +9,4 @@ import os
 
 os.environ.setdefault("DJANGO_DEBUG", "1")
 
-from jobsconsole.settings import *  # noqa: E402, F403
+from jobsconsole.settings import *  # noqa: F403
