@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors, services
@@ -33,7 +34,7 @@ class AccountViewSet(viewsets.ViewSet):
         responses={200: AccountPageSerializer, **error_responses()},
         tags=["accounts"],
     )
-    def list(self, request) -> Response:
+    def list(self, request: Request) -> Response:
         reject_unknown_params(request)
         limit, cursor = page_params(request.query_params)
         page = paginate(
@@ -54,7 +55,7 @@ class AccountViewSet(viewsets.ViewSet):
         tags=["accounts"],
     )
     @idempotent
-    def create(self, request) -> Response:
+    def create(self, request: Request) -> Response:
         data = validated(AccountInput, request)
         account = services.account_create(
             name=data["name"],
@@ -72,7 +73,7 @@ class AccountViewSet(viewsets.ViewSet):
         responses={200: AccountSerializer, **error_responses()},
         tags=["accounts"],
     )
-    def retrieve(self, request, account_id: str) -> Response:
+    def retrieve(self, request: Request, account_id: str) -> Response:
         account = selectors.account_get(principal(request), account_id)
         return Response(AccountSerializer(account).data)
 
@@ -86,7 +87,7 @@ class AccountViewSet(viewsets.ViewSet):
         tags=["accounts"],
     )
     @idempotent
-    def pause(self, request, account_id: str) -> Response:
+    def pause(self, request: Request, account_id: str) -> Response:
         account = selectors.account_get(principal(request), account_id)
         data = validated(PauseInput, request)
         account = services.account_pause(
@@ -104,7 +105,7 @@ class AccountViewSet(viewsets.ViewSet):
         tags=["accounts"],
     )
     @idempotent
-    def resume(self, request, account_id: str) -> Response:
+    def resume(self, request: Request, account_id: str) -> Response:
         account = selectors.account_get(principal(request), account_id)
         data = validated(PauseInput, request)
         account = services.account_resume(

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.http import HttpRequest
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
 
 from accounts.models import ApiKey
 from core.actors import Actor
+
+if TYPE_CHECKING:
+    # Not at run time: rest_framework.views reads the settings that name this module.
+    from rest_framework.views import APIView
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class Principal:
         return self.actor.name
 
 
-def principal_of(request) -> Principal | None:
+def principal_of(request: HttpRequest | Request) -> Principal | None:
     """The principal of an authenticated request, None when the caller is nobody we serve."""
     key = getattr(request, "auth", None)
     if isinstance(key, ApiKey):
@@ -41,7 +47,7 @@ def principal_of(request) -> Principal | None:
     return None
 
 
-def principal(request) -> Principal:
+def principal(request: HttpRequest | Request) -> Principal:
     """The principal of a request that IsApiClient admitted (every API view's requests)."""
     found = principal_of(request)
     assert found is not None, "IsApiClient admits only requests with a principal"
@@ -61,7 +67,7 @@ class IsApiClient(BasePermission):
 
     message = "Authentication credentials were not provided."
 
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         principal = principal_of(request)
         if principal is None:
             if request.user is not None and request.user.is_authenticated:

@@ -8,14 +8,16 @@ id) and never shows up in a list, a count or an error message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 from accounts.models import Account
 from accounts.permissions import Principal
 from core.errors import NotFound, ValidationFailed
 from core.ids import is_valid_id
+
+_M = TypeVar("_M", bound=Model)
 
 _NAMES = {"acc": "Account", "job": "Job", "tsk": "Task", "evt": "Provider event"}
 
@@ -27,7 +29,7 @@ def require_id(value: Any, prefix: str, field: str) -> str:
     return value
 
 
-def get_in_scope(queryset: QuerySet, object_id: str, prefix: str, field: str):
+def get_in_scope(queryset: QuerySet[_M], object_id: str, prefix: str, field: str) -> _M:
     require_id(object_id, prefix, field)
     obj = queryset.filter(pk=object_id).first()
     if obj is None:

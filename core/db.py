@@ -10,15 +10,29 @@ import json
 import re
 import weakref
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeAlias
+from uuid import UUID
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.models.fields.reverse_related import ForeignObjectRel
 from psycopg import pq
+
+# A value the database driver adapts as a statement parameter.
+SQLValue: TypeAlias = bool | int | float | Decimal | str | bytes | date | datetime | UUID | None
+
+
+def column(field: models.Field[Any, Any] | ForeignObjectRel) -> str:
+    """The column of a concrete field (what `_meta.get_field` returns for one)."""
+    if not isinstance(field, models.Field) or field.column is None:
+        raise ValueError(f"{field!r} has no column")
+    return field.column
 
 
 def insert_ignoring_conflicts(
-    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[object]]
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[SQLValue]]
 ) -> None:
     """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike) of rows given as values
     of `fields`, already adapted for the database.
@@ -30,7 +44,7 @@ def insert_ignoring_conflicts(
         return
     meta = model._meta
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in fields)
+    columns = ", ".join(quote(column(meta.get_field(name))) for name in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {row} ON CONFLICT DO NOTHING"
     # executemany: one statement, parsed once; psycopg 3 pipelines the rows in one round trip.
@@ -77,13 +91,13 @@ def insert_rows(objs: Sequence[models.Model]) -> None:
         if not (field.primary_key and isinstance(field, models.AutoField))
     ]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
+    columns = ", ".join(quote(column(field)) for field in fields)
     json_fields = {
         field.attname: field.encoder for field in fields if isinstance(field, models.JSONField)
     }
     attnames = [field.attname for field in fields]
 
-    def row(obj: models.Model) -> list:
+    def row(obj: models.Model) -> list[Any]:
         values = []
         for attname in attnames:
             value = getattr(obj, attname)
@@ -132,7 +146,7 @@ class HotStatement:
         self.sql = sql
         names: list[str] = []
 
-        def number(match: re.Match) -> str:
+        def number(match: re.Match[str]) -> str:
             if match[1] not in names:
                 names.append(match[1])
             return f"${names.index(match[1]) + 1}"
@@ -147,7 +161,7 @@ class HotStatement:
         self._name = b"jobs_" + hashlib.sha256(self._libpq_sql).hexdigest()[:16].encode()
         self._prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
-    def first_row(self, params: Mapping[str, object]) -> tuple | None:
+    def first_row(self, params: Mapping[str, object]) -> tuple[Any, ...] | None:
         """The statement's first row, or None. Through libpq every value is text (or None)."""
         db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: `connection` is a lookup per use
         db.ensure_connection()
@@ -171,7 +185,8 @@ class HotStatement:
         if conn not in self._prepared_on:
             _checked(pgconn, pgconn.prepare(self._name, self._libpq_sql, self._types))
             self._prepared_on.add(conn)
-        result = pgconn.exec_prepared(self._name, values)
+        # psycopg's annotation leaves out None, which libpq sends as NULL (as exec_params says).
+        result = pgconn.exec_prepared(self._name, values)  # type: ignore[arg-type]
         state = result.error_field(pq.DiagnosticField.SQLSTATE)
         if state in _PREPARE_AGAIN:
             # The session's prepared statements were dropped (DEALLOCATE ALL, DISCARD ALL), or
@@ -180,7 +195,7 @@ class HotStatement:
             if state == b"0A000":
                 _checked(pgconn, pgconn.exec_params(b"DEALLOCATE " + self._name, []))
             _checked(pgconn, pgconn.prepare(self._name, self._libpq_sql, self._types))
-            result = pgconn.exec_prepared(self._name, values)
+            result = pgconn.exec_prepared(self._name, values)  # type: ignore[arg-type]
         return _checked(pgconn, result)
 
 

@@ -58,7 +58,9 @@ class InvalidTransition(Conflict):
 
     code = "invalid_transition"
 
-    def __init__(self, *, job_id: str, command: str, status: str, message: str | None = None):
+    def __init__(
+        self, *, job_id: str, command: str, status: str, message: str | None = None
+    ) -> None:
         super().__init__(
             message or f"Cannot {command} job {job_id}: it is {status}.",
             extra={"current_status": status},

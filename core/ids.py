@@ -6,8 +6,11 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any, TypeGuard
 
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ULID_LENGTH = 26
@@ -51,7 +54,7 @@ def ulid_floor(epoch_ms: int) -> str:
 ID_PATTERN = re.compile(r"^(acc|tsk|evt|job)_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
-def is_valid_id(value: object, prefix: str) -> bool:
+def is_valid_id(value: object, prefix: str) -> TypeGuard[str]:
     return (
         isinstance(value, str) and value.startswith(prefix + "_") and bool(ID_PATTERN.match(value))
     )
@@ -66,7 +69,7 @@ class PrefixedId:
     def __call__(self) -> str:
         return new_id(self.prefix)
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, tuple[str], dict[str, Any]]:
         return ("core.ids.PrefixedId", (self.prefix,), {})
 
     def __eq__(self, other: object) -> bool:
@@ -76,7 +79,7 @@ class PrefixedId:
         return hash(self.prefix)
 
 
-class PublicIdField(models.CharField):
+class PublicIdField(models.CharField):  # type: ignore[type-arg]  # not subscriptable at runtime
     """A prefixed public id as the primary key.
 
     On PostgreSQL Django gives every indexed `varchar` column a second `varchar_pattern_ops`
@@ -86,7 +89,7 @@ class PublicIdField(models.CharField):
     it take the same type.
     """
 
-    def __init__(self, prefix: str, **kwargs):
+    def __init__(self, prefix: str, **kwargs: Any) -> None:
         self.prefix = prefix
         kwargs.setdefault("max_length", 32)
         kwargs.setdefault("default", PrefixedId(prefix))
@@ -94,7 +97,7 @@ class PublicIdField(models.CharField):
         kwargs.setdefault("editable", False)
         super().__init__(**kwargs)
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, _, args, kwargs = super().deconstruct()
         kwargs.pop("default", None)
         kwargs.pop("primary_key", None)
@@ -103,7 +106,7 @@ class PublicIdField(models.CharField):
             kwargs.pop("max_length")
         return name, "core.ids.PublicIdField", [self.prefix, *args], kwargs
 
-    def db_type(self, connection):
+    def db_type(self, connection: BaseDatabaseWrapper) -> str | None:
         db_type = super().db_type(connection)
         if connection.vendor == "postgresql" and db_type and db_type.startswith("varchar"):
             return "character varying" + db_type[len("varchar") :]

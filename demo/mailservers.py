@@ -31,6 +31,7 @@ from email.utils import format_datetime
 from typing import Any, TypeVar
 
 from proxyprotocol.reader import ProxyProtocolReader
+from proxyprotocol.sock import SocketInfo
 from pymap.backend.dict import Config, DictBackend, Login
 from pymap.backend.dict.filter import FilterSet
 from pymap.backend.dict.mailbox import MailboxSet
@@ -102,7 +103,9 @@ class MailServer:
         backend = DictBackend(self._login, self._config)
         imap = IMAPServer(backend.login, self._config)
 
-        async def tracked(reader, writer, sock_info):
+        async def tracked(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: SocketInfo
+        ) -> None:
             # Remember each connection so disconnect_all can cut it.
             self._writers.add(writer)
             try:
@@ -169,7 +172,14 @@ class MailServer:
     ) -> list[int]:
         return self._call(self._append(user, folder, messages, flags, when), timeout=600)
 
-    async def _append(self, user, folder, messages, flags, when) -> list[int]:
+    async def _append(
+        self,
+        user: str,
+        folder: str,
+        messages: list[bytes],
+        flags: tuple[str, ...],
+        when: datetime | None,
+    ) -> list[int]:
         mailbox = await self._mailbox_set(user).get_mailbox(folder)
         flag_set = frozenset(Flag(f.encode()) for f in flags)
         uids = []

@@ -3,12 +3,14 @@ outside it), check the body's shape, call the service, render the result."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors as account_selectors
@@ -21,7 +23,7 @@ from core.api.views import json_object, page_response, reject_unknown_params, va
 from core.errors import ValidationFailed
 from jobs import selectors, services
 from jobs.filters import MULTI_VALUED, JobFilter
-from jobs.models import Job
+from jobs.models import Job, Task
 from jobs.serializers import (
     JOB_VALUES,
     AuditEventPageSerializer,
@@ -99,7 +101,7 @@ class JobViewSet(viewsets.ViewSet):
         responses={200: JobSerializer, **error_responses()},
         tags=["jobs"],
     )
-    def retrieve(self, request, job_id: str) -> Response:
+    def retrieve(self, request: Request, job_id: str) -> Response:
         return Response(job_data(selectors.job_get(principal(request), job_id)))
 
     @extend_schema(
@@ -112,7 +114,7 @@ class JobViewSet(viewsets.ViewSet):
         responses={200: JobSerializer, **error_responses(409, body=True)},
         tags=["jobs"],
     )
-    def partial_update(self, request, job_id: str) -> Response:
+    def partial_update(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         job = services.job_update(
             job_id=job.pk, actor=principal(request).actor, changes=json_object(request)
@@ -127,7 +129,7 @@ class JobViewSet(viewsets.ViewSet):
         responses={204: OpenApiResponse(description="Deleted."), **error_responses(409)},
         tags=["jobs"],
     )
-    def destroy(self, request, job_id: str) -> Response:
+    def destroy(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         services.job_delete(job_id=job.pk, actor=principal(request).actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -143,7 +145,7 @@ class JobViewSet(viewsets.ViewSet):
         tags=["jobs"],
     )
     @idempotent
-    def retry(self, request, job_id: str) -> Response:
+    def retry(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         data = validated(RetryInput, request)
         return self._command(request, job, Command.RETRY, data)
@@ -159,7 +161,7 @@ class JobViewSet(viewsets.ViewSet):
         tags=["jobs"],
     )
     @idempotent
-    def resolve(self, request, job_id: str) -> Response:
+    def resolve(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         data = validated(ResolveInput, request)
         return self._command(request, job, Command.RESOLVE, data)
@@ -176,15 +178,18 @@ class JobViewSet(viewsets.ViewSet):
         tags=["jobs"],
     )
     @idempotent
-    def trigger(self, request, job_id: str) -> Response:
+    def trigger(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get(principal(request), job_id)
         data = validated(TriggerInput, request)
         return self._command(request, job, Command.TRIGGER, data)
 
-    def _command(self, request, job: Job, command: Command, data: dict[str, Any]) -> Response:
+    def _command(
+        self, request: Request, job: Job, command: Command, data: dict[str, Any]
+    ) -> Response:
         done = services.job_command(
             command, job_id=job.pk, actor=principal(request).actor, inputs=data
         )
+        assert done is not None  # None only for delete, which has its own endpoint
         return Response(job_data(done))
 
 
@@ -204,7 +209,7 @@ class AccountJobsViewSet(viewsets.ViewSet):
         "search_delete": "jobs.delete_job",
     }
 
-    def _page(self, request, account_id: str, data) -> Response:
+    def _page(self, request: Request, account_id: str, data: Mapping[str, Any]) -> Response:
         caller = principal(request)
         # The hot path: scope is checked without a query where the key tells it.
         account_id = account_selectors.account_id_in_scope(caller, account_id)
@@ -226,7 +231,7 @@ class AccountJobsViewSet(viewsets.ViewSet):
         responses={200: JobPageSerializer, **error_responses()},
         tags=["jobs"],
     )
-    def list(self, request, account_id: str) -> Response:
+    def list(self, request: Request, account_id: str) -> Response:
         return self._page(request, account_id, request.query_params)
 
     @extend_schema(
@@ -239,7 +244,7 @@ class AccountJobsViewSet(viewsets.ViewSet):
         responses={200: JobPageSerializer, **error_responses(body=True)},
         tags=["jobs"],
     )
-    def search(self, request, account_id: str) -> Response:
+    def search(self, request: Request, account_id: str) -> Response:
         return self._page(request, account_id, json_object(request))
 
     @extend_schema(
@@ -254,7 +259,7 @@ class AccountJobsViewSet(viewsets.ViewSet):
         tags=["jobs"],
     )
     @idempotent
-    def search_delete(self, request, account_id: str) -> Response:
+    def search_delete(self, request: Request, account_id: str) -> Response:
         account = account_selectors.account_get(principal(request), account_id)
         filters = dict(json_object(request))
         dry_run = filters.pop("dry_run", False)
@@ -269,7 +274,7 @@ class AccountJobsViewSet(viewsets.ViewSet):
 # --- tasks ---------------------------------------------------------------------------------------
 
 
-def _task_data(tasks: list, many: bool = False):
+def _task_data(tasks: list[Task], many: bool = False) -> dict[str, Any]:
     context = {"job_counts": selectors.task_job_counts(task.pk for task in tasks)}
     if many:
         return context
@@ -292,7 +297,7 @@ class TaskViewSet(viewsets.ViewSet):
         responses={200: TaskPageSerializer, **error_responses()},
         tags=["tasks"],
     )
-    def list(self, request, account_id: str) -> Response:
+    def list(self, request: Request, account_id: str) -> Response:
         account = account_selectors.account_get(principal(request), account_id)
         reject_unknown_params(request)
         limit, cursor = page_params(request.query_params)
@@ -314,7 +319,7 @@ class TaskViewSet(viewsets.ViewSet):
         tags=["tasks"],
     )
     @idempotent
-    def create(self, request, account_id: str) -> Response:
+    def create(self, request: Request, account_id: str) -> Response:
         account = account_selectors.account_get(principal(request), account_id)
         data = validated(TaskInput, request)
         task = services.task_create(
@@ -332,7 +337,7 @@ class TaskViewSet(viewsets.ViewSet):
         responses={200: TaskSerializer, **error_responses()},
         tags=["tasks"],
     )
-    def retrieve(self, request, task_id: str) -> Response:
+    def retrieve(self, request: Request, task_id: str) -> Response:
         return Response(_task_data([selectors.task_get(principal(request), task_id)]))
 
 
@@ -363,7 +368,7 @@ class ProviderEventViewSet(viewsets.ViewSet):
         tags=["provider events"],
     )
     @idempotent
-    def create(self, request, account_id: str) -> Response:
+    def create(self, request: Request, account_id: str) -> Response:
         account = account_selectors.account_get(principal(request), account_id)
         data = validated(ProviderEventInput, request)
         event, created = services.provider_event_ingest(
@@ -386,7 +391,7 @@ class ProviderEventViewSet(viewsets.ViewSet):
         responses={200: ProviderEventPageSerializer, **error_responses()},
         tags=["provider events"],
     )
-    def list(self, request, account_id: str) -> Response:
+    def list(self, request: Request, account_id: str) -> Response:
         account = account_selectors.account_get(principal(request), account_id)
         reject_unknown_params(request)
         limit, cursor = page_params(request.query_params)
@@ -405,7 +410,7 @@ class ProviderEventViewSet(viewsets.ViewSet):
         responses={200: ProviderEventSerializer, **error_responses()},
         tags=["provider events"],
     )
-    def retrieve(self, request, event_id: str) -> Response:
+    def retrieve(self, request: Request, event_id: str) -> Response:
         event = selectors.provider_event_get(principal(request), event_id)
         return Response(ProviderEventSerializer(event).data)
 
@@ -436,7 +441,7 @@ class AuditEventViewSet(viewsets.ViewSet):
         responses={200: AuditEventPageSerializer, **error_responses()},
         tags=["audit"],
     )
-    def list(self, request) -> Response:
+    def list(self, request: Request) -> Response:
         queryset = selectors.audit_events_search(principal(request), request.query_params)
         limit, cursor = page_params(request.query_params)
         page = paginate(queryset, limit=limit, cursor=cursor, parse_id=int_id)

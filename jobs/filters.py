@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
-from django.http import QueryDict
+from django.http import HttpRequest, QueryDict
+from django_filters.filterset import FilterSetOptions
 
 from core.errors import ValidationFailed
 from core.ids import is_valid_id
@@ -25,7 +27,7 @@ class MultiValueField(forms.Field):
 
     widget = forms.MultipleHiddenInput
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> list[str]:
         if value in (None, "", []):
             return []
         values = [value] if isinstance(value, str) else list(value)
@@ -43,7 +45,7 @@ class MultiValueField(forms.Field):
 class MultiValueFilter(django_filters.Filter):
     field_class = MultiValueField
 
-    def filter(self, qs, value):
+    def filter(self, qs: QuerySet[Any], value: list[str]) -> QuerySet[Any]:
         if not value:
             return qs
         return qs.filter(**{f"{self.field_name}__in": value})
@@ -57,7 +59,7 @@ class StatusFilter(django_filters.MultipleChoiceFilter):
     # "null" choice, unused here) normalizes the choices again for each value it checks.
     field_class = forms.MultipleChoiceField
 
-    def filter(self, qs, value):
+    def filter(self, qs: QuerySet[Any], value: list[str]) -> QuerySet[Any]:
         if not value:
             return qs
         return qs.filter(**{f"{self.field_name}__in": value})
@@ -68,7 +70,7 @@ class LabelFilter(django_filters.Filter):
 
     field_class = MultiValueField
 
-    def filter(self, qs, value):
+    def filter(self, qs: QuerySet[Any], value: list[str] | None) -> QuerySet[Any]:
         for pair in value or []:
             key, _, label_value = pair.partition(":")
             qs = qs.filter(**{f"labels__{key}": label_value})
@@ -85,13 +87,14 @@ def _validate_labels(values: list[str]) -> None:
 
 
 class JobFilterForm(forms.Form):
-    def clean(self):
+    def clean(self) -> dict[str, Any] | None:
         data = super().clean()
+        assert data is not None  # Form.clean returns cleaned_data
         _check_ranges(self, data)
         return data
 
 
-def _filter_text(qs, name, value):
+def _filter_text(qs: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
     # Text in the error detail, or an exact id (operators paste ids into search boxes).
     text = value.strip()
     if not text:
@@ -125,7 +128,19 @@ class JobFilter(django_filters.FilterSet):
         fields: list[str] = []
         form = JobFilterForm
 
-    def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
+    # Set by django-filter's metaclass; its stubs do not declare it.
+    _meta: ClassVar[FilterSetOptions]
+    # Never None here (see __init__).
+    data: QueryDict | dict[str, Any]
+
+    def __init__(
+        self,
+        data: QueryDict | dict[str, Any] | None = None,
+        queryset: QuerySet[Job] | None = None,
+        *,
+        request: HttpRequest | None = None,
+        prefix: str | None = None,
+    ) -> None:
         # django-filter deep-copies every filter for each FilterSet, and so builds new form
         # fields and a new form class each time, because a filter may keep per-request state (a
         # queryset built from the request, a method looked up on its FilterSet). These filters
@@ -140,10 +155,11 @@ class JobFilter(django_filters.FilterSet):
 
     @classmethod
     @functools.cache
-    def _shared_filters(cls) -> dict[str, django_filters.Filter]:
+    def _shared_filters(cls) -> OrderedDict[str, django_filters.Filter]:
         filters = copy.deepcopy(cls.base_filters)
         for filter_ in filters.values():
-            filter_.model = cls._meta.model  # their labels are read from the model
+            # Not in the stubs: django-filter binds each filter to the model the same way.
+            filter_.model = cls._meta.model  # type: ignore[attr-defined]  # labels come from it
         return filters
 
     @classmethod
@@ -152,7 +168,7 @@ class JobFilter(django_filters.FilterSet):
         fields = {name: f.field for name, f in cls._shared_filters().items() if name in names}
         return type(f"{cls.__name__}Form", (cls._meta.form,), fields)
 
-    def get_form_class(self):
+    def get_form_class(self) -> type[forms.Form]:
         # A form of the filters given only: an absent one cleans to an empty value and filters
         # nothing, and a form copies and cleans each of its fields on every request.
         return self._form_class_for(frozenset(self.data).intersection(self.filters))
@@ -170,7 +186,7 @@ _RANGES = [
 ]
 
 
-def _check_ranges(form, data: dict) -> None:
+def _check_ranges(form: forms.Form, data: dict[str, Any]) -> None:
     for low, high in _RANGES:
         if data.get(low) and data.get(high) and data[low] >= data[high]:
             form.add_error(high, f"must be later than {low}.")
@@ -181,8 +197,8 @@ def _check_ranges(form, data: dict) -> None:
                 form.add_error(name, "must be a whole number.")
             elif value < 0:
                 form.add_error(name, "must be 0 or more.")
-    low, high = data.get("attempt_count_min"), data.get("attempt_count_max")
-    if low is not None and high is not None and low > high:
+    least, most = data.get("attempt_count_min"), data.get("attempt_count_max")
+    if least is not None and most is not None and least > most:
         form.add_error("attempt_count_max", "must be at least attempt_count_min.")
     if data.get("label"):
         try:

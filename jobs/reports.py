@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -68,7 +68,7 @@ def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[Tr
         for row in rows
     ]
     latest = {group.last_seen for group in groups if group.last_seen}
-    samples = {}
+    samples: dict[tuple[str, str, datetime | None], tuple[str, str]] = {}
     for job_id, action, code, error_at, detail in (
         jobs.filter(last_error_at__in=latest)
         .order_by("-id")
@@ -82,7 +82,7 @@ def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[Tr
     return groups
 
 
-def counts_by_status(jobs=None) -> dict[str, int]:
+def counts_by_status(jobs: QuerySet[Job] | None = None) -> dict[str, int]:
     """{status: count} for every status (zero included), in the state table's order."""
     jobs = Job.objects.all() if jobs is None else jobs
     counts = dict(jobs.order_by().values_list("status").annotate(n=Count("*")))

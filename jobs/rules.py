@@ -26,7 +26,7 @@ MAX_LABEL_VALUE = 200
 MAX_NOTE = 2000
 
 
-def clean_note(note: Any, *, required: bool) -> str:
+def clean_note(note: object, *, required: bool) -> str:
     """An operator's note (why): a string, stripped, required for some commands."""
     if note is None:
         note = ""

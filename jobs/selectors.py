@@ -112,7 +112,9 @@ def audit_events_visible(principal: Principal) -> QuerySet[AuditEvent]:
     return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
 
 
-def audit_events_search(principal: Principal, data: Mapping[str, Any]) -> QuerySet[AuditEvent]:
+def audit_events_search(
+    principal: Principal, data: QueryDict | dict[str, Any]
+) -> QuerySet[AuditEvent]:
     """The audit events the caller may see, filtered by job, account, task, actor, command
     (comma-separated) and time. Unknown fields and bad values are a 400 naming them."""
     unknown = sorted(set(data) - AUDIT_FILTER_FIELDS - JOB_PAGE_PARAMS)
@@ -134,7 +136,7 @@ def audit_events_search(principal: Principal, data: Mapping[str, Any]) -> QueryS
     return filterset.qs
 
 
-def job_timeline(job: Job, *, limit: int = 200):
+def job_timeline(job: Job, *, limit: int = 200) -> QuerySet[AuditEvent]:
     """The audit events of one job, newest first, with the creation of its task (a task's jobs
     are recorded by the task's `create_task` event, not one event each)."""
     condition = Q(job_id=job.pk)

@@ -3,7 +3,7 @@ services check the rules. Output serializers render what PRODUCT.md shows."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -86,7 +86,10 @@ class JobFilterInput(serializers.Serializer):
     status = StatusOrList(required=False)
     action = StringOrList(required=False)
     last_error_code = StringOrList(required=False)
-    label = StringOrList(required=False, help_text="key:value pairs; every pair must match.")
+    # The metaclass takes declared fields off the class: this does not hide Field.label.
+    label = StringOrList(  # type: ignore[assignment]
+        required=False, help_text="key:value pairs; every pair must match."
+    )
     task_id = StrictCharField(required=False)
     provider_event_id = StrictCharField(required=False)
     created_after = serializers.DateTimeField(required=False)
@@ -190,7 +193,7 @@ _BLANK_AS_NULL = ("last_error_code", "last_error_detail")
 _ALLOWED = {status: [c.value for c in allowed_commands(status)] for status in JobStatus.values}
 
 
-def _datetime(value):
+def _datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is not UTC:  # the database's rows are in UTC already: skip the conversion
@@ -299,7 +302,8 @@ class ProviderEventPageSerializer(PageSerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    data = serializers.DictField()
+    # A declared field, taken off the class by the metaclass: Serializer.data stays.
+    data = serializers.DictField()  # type: ignore[assignment]
     account_id = BlankAsNullCharField(allow_null=True)
     job_id = BlankAsNullCharField(allow_null=True)
     task_id = BlankAsNullCharField(allow_null=True)

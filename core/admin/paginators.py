@@ -6,11 +6,13 @@ an exact count up to a cap for a filtered view."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
-from django.contrib.admin.options import IncorrectLookupParameters, ShowFacets
+from django.contrib.admin.options import IncorrectLookupParameters, ModelAdmin, ShowFacets
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.functional import cached_property
 
 from core import db
@@ -32,12 +34,12 @@ class CountHint:
         return f"{self.value:,}" if self.exact else f"about {self.value:,}"
 
 
-def table_estimate(queryset: QuerySet) -> int | None:
+def table_estimate(queryset: QuerySet[Any]) -> int | None:
     """PostgreSQL's row estimate for the queryset's table (kept by ANALYZE and autovacuum)."""
     return db.table_estimate(queryset.model, queryset.db)
 
 
-def count_hint(queryset: QuerySet, *, filtered: bool, cap: int = COUNT_CAP) -> CountHint:
+def count_hint(queryset: QuerySet[Any], *, filtered: bool, cap: int = COUNT_CAP) -> CountHint:
     """A cheap count for display: the table estimate when unfiltered and large, else an exact
     count that stops at `cap`."""
     if not filtered:
@@ -50,17 +52,21 @@ def count_hint(queryset: QuerySet, *, filtered: bool, cap: int = COUNT_CAP) -> C
     return CountHint(counted, exact=True)
 
 
-class NoCountPaginator(Paginator):
+class NoCountPaginator(Paginator):  # type: ignore[type-arg]  # not subscriptable at runtime
     """A paginator whose `count` is the cheap hint, never a full COUNT(*)."""
 
-    def __init__(self, *args, filtered: bool = True, cap: int = COUNT_CAP, **kwargs):
+    def __init__(
+        self, *args: Any, filtered: bool = True, cap: int = COUNT_CAP, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.filtered = filtered
         self.cap = cap
 
     @cached_property
     def hint(self) -> CountHint:
-        return count_hint(self.object_list, filtered=self.filtered, cap=self.cap)
+        # The admin pages querysets only.
+        queryset = cast("QuerySet[Any]", self.object_list)
+        return count_hint(queryset, filtered=self.filtered, cap=self.cap)
 
     @cached_property
     def count(self) -> int:
@@ -70,7 +76,9 @@ class NoCountPaginator(Paginator):
 class NoCountChangeList(ChangeList):
     """A changelist that pages with LIMIT per_page + 1 instead of counting."""
 
-    def get_results(self, request):
+    model_admin: _NoCountModelAdmin
+
+    def get_results(self, request: HttpRequest) -> None:
         filtered = bool(self.has_active_filters or self.query)
         paginator = self.model_admin.get_paginator(
             request, self.queryset, self.list_per_page, filtered=filtered
@@ -113,12 +121,18 @@ class NoCountAdminMixin:
     # A filtered view is counted exactly up to this many rows, then shown as "1,000+".
     count_cap = COUNT_CAP
 
-    def get_changelist(self, request, **kwargs):
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return NoCountChangeList
 
     def get_paginator(
-        self, request, queryset, per_page, orphans=0, allow_empty_first_page=True, filtered=True
-    ):
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Any],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+        filtered: bool = True,
+    ) -> NoCountPaginator:
         return NoCountPaginator(
             queryset,
             per_page,
@@ -127,3 +141,9 @@ class NoCountAdminMixin:
             filtered=filtered,
             cap=self.count_cap,
         )
+
+
+if TYPE_CHECKING:
+
+    class _NoCountModelAdmin(NoCountAdminMixin, ModelAdmin[Any]):
+        """The admins a NoCountChangeList serves."""

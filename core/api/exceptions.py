@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -34,7 +34,9 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
-def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict:
+def error_body(
+    code: str, message: str, fields: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
         error["fields"] = fields
@@ -69,11 +71,13 @@ def _summary(fields: dict[str, list[str]]) -> str:
     )
 
 
-def _validation_response(fields: dict[str, list[str]], headers=None) -> Response:
+def _validation_response(
+    fields: dict[str, list[str]], headers: dict[str, str] | None = None
+) -> Response:
     return Response(error_body("invalid", _summary(fields), fields), status=400, headers=headers)
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every handled exception becomes the one error shape."""
     if isinstance(exc, DomainError):
         set_rollback()
@@ -82,7 +86,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         set_rollback()
         if hasattr(exc, "error_dict"):
             fields = {
-                name: [str(m) for m in errors.messages] for name, errors in exc.error_dict.items()
+                name: [str(m) for m in messages] for name, messages in exc.message_dict.items()
             }
         else:
             fields = {"non_field_errors": [str(m) for m in exc.messages]}
@@ -95,11 +99,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return None  # a bug: let Django log it and answer 500 (api_server_error)
 
     set_rollback()
-    headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    headers: dict[str, str] = {}
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    if wait := getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(wait))
     if isinstance(exc, exceptions.ValidationError):
         return _validation_response(_flatten(exc.detail), headers)
     code = next(
@@ -115,12 +119,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     return Response(error_body(code, message), status=exc.status_code, headers=headers)
 
 
-def api_not_found(request, *args, **kwargs) -> JsonResponse:
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Unknown paths under /api/: a JSON 404, never Django's HTML page."""
     return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)
 
 
-def api_server_error(request, *args, **kwargs):
+def api_server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """handler500: the one error shape under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse(

@@ -14,13 +14,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
+from rest_framework.views import APIView
 
 from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
@@ -29,13 +33,16 @@ from core.models import IdempotencyRecord
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
+_View = TypeVar("_View", bound=APIView)
+_P = ParamSpec("_P")
+
 
 class IdempotencyKeyReused(DomainError):
     status_code = 422
     code = "idempotency_key_reused"
 
 
-def _body_hash(method: str, path: str, data) -> str:
+def _body_hash(method: str, path: str, data: Any) -> str:
     canonical = json.dumps(
         {"method": method, "path": path, "body": data}, sort_keys=True, cls=JSONEncoder
     )
@@ -48,10 +55,11 @@ def _clean_key(key: str) -> str:
     return key
 
 
-def _caller(request) -> Actor:
+def _caller(request: Request) -> Actor:
     # The API's permission class has admitted the request: it carries an API key (request.auth)
     # or a staff user's session. Records are kept per caller, as the audit trail names it.
-    return Actor.api_key(request.auth) if request.auth is not None else Actor.user(request.user)
+    auth: Any = request.auth  # an accounts ApiKey (core imports no other app)
+    return Actor.api_key(auth) if auth is not None else Actor.user(request.user)
 
 
 def _replay(record: IdempotencyRecord, body_hash: str) -> Response:
@@ -68,15 +76,18 @@ def _replay(record: IdempotencyRecord, body_hash: str) -> Response:
     )
 
 
-def idempotent(view_method):
+def idempotent(
+    view_method: Callable[Concatenate[_View, Request, _P], Response],
+) -> Callable[Concatenate[_View, Request, _P], Response]:
     """Decorate a POST view method (or viewset action) to honour the Idempotency-Key header."""
 
     @functools.wraps(view_method)
-    def wrapper(self, request, *args, **kwargs):
+    def wrapper(self: _View, request: Request, /, *args: _P.args, **kwargs: _P.kwargs) -> Response:
         raw_key = request.headers.get(HEADER)
         if raw_key is None:
             return view_method(self, request, *args, **kwargs)
         key = _clean_key(raw_key)
+        assert request.method is not None  # set on every request Django has parsed
         caller = _caller(request)
         body_hash = _body_hash(request.method, request.path, request.data)
         cutoff = timezone.now() - timedelta(hours=settings.JOBS_IDEMPOTENCY_TTL_HOURS)

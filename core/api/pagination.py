@@ -70,7 +70,7 @@ def _pk(item: Any) -> Any:
 
 
 def paginate(
-    queryset: QuerySet,
+    queryset: QuerySet[Any],
     *,
     limit: int,
     cursor: str | None,

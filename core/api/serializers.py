@@ -3,14 +3,16 @@ strings), pages of results, and the one error shape with its OpenAPI responses."
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer[Any]):
     """Rejects fields it does not know instead of silently dropping them."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
@@ -21,29 +23,30 @@ class StrictSerializer(serializers.Serializer):
 class StrictCharField(serializers.CharField):
     """A string, not a number DRF would turn into one."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
 
 
 class BlankAsNullCharField(serializers.CharField):
-    def to_representation(self, value):
+    def to_representation(self, value: Any) -> Any:
         return value or None
 
 
 @extend_schema_serializer(many=False)  # a page is one object even for list actions
-class PageSerializer(serializers.Serializer):
+class PageSerializer(serializers.Serializer[Any]):
     next = serializers.URLField(allow_null=True, help_text="The next (older) page.")
     previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page.")
     next_cursor = serializers.CharField(allow_null=True)
     previous_cursor = serializers.CharField(allow_null=True)
 
 
-class ErrorDetailSerializer(serializers.Serializer):
+class ErrorDetailSerializer(serializers.Serializer[Any]):
     code = serializers.CharField(help_text="Stable, machine-readable.")
     message = serializers.CharField()
-    fields = serializers.DictField(
+    # The metaclass takes declared fields off the class, so this does not hide Serializer.fields.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="Messages per field (bad input).",
@@ -54,7 +57,7 @@ class ErrorDetailSerializer(serializers.Serializer):
     )
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[Any]):
     error = ErrorDetailSerializer()
 
 
@@ -73,7 +76,7 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def error_responses(*statuses: int, body: bool = False) -> dict:
+def error_responses(*statuses: int, body: bool = False) -> dict[int, Any]:
     """OpenAPI responses for the errors an operation can answer, all in the one error shape.
     Every operation can answer 400, 401, 403, 404, 405, 406 and 429; one with a body, 415."""
     from drf_spectacular.utils import OpenApiResponse

@@ -3,9 +3,11 @@ query parameters, and answer a page of results."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.http import QueryDict
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -25,10 +27,13 @@ def json_object(request: Request) -> dict[str, Any]:
     return data
 
 
-def validated(serializer_class, request: Request) -> dict[str, Any]:
+def validated(
+    serializer_class: type[serializers.Serializer[Any]], request: Request
+) -> dict[str, Any]:
     serializer = serializer_class(data=json_object(request))
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    data: dict[str, Any] = serializer.validated_data
+    return data
 
 
 def reject_unknown_params(request: Request, allowed: frozenset[str] = frozenset()) -> None:
@@ -43,11 +48,11 @@ def reject_unknown_params(request: Request, allowed: frozenset[str] = frozenset(
 def page_response(
     request: Request,
     page: Page,
-    render,
+    render: type[serializers.BaseSerializer[Any]] | Callable[[Any], Any],
     *,
     base_url: str | None = None,
     query: QueryDict | None = None,
-    context: dict | None = None,
+    context: dict[str, Any] | None = None,
 ) -> Response:
     """{"results", "next", "previous"} with the links as URLs of the GET list (and the bare
     cursors, for a client that re-posts a search body). `render` is a serializer class or a

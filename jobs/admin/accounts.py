@@ -3,11 +3,13 @@ connection settings whose IMAP password is write-only. Changes go through accoun
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
@@ -59,18 +61,18 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
         "updated_at",
     ]
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         # An account's jobs, tasks and messages would go with it; not a console operation.
         return False
 
-    def get_actions(self, request):
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
 
     @admin.display(description="state")
-    def state_column(self, account):
-        if account.is_paused:
+    def state_column(self, account: Account) -> str:
+        if account.paused_at is not None:  # is_paused, spelled out: the date is then known
             return format_html(
                 '<span class="job-status job-status-paused">paused</span> <span class="quiet">'
                 "since {}</span>",
@@ -79,7 +81,7 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
         return mark_safe('<span class="job-status job-status-active">active</span>')
 
     @admin.display(description="queue")
-    def queue_column(self, account):
+    def queue_column(self, account: Account) -> str:
         return format_html(
             '<a href="{}">all jobs</a> · <a href="{}">failed or stalled</a>',
             urls.queue_url(account=account.pk),
@@ -87,10 +89,12 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="stored password")
-    def password_state(self, account):
+    def password_state(self, account: Account) -> str:
         return "set (encrypted)" if account.imap_password_encrypted else "not set"
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Account, form: AccountForm, change: bool
+    ) -> None:
         actor = Actor.user(request.user)
         imap = form.imap_changes(adding=not change)
         if change:
@@ -110,14 +114,28 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
             obj.pk = created.pk
         obj.refresh_from_db()
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except DomainError as exc:
             self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
             return HttpResponseRedirect(request.path)
 
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Account | None = None,
+    ) -> HttpResponse:
         if obj is not None and obj.pk and not add:
             summary = reports.account_summary(obj.pk)
             context.update(
@@ -152,7 +170,7 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path(
                 "<path:object_id>/pause/",
@@ -167,7 +185,7 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def _pause_or_resume(self, request, object_id: str, command: str):
+    def _pause_or_resume(self, request: HttpRequest, object_id: str, command: str) -> HttpResponse:
         account = get_object_or_404(Account, pk=object_id)
         if not self.has_change_permission(request, account):
             raise PermissionDenied
@@ -185,8 +203,8 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
             self.message_user(request, f"Account {account.name} {done}.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:accounts_account_change", args=[account.pk]))
 
-    def pause_view(self, request, object_id):
+    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return require_POST(lambda r: self._pause_or_resume(r, object_id, "pause"))(request)
 
-    def resume_view(self, request, object_id):
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return require_POST(lambda r: self._pause_or_resume(r, object_id, "resume"))(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.translation import ngettext
@@ -64,7 +65,7 @@ def skip_reason(error: DomainError) -> str:
     return error.message
 
 
-def command_runner(command: str, actor: Actor, data: dict) -> Callable[[str], object]:
+def command_runner(command: str, actor: Actor, data: dict[str, Any]) -> Callable[[str], Job | None]:
     """The service call for one job (jobs.services.job_command), with the form's inputs bound."""
     command = Command(command)
     return lambda job_id: services.job_command(command, job_id=job_id, actor=actor, inputs=data)
@@ -83,7 +84,12 @@ def run_each(command: str, job_ids: Iterable[str], run: Callable[[str], object])
 
 
 def run_bulk(
-    command: str, queryset: QuerySet[Job], *, actor: Actor, data: dict, limit: int | None = None
+    command: str,
+    queryset: QuerySet[Job],
+    *,
+    actor: Actor,
+    data: dict[str, Any],
+    limit: int | None = None,
 ) -> BulkOutcome:
     """Run `command` on each job of `queryset` (up to `limit`, BULK_LIMIT by default), oldest
     first."""

@@ -6,15 +6,17 @@ is older than JOBS_STALL_GRACE_SECONDS: stalled now, not yet swept)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import QuerySet
-from django.http import QueryDict
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
 from accounts.models import Account
@@ -24,6 +26,10 @@ from jobs.execution.actions.registry import action_names
 from jobs.filters import FILTER_FIELDS, filter_jobs, normalize_filter_params
 from jobs.models import Job
 from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+    from django.contrib.admin.views.main import ChangeList
 
 ACCOUNT_PARAM = "account"
 STALLED_PARAM = "stalled"
@@ -146,18 +152,26 @@ class QueueListFilter(admin.ListFilter):
     """A sidebar filter over some queue parameters, filtering through the FilterSet."""
 
     parameters: tuple[str, ...] = ()
+    # Each of our parameters holds its list of values (ListFilter's may hold anything).
+    used_parameters: dict[str, list[str]]  # type: ignore[assignment]
 
-    def __init__(self, request, params, model, model_admin):
+    def __init__(
+        self,
+        request: HttpRequest,
+        params: dict[str, list[str]],
+        model: type[Model],
+        model_admin: ModelAdmin[Any],
+    ) -> None:
         super().__init__(request, params, model, model_admin)
         # Popping the parameters tells the changelist they are ours, not field lookups.
         for name in self.parameters:
             if name in params:
                 self.used_parameters[name] = [v for v in params.pop(name) if v != ""]
 
-    def expected_parameters(self):
+    def expected_parameters(self) -> list[str | None]:
         return list(self.parameters)
 
-    def has_output(self):
+    def has_output(self) -> bool:
         return True
 
     def value(self, name: str) -> list[str]:
@@ -168,7 +182,7 @@ class QueueListFilter(admin.ListFilter):
             if part.strip()
         ]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         data = {name: values for name, values in self.used_parameters.items() if values}
         if not data:
             return queryset
@@ -177,7 +191,9 @@ class QueueListFilter(admin.ListFilter):
         except ValidationFailed as exc:
             raise IncorrectLookupParameters(exc.message) from exc
 
-    def _choice(self, changelist, label: str, values: dict[str, str], selected: bool):
+    def _choice(
+        self, changelist: ChangeList, label: str, values: dict[str, str], selected: bool
+    ) -> dict[str, Any]:
         remove = [name for name in self.parameters if name not in values]
         return {
             "selected": selected,
@@ -185,7 +201,7 @@ class QueueListFilter(admin.ListFilter):
             "display": label,
         }
 
-    def _all(self, changelist):
+    def _all(self, changelist: ChangeList) -> dict[str, Any]:
         return {
             "selected": not any(self.used_parameters.values()),
             "query_string": changelist.get_query_string(remove=list(self.parameters)),
@@ -197,19 +213,25 @@ class StatusFilter(QueueListFilter):
     title = "status"
     parameters = ("status", STALLED_PARAM)
 
-    def __init__(self, request, params, model, model_admin):
+    def __init__(
+        self,
+        request: HttpRequest,
+        params: dict[str, list[str]],
+        model: type[Model],
+        model_admin: ModelAdmin[Any],
+    ) -> None:
         super().__init__(request, params, model, model_admin)
         self.stalled_now = self.used_parameters.pop(STALLED_PARAM, None) == ["1"]
 
-    def has_output(self):
+    def has_output(self) -> bool:
         return True
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         if self.stalled_now:
             queryset = queryset.filter(stale_heartbeat())
         return super().queryset(request, queryset)
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         current = set(self.value("status"))
         stalled_now = self.stalled_now
         yield {**self._all(changelist), "selected": not current and not stalled_now}
@@ -236,7 +258,7 @@ class ActionFilter(QueueListFilter):
     title = "action"
     parameters = ("action",)
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         current = set(self.value("action"))
         yield self._all(changelist)
         for name in sorted(set(action_names()) | current):
@@ -247,7 +269,7 @@ class ErrorCodeFilter(QueueListFilter):
     title = "error code"
     parameters = ("last_error_code",)
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         from jobs.reports import failing_error_codes  # reports imports this module
 
         current = set(self.value("last_error_code"))
@@ -262,10 +284,10 @@ class AccountFilter(QueueListFilter):
     title = "account"
     parameters = (ACCOUNT_PARAM,)
 
-    def has_output(self):
+    def has_output(self) -> bool:
         return bool(self.value(ACCOUNT_PARAM))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         values = self.value(ACCOUNT_PARAM)
         if not values:
             return queryset
@@ -273,7 +295,7 @@ class AccountFilter(QueueListFilter):
             raise IncorrectLookupParameters("account: give one account id.")
         return queryset.filter(account_id=values[0])
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         account_id = self.value(ACCOUNT_PARAM)[0]
         account = Account.objects.filter(pk=account_id).only("name").first()
         yield self._all(changelist)
@@ -289,10 +311,10 @@ class TaskFilter(QueueListFilter):
     title = "task"
     parameters = ("task_id",)
 
-    def has_output(self):
+    def has_output(self) -> bool:
         return bool(self.value("task_id"))
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         yield self._all(changelist)
         task_id = self.value("task_id")[0]
         yield self._choice(changelist, task_id, {"task_id": task_id}, True)
@@ -307,11 +329,17 @@ class _TimeRangeFilter(QueueListFilter):
         ("Last 7 days", timedelta(days=7)),
     )
 
-    def __init__(self, request, params, model, model_admin):
+    def __init__(
+        self,
+        request: HttpRequest,
+        params: dict[str, list[str]],
+        model: type[Model],
+        model_admin: ModelAdmin[Any],
+    ) -> None:
         self.parameters = (self.after, self.before)
         super().__init__(request, params, model, model_admin)
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         # Rounded to the minute so the links of one page view are stable to compare.
         now = timezone.now().replace(second=0, microsecond=0)
         after, before = self.value(self.after), self.value(self.before)
@@ -365,10 +393,10 @@ class MoreFilter(QueueListFilter):
         )
     )
 
-    def has_output(self):
+    def has_output(self) -> bool:
         return any(self.used_parameters.values())
 
-    def choices(self, changelist):
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
         yield self._all(changelist)
         for name, values in self.used_parameters.items():
             if values:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django import forms
 
@@ -58,13 +59,13 @@ COMMAND_FORMS: dict[str, type[forms.Form]] = {
 class PrettyJSONField(forms.JSONField):
     """A JSON editor that shows the value indented, in a monospace box."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault(
             "widget", forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "json-editor"})
         )
         super().__init__(**kwargs)
 
-    def prepare_value(self, value):
+    def prepare_value(self, value: Any) -> Any:
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
@@ -80,7 +81,7 @@ class JobChangeForm(forms.ModelForm):
         model = Job
         fields = list(MUTABLE_FIELDS)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "run_at" in self.fields:
             # Compare with the stored value, not a hidden copy (run_at's default is callable).
@@ -89,10 +90,10 @@ class JobChangeForm(forms.ModelForm):
         if self.initial.get("run_at"):
             self.initial["run_at"] = self.initial["run_at"].replace(microsecond=0)
 
-    def clean_payload(self):
+    def clean_payload(self) -> Any:
         return self.cleaned_data["payload"] or {}
 
-    def clean_labels(self):
+    def clean_labels(self) -> Any:
         return self.cleaned_data["labels"] or {}
 
 
@@ -117,12 +118,12 @@ class AccountForm(forms.ModelForm):
         model = Account
         fields = ["name", "email", "imap_host", "imap_port", "imap_security", "imap_username"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["imap_folders_text"].initial = ", ".join(self.instance.imap_folders or [])
 
-    def imap_changes(self, *, adding: bool) -> dict:
+    def imap_changes(self, *, adding: bool) -> dict[str, Any]:
         """The `imap` dict that accounts.services takes, with only what changed."""
         names = {
             "imap_host": "host",

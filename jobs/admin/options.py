@@ -4,12 +4,16 @@ triage, the dashboard and the audit log. Thin: every change goes through jobs.se
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.urls import path
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
@@ -29,13 +33,16 @@ from jobs.models import Job, JobAttempt
 from jobs.selectors import job_timeline
 from jobs.states import MUTABLE_FIELDS, JobStatus, allowed_commands
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
 
-def status_badge(status: str, label: str | None = None):
+
+def status_badge(status: str, label: str | None = None) -> str:
     """A coloured status pill (styles in admin/jobs/_styles.html)."""
     return format_html('<span class="job-status job-status-{}">{}</span>', status, label or status)
 
 
-def pretty_json(value) -> str:
+def pretty_json(value: Any) -> str:
     if value in (None, {}, []):
         return format_html('<span class="quiet">{}</span>', "empty" if value is not None else "—")
     return format_html(
@@ -44,7 +51,7 @@ def pretty_json(value) -> str:
     )
 
 
-def _ago(moment) -> str:
+def _ago(moment: datetime | None) -> str:
     if moment is None:
         return "—"
     return format_html(
@@ -61,31 +68,31 @@ class JobAttemptInline(admin.TabularInline):
     ordering = ("-number",)
     verbose_name_plural = "attempts (newest first)"
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         return False
 
-    def has_view_permission(self, request, obj=None):
+    def has_view_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         # Whoever may see a job sees its attempts.
         return request.user.has_perm("jobs.view_job") or request.user.has_perm("jobs.change_job")
 
     @admin.display(description="outcome")
-    def outcome_column(self, attempt):
+    def outcome_column(self, attempt: JobAttempt) -> str:
         return status_badge(attempt.outcome, attempt.get_outcome_display())
 
     @admin.display(description="duration")
-    def duration(self, attempt):
+    def duration(self, attempt: JobAttempt) -> str:
         if attempt.duration_ms is None:
             return "—"
         return f"{attempt.duration_ms / 1000:.2f} s"
 
     @admin.display(description="error")
-    def error(self, attempt):
+    def error(self, attempt: JobAttempt) -> str:
         if not attempt.error_code and not attempt.traceback:
             return "—"
         parts = [format_html("<b>{}</b> {}", attempt.error_code, attempt.error_detail)]
@@ -113,7 +120,9 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
         "age_column",
         "updated_column",
     )
-    list_filter = QUEUE_LIST_FILTERS
+    # The stubs' list of every kind of filter spec, which a list of filter classes is not (lists
+    # are invariant).
+    list_filter = QUEUE_LIST_FILTERS  # type: ignore[assignment]
     list_select_related = ("account",)
     list_per_page = 50
     changelist_defer = ("payload", "labels", "result", "resolution", "last_error_detail")
@@ -128,29 +137,29 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
 
     # --- permissions ---------------------------------------------------------------------
 
-    def has_command_permission(self, request, command: str) -> bool:
+    def has_command_permission(self, request: HttpRequest, command: str) -> bool:
         if command == "delete":
             return self.has_delete_permission(request)
         return request.user.has_perm(f"jobs.{command}_job")
 
-    def has_retry_permission(self, request) -> bool:
+    def has_retry_permission(self, request: HttpRequest) -> bool:
         return self.has_command_permission(request, "retry")
 
-    def has_resolve_permission(self, request) -> bool:
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
         return self.has_command_permission(request, "resolve")
 
-    def has_trigger_permission(self, request) -> bool:
+    def has_trigger_permission(self, request: HttpRequest) -> bool:
         return self.has_command_permission(request, "trigger")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         # Jobs come from tasks, provider events and the API, never from a blank form.
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         allowed = super().has_delete_permission(request, obj)
         return allowed and (obj is None or obj.status != JobStatus.RUNNING)
 
-    def get_actions(self, request):
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         # Django's delete_selected loads every object and its relations first.
         actions.pop("delete_selected", None)
@@ -159,7 +168,7 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
     # --- queue view ------------------------------------------------------------------------
 
     @admin.display(description="account")
-    def account_column(self, job):
+    def account_column(self, job: Job) -> str:
         return format_html(
             '<a href="{}" title="Queue of this account">{}</a>',
             urls.queue_url(account=job.account_id),
@@ -167,22 +176,24 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="status")
-    def status_column(self, job):
+    def status_column(self, job: Job) -> str:
         return status_badge(job.status, job.get_status_display())
 
     @admin.display(description="attempts")
-    def attempts_column(self, job):
+    def attempts_column(self, job: Job) -> str:
         return f"{job.attempt_count}/{job.max_attempts}"
 
     @admin.display(description="age")
-    def age_column(self, job):
+    def age_column(self, job: Job) -> str:
         return timesince(job.created_at).split(",")[0]
 
     @admin.display(description="updated")
-    def updated_column(self, job):
+    def updated_column(self, job: Job) -> str:
         return _ago(job.updated_at)
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
         account_id, params = split_search(search_term)
         if account_id:
             queryset = queryset.filter(account_id=account_id)
@@ -193,7 +204,9 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
                 raise IncorrectLookupParameters(exc.message) from exc
         return queryset, False
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         if request.method == "POST" and "action" in request.POST:
             # A forged POST of an action the user may not run is a 403, not a silent no-op.
             names = request.POST.getlist("action")
@@ -224,19 +237,19 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
     # --- bulk commands ---------------------------------------------------------------------
 
     @admin.action(description="Retry the selected jobs…", permissions=["retry"])
-    def retry_jobs(self, request, queryset):
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         return admin_views.bulk_command(self, request, queryset, "retry")
 
     @admin.action(description="Resolve the selected jobs…", permissions=["resolve"])
-    def resolve_jobs(self, request, queryset):
+    def resolve_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         return admin_views.bulk_command(self, request, queryset, "resolve")
 
     @admin.action(description="Trigger the selected jobs now…", permissions=["trigger"])
-    def trigger_jobs(self, request, queryset):
+    def trigger_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         return admin_views.bulk_command(self, request, queryset, "trigger")
 
     @admin.action(description="Delete the selected jobs…", permissions=["delete"])
-    def delete_jobs(self, request, queryset):
+    def delete_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         if request.POST.get("select_across") == "1":
             # Everything a filter matches is deleted by search: set-based, scoped, audited.
             return HttpResponseRedirect(urls.search_delete_url(request.GET.urlencode()))
@@ -244,14 +257,14 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
 
     # --- job page --------------------------------------------------------------------------
 
-    def _editable(self, request, obj) -> bool:
+    def _editable(self, request: HttpRequest, obj: Job | None) -> bool:
         return (
             obj is not None
             and obj.status != JobStatus.RUNNING
             and self.has_change_permission(request, obj)
         )
 
-    def get_fieldsets(self, request, obj=None):
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> _FieldsetSpec:
         editable = self._editable(request, obj)
         return [
             (
@@ -297,7 +310,7 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
             ),
         ]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> list[Any]:
         names = [
             name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
         ]
@@ -306,13 +319,13 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
         return names
 
     @admin.display(description="task")
-    def task_column(self, job):
+    def task_column(self, job: Job) -> str:
         if not job.task_id:
             return "—"
         return format_html('<a href="{}">{}</a>', urls.queue_url(task_id=job.task_id), job.task_id)
 
     @admin.display(description="resolution")
-    def resolution_column(self, job):
+    def resolution_column(self, job: Job) -> str:
         if not job.resolution:
             return "—"
         r = job.resolution
@@ -325,24 +338,32 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="last error detail")
-    def last_error_detail_column(self, job):
+    def last_error_detail_column(self, job: Job) -> str:
         if not job.last_error_detail:
             return "—"
         return format_html('<pre class="error-detail">{}</pre>', job.last_error_detail)
 
     @admin.display(description="payload")
-    def payload_json(self, job):
+    def payload_json(self, job: Job) -> str:
         return pretty_json(job.payload)
 
     @admin.display(description="labels")
-    def labels_json(self, job):
+    def labels_json(self, job: Job) -> str:
         return pretty_json(job.labels)
 
     @admin.display(description="result")
-    def result_json(self, job):
+    def result_json(self, job: Job) -> str:
         return pretty_json(job.result)
 
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Job | None = None,
+    ) -> HttpResponse:
         if obj is not None:
             commands = [
                 (command.value, COMMAND_FORMS[command.value](auto_id=f"id_{command.value}_%s"))
@@ -360,28 +381,38 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
         changes = {
             name: form.cleaned_data[name] for name in form.changed_data if name in MUTABLE_FIELDS
         }
         if changes:
             services.job_update(job_id=obj.pk, actor=Actor.user(request.user), changes=changes)
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except DomainError as exc:
             self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
             return HttpResponseRedirect(request.path)
 
-    def get_deleted_objects(self, objs, request):
+    def get_deleted_objects(
+        self, objs: Sequence[Job] | QuerySet[Job], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
         # The job and its attempts go; its audit trail stays. No collector walk needed.
         return [str(obj) for obj in objs], {"jobs": len(objs)}, set(), []
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Job) -> None:
         services.job_delete(job_id=obj.pk, actor=Actor.user(request.user))
 
-    def delete_view(self, request, object_id, extra_context=None):
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         try:
             return super().delete_view(request, object_id, extra_context)
         except DomainError as exc:
@@ -390,9 +421,11 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
 
     # --- extra pages -----------------------------------------------------------------------
 
-    def get_urls(self):
-        def view(function, permission="view"):
-            def checked(request, *args, **kwargs):
+    def get_urls(self) -> list[URLPattern]:
+        def view(
+            function: Callable[..., HttpResponse], permission: str = "view"
+        ) -> Callable[..., HttpResponse]:
+            def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
                 if permission == "view" and not self.has_view_permission(request):
                     raise PermissionDenied
                 return function(self, request, *args, **kwargs)
@@ -422,10 +455,12 @@ class AuditCommandFilter(admin.SimpleListFilter):
     title = "command"
     parameter_name = "command"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return AuditCommand.choices
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[AuditEvent]
+    ) -> QuerySet[AuditEvent]:
         return queryset.filter(command=self.value()) if self.value() else queryset
 
 
@@ -452,16 +487,18 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
     sortable_by = ()
     list_per_page = 100
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str
+    ) -> tuple[QuerySet[AuditEvent], bool]:
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -476,7 +513,7 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
         return queryset.filter(command=term) | queryset.filter(actor=f"user:{term}"), False
 
     @admin.display(description="job")
-    def job_column(self, event):
+    def job_column(self, event: AuditEvent) -> str:
         if not event.job_id:
             return "—"
         return format_html(
@@ -486,7 +523,7 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="transition")
-    def transition(self, event):
+    def transition(self, event: AuditEvent) -> str:
         if not event.from_status and not event.to_status:
             return "—"
         return format_html(
@@ -496,7 +533,7 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="reason")
-    def reason_column(self, event):
+    def reason_column(self, event: AuditEvent) -> str:
         text = event.reason or ""
         if event.data.get("count") is not None:
             text = f"{text} ({event.data['count']} jobs)".strip()

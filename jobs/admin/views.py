@@ -4,6 +4,8 @@ call jobs.services and report; no rule lives here."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -25,6 +27,9 @@ from jobs.admin.forms import COMMAND_FORMS
 from jobs.models import Job
 from jobs.states import ALLOWED_FROM, Command, JobStatus
 
+if TYPE_CHECKING:
+    from jobs.admin.options import JobAdmin
+
 CONFIRM = "confirm"
 
 
@@ -38,7 +43,9 @@ def _status_breakdown(queryset: QuerySet[Job]) -> list[tuple[str, int]]:
     return list(queryset.order_by().values_list("status").annotate(n=Count("*")).order_by("-n"))
 
 
-def bulk_command(model_admin, request: HttpRequest, queryset: QuerySet[Job], command: str):
+def bulk_command(
+    model_admin: JobAdmin, request: HttpRequest, queryset: QuerySet[Job], command: str
+) -> HttpResponse | None:
     """An admin action's two steps: a confirmation page with the count, what will be skipped
     and the filter in words; then, when confirmed, one service call per job and a report."""
     select_across = request.POST.get("select_across") == "1"
@@ -83,7 +90,7 @@ def bulk_command(model_admin, request: HttpRequest, queryset: QuerySet[Job], com
     return TemplateResponse(request, "admin/jobs/job/bulk_confirmation.html", context)
 
 
-def search_delete_view(model_admin, request: HttpRequest) -> HttpResponse:
+def search_delete_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     """Delete by search: what the filtered queue view of one account shows, running jobs kept.
     A confirmation page with the exact count and a dry-run preview comes first."""
     if not model_admin.has_delete_permission(request):
@@ -165,7 +172,9 @@ def _deleted_message(deleted: int, running: int) -> str:
     return text + "."
 
 
-def job_command_view(model_admin, request: HttpRequest, object_id: str, command: str):
+def job_command_view(
+    model_admin: JobAdmin, request: HttpRequest, object_id: str, command: str
+) -> HttpResponse:
     """A command button of the job page (a POST form, never a GET link)."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
@@ -177,7 +186,9 @@ def job_command_view(model_admin, request: HttpRequest, object_id: str, command:
     page = urls.job_url(job.pk)
     form = COMMAND_FORMS[command](request.POST)
     if not form.is_valid():
-        errors = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+        errors = "; ".join(
+            f"{name}: {' '.join(str(e) for e in errs)}" for name, errs in form.errors.items()
+        )
         model_admin.message_user(request, f"Not {PAST_TENSE[command]}: {errors}", messages.ERROR)
         return HttpResponseRedirect(page)
     run = command_runner(command, Actor.user(request.user), form.cleaned_data)
@@ -188,6 +199,7 @@ def job_command_view(model_admin, request: HttpRequest, object_id: str, command:
             request, f"Not {PAST_TENSE[command]}: {exc.message}", messages.ERROR
         )
     else:
+        assert updated is not None  # None only for delete, which is no button
         model_admin.message_user(
             request,
             format_html(
@@ -198,7 +210,7 @@ def job_command_view(model_admin, request: HttpRequest, object_id: str, command:
     return HttpResponseRedirect(page)
 
 
-def triage_view(model_admin, request: HttpRequest) -> HttpResponse:
+def triage_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     """Failed and stalled jobs grouped by (action, error code), each with a way to act on it."""
     account_id = request.GET.get("account", "").strip() or None
     groups = reports.triage_groups(account_id=account_id)
@@ -224,7 +236,7 @@ def triage_view(model_admin, request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/jobs/job/triage.html", context)
 
 
-def dashboard_view(model_admin, request: HttpRequest) -> HttpResponse:
+def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     """Counts by status, the last 24 hours' failures by error code and an hourly chart."""
     board = reports.dashboard()
     context = {

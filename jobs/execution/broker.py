@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from time import sleep
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -48,7 +49,7 @@ class OrderedORM(ORM):
     them expired), then by id. The stock broker takes any waiting row (its read has no ORDER
     BY). The index jobs_ormq_line (migration jobs 0002) makes the read one index probe."""
 
-    def dequeue(self):
+    def dequeue(self) -> list[tuple[Any, Any]] | None:
         # ORM.dequeue (django-q2 1.10, 1.11) with the order added: each row is taken by a
         # compare-and-set on its lock, so two clusters never take the same message.
         rows = self.get_connection().filter(key=self.list_key, lock__lt=timezone.now())
@@ -72,7 +73,7 @@ class LanedRedis(Redis):
     def ahead_key(self) -> str:
         return f"{self.list_key}:ahead"
 
-    def dequeue(self):
+    def dequeue(self) -> list[tuple[Any, Any]] | None:
         task = self.connection.blpop([self.ahead_key, self.list_key], 1)
         if task:
             return [(None, task[1])]
@@ -81,10 +82,10 @@ class LanedRedis(Redis):
     def queue_size(self) -> int:
         return self.connection.llen(self.ahead_key) + self.connection.llen(self.list_key)
 
-    def delete_queue(self):
+    def delete_queue(self) -> Any:
         return self.connection.delete(self.ahead_key, self.list_key)
 
-    def purge_queue(self):
+    def purge_queue(self) -> Any:
         self.connection.ltrim(self.ahead_key, 1, 0)
         return self.connection.ltrim(self.list_key, 1, 0)
 
@@ -124,7 +125,7 @@ def enqueue_again_on_commit(waiting_since: Mapping[str, datetime | None]) -> Non
         transaction.on_commit(lambda: enqueue_again(since))
 
 
-def _push_logging_failure(job_ids: list[str], **place) -> None:
+def _push_logging_failure(job_ids: list[str], **place: Any) -> None:
     try:
         _push(job_ids, **place)
     except Exception:
@@ -175,10 +176,10 @@ def _push(
         broker.connection.rpush(broker.list_key, *packages)
 
 
-_brokers: dict[tuple, object] = {}
+_brokers: dict[tuple[Any, ...], Any] = {}
 
 
-def _broker(get_broker, conf):
+def _broker(get_broker: Callable[[], Any], conf: Any) -> Any:
     # One broker per process and configuration: a Redis broker holds a connection pool, and
     # django-q2's get_broker() builds a new one (a new TCP connection) on every call.
     key = (os.getpid(), conf.CLUSTER_NAME, conf.BROKER_CLASS, conf.ORM, repr(conf.REDIS))
@@ -187,7 +188,7 @@ def _broker(get_broker, conf):
     return _brokers[key]
 
 
-def _package(job_id: str, conf) -> str:
+def _package(job_id: str, conf: Any) -> str:
     """The signed package async_task(WORKER_ENTRY, job_id, task_name=job_id) would push."""
     from django_q.signing import SignedPackage
 

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.utils import timezone
@@ -42,7 +43,7 @@ T = TypeVar("T")
 
 
 @receiver(connection_created)
-def _prepare_worker_connection(sender, connection, **kwargs) -> None:
+def _prepare_worker_connection(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """Set up each database connection of a worker process (the only processes that import
     this module).
 
@@ -55,7 +56,8 @@ def _prepare_worker_connection(sender, connection, **kwargs) -> None:
     # No health check ("SELECT 1") before the first query of each job: every transition of
     # the worker already retries on a broken connection (_with_db_retry), and a handler starts
     # only after its claim went through on the same connection.
-    connection.health_check_enabled = False
+    # Set by BaseDatabaseWrapper.__init__ (Django 4.1+); django-stubs do not declare it.
+    connection.health_check_enabled = False  # type: ignore[attr-defined]
     if settings.JOBS_WORKER_ASYNC_COMMIT and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql.ASYNC_COMMIT)
@@ -155,7 +157,7 @@ def _fail(job_id: str, number: int, **error: Any) -> str:
     return "retry_scheduled" if job.status == JobStatus.SCHEDULED else "failed"
 
 
-def _as_result(value: Any) -> dict[str, Any] | None:
+def _as_result(value: object) -> dict[str, Any] | None:
     """A handler returns a JSON object or None; any other JSON value is wrapped."""
     if value is not None and not isinstance(value, dict):
         value = {"value": value}

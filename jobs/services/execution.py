@@ -15,6 +15,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.audit import AuditCommand, audit
+from core.db import SQLValue
 from jobs import sql
 from jobs.execution.actions.registry import (
     policy_for,
@@ -50,7 +51,11 @@ def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -
     first try did commit (only the reply was lost), that claim is its own and is returned,
     instead of leaving a running job nobody runs for the sweeper (which would cost an attempt).
     """
-    params = {"job_id": job_id, "worker": worker, "now": claimed_at or timezone.now()}
+    params: dict[str, SQLValue] = {
+        "job_id": job_id,
+        "worker": worker,
+        "now": claimed_at or timezone.now(),
+    }
     if connection.vendor == "postgresql":
         row = sql.CLAIM_POSTGRESQL.first_row(params)
         run = None if row is None else _claimed_run(job_id, row)
@@ -90,9 +95,10 @@ def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
     return run
 
 
-def _claimed_run(job_id: str, row: tuple) -> ClaimedRun:
+def _claimed_run(job_id: str, row: tuple[Any, ...]) -> ClaimedRun:
     account_id, task_id, action, payload, number = row[:5]
-    payload = _PAYLOAD_FIELD.from_db_value(payload, None, connection)
+    # No expression: from_db_value looks at it only for a key transform.
+    payload = _PAYLOAD_FIELD.from_db_value(payload, None, connection)  # type: ignore[arg-type]
     return ClaimedRun(job_id, account_id, task_id, action, payload, int(number))
 
 
@@ -124,7 +130,12 @@ def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> 
     now = timezone.now()
     # JSON text (or NULL), which the statement's jsonb column or parameter takes as it is.
     stored_result = None if result is None else json.dumps(result, cls=_RESULT_FIELD.encoder)
-    params = {"job_id": job_id, "attempt": attempt, "result": stored_result, "now": now}
+    params: dict[str, SQLValue] = {
+        "job_id": job_id,
+        "attempt": attempt,
+        "result": stored_result,
+        "now": now,
+    }
     postgresql = connection.vendor == "postgresql"
     # A job without a task needs nothing beyond the statement, which commits on its own; a
     # task's status must be derived in the same transaction, below.

@@ -48,7 +48,8 @@ def jobs_sweep_lost(*, now: datetime | None = None, limit: int = 500) -> list[st
         for job in Job.objects.filter(status=JobStatus.RUNNING, started_at__lt=now - grace)
         .only("pk", "action", "started_at", "attempt_count")
         .order_by("started_at")[:limit]
-        if job.started_at + timedelta(seconds=policy_for(job.action).effective_timeout) + grace
+        if job.started_at is not None  # it is: the filter excludes NULL
+        and job.started_at + timedelta(seconds=policy_for(job.action).effective_timeout) + grace
         < now
     ]
     if overdue:

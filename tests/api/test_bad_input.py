@@ -221,3 +221,18 @@ def test_server_errors_under_api_are_json(rf):
     assert json.loads(response.content)["error"]["code"] == "internal_error"
     page = api_server_error(rf.get("/admin/"))
     assert page.status_code == 500 and not page["Content-Type"].startswith("application/json")
+
+
+def test_django_validation_errors_by_field_are_400(rf):
+    # error_dict holds lists of errors per field, not errors: read through message_dict.
+    from django.core.exceptions import ValidationError
+
+    from core.api.exceptions import api_exception_handler
+
+    exc = ValidationError({"priority": ["Too high.", "Not a number."], "note": "Too long."})
+    response = api_exception_handler(exc, {})
+    assert response is not None and response.status_code == 400
+    assert response.data["error"]["fields"] == {
+        "priority": ["Too high.", "Not a number."],
+        "note": ["Too long."],
+    }

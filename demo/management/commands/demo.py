@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from argparse import ArgumentParser
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -38,11 +40,11 @@ MAIL_EVERY_SECONDS = 30
 class Command(BaseCommand):
     help = "Migrate, load demo data, start demo mailboxes, then run console, workers, scheduler."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000", help="Where the console listens.")
         parser.add_argument("--no-serve", action="store_true", help="Prepare the data and exit.")
 
-    def handle(self, *args, addr: str, no_serve: bool, **options):
+    def handle(self, *args: Any, addr: str, no_serve: bool, **options: Any) -> None:
         if MAIL_SERVERS_MISSING is not None and not no_serve:
             raise CommandError(
                 f"The demo needs pymap, which only the `demo` extra installs "

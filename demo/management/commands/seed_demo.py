@@ -5,7 +5,9 @@ product."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from argparse import ArgumentParser
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from accounts.services import account_create, account_pause
-from core.actors import Actor
+from core.actors import Actor, ActorType
 from jobs import services
 from jobs.execution.actions.registry import JobSpec
 from jobs.models import Job
@@ -54,11 +56,13 @@ DEMO_ACCOUNTS = [
 class Command(BaseCommand):
     help = "Load demo accounts, tasks and jobs in every status, and the demo operators."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--force", action="store_true", help="Load even if demo data exists.")
         parser.add_argument("--password", default="operator", help="Password of the demo users.")
 
-    def handle(self, *args, force: bool = False, password: str = "operator", **options):
+    def handle(
+        self, *args: Any, force: bool = False, password: str = "operator", **options: Any
+    ) -> None:
         self.ensure_operators(password)
         if Account.objects.filter(email__endswith=".example").exists() and not force:
             self.stdout.write("Demo data already loaded (use --force to add more).")
@@ -118,7 +122,7 @@ class Command(BaseCommand):
         self.fail_until_done(job, code, detail.format(domain=domain), False)
         services.job_resolve(
             job_id=job.pk,
-            actor=Actor("user", "user:operator"),
+            actor=Actor(ActorType.USER, "user:operator"),
             code="fixed",
             note="Customer rotated the app password; next sync will pick it up.",
         )
@@ -139,19 +143,31 @@ class Command(BaseCommand):
             max_attempts=2,
         )
 
-    def create(self, account, action, *, payload=None, max_attempts=None, run_at=None) -> Job:
+    def create(
+        self,
+        account: Account,
+        action: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        max_attempts: int | None = None,
+        run_at: datetime | None = None,
+    ) -> Job:
         spec = JobSpec(action, payload or {}, 0, run_at, max_attempts)
         return services.jobs_create(account=account, specs=[spec], actor=SEED)[0]
 
-    def run(self, job: Job, *, result: dict) -> None:
+    def run(self, job: Job, *, result: dict[str, Any]) -> None:
         attempt = services.job_claim(job_id=job.pk, worker="worker-7f3a:4120")
+        assert attempt is not None  # a job just created runs now
         services.job_succeed(job_id=job.pk, attempt=attempt.number, result=result)
 
     def fail_once(self, job: Job, code: str, detail: str, retryable: bool = True) -> Job:
         attempt = services.job_claim(job_id=job.pk, worker="worker-7f3a:4120")
-        return services.job_fail(
+        assert attempt is not None  # a job just created or retried runs now
+        failed = services.job_fail(
             job_id=job.pk, attempt=attempt.number, code=code, detail=detail, retryable=retryable
         )
+        assert failed is not None  # nothing else touches the demo's jobs meanwhile
+        return failed
 
     def fail_until_done(self, job: Job, code: str, detail: str, retryable: bool) -> None:
         while True:

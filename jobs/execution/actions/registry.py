@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -141,30 +141,34 @@ class EventRoute:
 
 
 _TASK_KINDS: dict[str, Callable[[dict[str, Any]], list[JobSpec]]] = {}
+# A registered function of a task's params or an event's payload, returning job specs.
+_Produce = TypeVar("_Produce", bound=Callable[[dict[str, Any]], list[JobSpec]])
 _EVENT_TYPES: dict[tuple[str, str], EventRoute] = {}
 
 
-def task_kind(name: str):
+def task_kind(name: str) -> Callable[[_Produce], _Produce]:
     """Register a task kind: a function of the task's params returning the jobs to create."""
 
-    def register(produce: Callable[[dict[str, Any]], list[JobSpec]]):
+    def register(produce: _Produce) -> _Produce:
         _TASK_KINDS[name] = produce
         return produce
 
     return register
 
 
-def provider_event_type(provider: str, type_: str, *, coalesce: bool = False):
+def provider_event_type(
+    provider: str, type_: str, *, coalesce: bool = False
+) -> Callable[[_Produce], _Produce]:
     """Register a provider event type: a function of the event payload returning job specs."""
 
-    def register(produce: Callable[[dict[str, Any]], list[JobSpec]]):
+    def register(produce: _Produce) -> _Produce:
         _EVENT_TYPES[(provider, type_)] = EventRoute(produce, coalesce)
         return produce
 
     return register
 
 
-def get_task_kind(name: str):
+def get_task_kind(name: str) -> Callable[[dict[str, Any]], list[JobSpec]] | None:
     return _TASK_KINDS.get(name)
 
 

@@ -161,7 +161,7 @@ class ImapSession:
             )
             if uids:
                 yield uids
-            if end is None or end + 1 >= status.uidnext:
+            if end is None or status.uidnext is None or end + 1 >= status.uidnext:
                 return
             start = end + 1
 

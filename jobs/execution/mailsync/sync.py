@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -167,7 +168,7 @@ def _sync_folder(
                 name=name,
                 envelopes=envelopes,
                 through_uid=uids[-1],
-                before_commit=(lambda uids=uids: _run_hooks("written", name, uids))
+                before_commit=functools.partial(_run_hooks, "written", name, uids)
                 if _hooks
                 else None,
             )
@@ -203,7 +204,7 @@ def _sync_folder(
 _DONE = object()
 
 
-def _prefetched(fetch: Callable[[T], R], items: Iterator[T]) -> Iterator[tuple[T, R]]:
+def _prefetched(fetch: Callable[[T], R], items: Iterator[T]) -> Generator[tuple[T, R], None, None]:
     """(item, fetch(item)) for each item, fetching the next one in a thread while the caller
     stores the current one: the server works on batch n+1 while the database takes batch n.
 

@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from argparse import ArgumentParser
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +28,7 @@ logger = logging.getLogger("jobs.scheduler")
 class Command(BaseCommand):
     help = "Run the dispatcher (scheduled -> queued) and the sweeper (lost runs, lost messages)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one round, then exit.")
 
     def handle(self, *args: Any, once: bool = False, **options: Any) -> None:
