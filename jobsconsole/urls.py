@@ -93,7 +93,7 @@ api = [
 
 # The admin's "View site" link: the console has no site of its own beyond the admin, so it leads
 # to the operators' home page, the jobs dashboard.
-admin.site.site_url = reverse_lazy("admin:jobs_job_dashboard")
+admin.site.site_url = reverse_lazy("admin:jobs_job_dashboard")  # type: ignore[assignment]  # a lazy URL, resolved when the admin renders
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
@@ -21,7 +22,7 @@ def same_origin_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpRes
     """Wrap a view so that its page may load nothing from another origin."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         response["Content-Security-Policy"] = SAME_ORIGIN_ONLY
         return response
