@@ -8,8 +8,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from accounts import services
@@ -110,6 +112,8 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
             obj.pk = created.pk
         obj.refresh_from_db()
 
+    # Django's error reports (the DEBUG page, mail to ADMINS) then hide the typed password.
+    @method_decorator(sensitive_post_parameters("imap_password"))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
