@@ -133,8 +133,9 @@ def test_the_admin_form_shown_again_on_an_error_never_shows_the_password(root, d
     assert account.imap_password_encrypted == ""
 
 
-def test_the_admin_hides_the_typed_password_from_error_reports(db, django_user_model):
+def test_the_admin_hides_the_typed_password_from_error_reports(db, django_user_model, settings):
     """Django's error reports (the DEBUG page, mail to ADMINS) list POST data: not this field."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     account = Account.objects.create(name="Box")
     request = RequestFactory().post(
         f"/admin/accounts/account/{account.pk}/change/",

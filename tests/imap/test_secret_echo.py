@@ -86,7 +86,7 @@ def api_client(db) -> Client:
 
 
 @pytest.fixture
-def admin_client_(db, django_user_model, settings) -> Client:
+def staff_client(db, django_user_model, settings) -> Client:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     user = django_user_model.objects.create_superuser("root", "root@example.test", "pw-root-1")
     client = Client()
@@ -113,7 +113,7 @@ ECHO_NOT_REPORTED = {
     ids=["ascii-LOGIN", "non_ascii-AUTHENTICATE", "non_ascii-LOGIN_literal"],
 )
 def test_a_server_repeating_the_login_never_gets_the_password_stored(
-    mode, kind, auth_plain, echo_servers, make_imap_account, api_client, admin_client_, caplog
+    mode, kind, auth_plain, echo_servers, make_imap_account, api_client, staff_client, caplog
 ):
     caplog.set_level(logging.DEBUG)
     server = echo_servers[auth_plain]
@@ -127,7 +127,7 @@ def test_a_server_repeating_the_login_never_gets_the_password_stored(
     # The password is nowhere, in no encoding.
     texts = {
         **stored_texts(),
-        **answered_texts(job, api_client, admin_client_),
+        **answered_texts(job, api_client, staff_client),
         **logged_texts(caplog),
     }
     assert leaked(texts, encodings(secret, user)) == {}
@@ -184,7 +184,7 @@ def test_errors_leaving_the_sync_carry_no_password_in_their_chain(echo_servers, 
 
 
 def test_an_unexpected_error_quoting_the_password_is_redacted(
-    mail_server, make_imap_account, admin_client_, api_client, caplog
+    mail_server, make_imap_account, staff_client, api_client, caplog
 ):
     """An exception that is not a JobError (the worker records its text and its traceback)
     raised while the session holds the password, with a message and a cause that quote it."""
@@ -212,7 +212,7 @@ def test_an_unexpected_error_quoting_the_password_is_redacted(
     assert "direct cause" in attempt.traceback and "in hook" in attempt.traceback
     texts = {
         **stored_texts(),
-        **answered_texts(job, api_client, admin_client_),
+        **answered_texts(job, api_client, staff_client),
         **logged_texts(caplog),
     }
     assert leaked(texts, encodings(secret, user)) == {}
