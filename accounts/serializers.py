@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from accounts.models import Account, ImapSecurity
@@ -29,6 +31,29 @@ class ImapInput(StrictSerializer):
     folders = serializers.ListField(
         child=StrictCharField(max_length=500), required=False, max_length=100
     )
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        """A message that quotes a bad value ('"x" is not a valid choice.') never quotes the
+        password of the same request (pasted into the wrong field, say)."""
+        try:
+            return super().run_validation(data)
+        except serializers.ValidationError as exc:
+            password = data.get("password") if isinstance(data, dict) else None
+            if not isinstance(password, str) or not password:
+                raise
+            raise serializers.ValidationError(_without(exc.detail, password)) from None
+
+
+def _without(detail: Any, secret: str) -> Any:
+    """Error details (nested dicts and lists of messages, and field names) with `secret` out."""
+    if isinstance(detail, dict):
+        return {_without(key, secret): _without(value, secret) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_without(item, secret) for item in detail]
+    if isinstance(detail, str) and secret in detail:
+        code = getattr(detail, "code", None)
+        return serializers.ErrorDetail(detail.replace(secret, "***"), code=code)
+    return detail
 
 
 class AccountInput(StrictSerializer):

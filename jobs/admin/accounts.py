@@ -10,8 +10,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from accounts import services
@@ -114,6 +116,8 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
             obj.pk = created.pk
         obj.refresh_from_db()
 
+    # Django's error reports (the DEBUG page, mail to ADMINS) then hide the typed password.
+    @method_decorator(sensitive_post_parameters("imap_password"))
     def changeform_view(
         self,
         request: HttpRequest,

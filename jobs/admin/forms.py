@@ -123,6 +123,18 @@ class AccountForm(forms.ModelForm):
         if self.instance.pk:
             self.fields["imap_folders_text"].initial = ", ".join(self.instance.imap_folders or [])
 
+    def full_clean(self) -> None:
+        super().full_clean()
+        # A message that quotes a bad value ("Select a valid choice. x is not one of ...")
+        # never quotes the password typed in the same form.
+        password = self.data.get(self.add_prefix("imap_password")) if self.is_bound else None
+        if not password or not self.errors:
+            return
+        for errors in self.errors.values():
+            messages = [str(message).replace(password, "***") for message in errors]
+            if messages != list(errors):
+                errors.data = messages
+
     def imap_changes(self, *, adding: bool) -> dict[str, Any]:
         """The `imap` dict that accounts.services takes, with only what changed."""
         names = {

@@ -3,7 +3,13 @@
 Whatever goes wrong surfaces as a JobError whose code an operator can act on and whose detail
 names the server and the step ("IMAP connection to 127.0.0.1:1993 timed out after 10s while
 waiting for the greeting"). The password is never part of a detail: it is only ever sent, and any
-server text quoted back is scrubbed of it anyway.
+server text quoted back goes through the session's Redactor (mailsync.redact), which removes it
+in every encoding and refuses to quote an answer that repeats the login command.
+
+The password is sent as an IMAP quoted string in LOGIN when it is printable ASCII; otherwise
+(non-ASCII, control characters, line breaks) with AUTHENTICATE PLAIN (UTF-8, RFC 4616) when the
+server offers it, else as a LOGIN literal. So it reaches the server exactly, and a line break in
+it can never end the command and start another.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import imaplib
+import re
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobs.execution.actions.registry import JobError
 from jobs.execution.mailsync.envelope import FETCH_ITEMS, Envelope, parse_fetch_response
+from jobs.execution.mailsync.redact import Redactor
 
 # Codes (see the README): the first two are retried by the action's policy.
 TIMEOUT = "provider_timeout"
@@ -26,9 +34,15 @@ AUTH_FAILED = "provider_auth_failed"
 TLS_ERROR = "provider_tls_error"
 PROTOCOL_ERROR = "provider_protocol_error"
 FOLDER_NOT_FOUND = "provider_folder_not_found"
+NOT_CONFIGURED = "provider_not_configured"
 
 RETRYABLE = frozenset({TIMEOUT, UNAVAILABLE})
 _SERVER_TEXT_MAX = 200
+# What LOGIN may carry in a quoted string: printable ASCII (RFC 3501 QUOTED-CHAR, 7-bit).
+_QUOTABLE = re.compile(r"[\x20-\x7e]*")
+# imaplib's abort for an answer that is not IMAP ("unexpected response: b'...'", also after
+# "command: NAME => "), as opposed to a lost connection or a BYE.
+_UNEXPECTED = re.compile(r"(^|=> )unexpected (tagged )?response")
 
 # UID SEARCH answers are one line; imaplib refuses lines over 1 MB, so ask in windows of UIDs
 # small enough that even a dense window stays well below that.
@@ -51,7 +65,8 @@ class ImapSession:
         self.security = security
         self.timeout = timeout
         self._conn: imaplib.IMAP4 | None = None
-        self._secret = ""
+        # Knows the password once login() is called: every text quoted from then on passes it.
+        self.redactor = Redactor()
 
     @property
     def where(self) -> str:
@@ -78,16 +93,31 @@ class ImapSession:
 
     def login(self, username: str, password: str) -> None:
         conn = self._require()
-        self._secret = password
         if "LOGINDISABLED" in conn.capabilities:
             raise JobError(
                 TLS_ERROR,
                 f"IMAP server {self.where} refuses to log in without TLS (LOGINDISABLED); "
                 "set the account's security to starttls or tls",
             )
+        if "\0" in password:
+            raise JobError(
+                NOT_CONFIGURED,
+                f"The IMAP password of {username!r} contains a NUL character, which IMAP cannot "
+                "send; set the password again, then retry",
+            )
+        plain = "AUTH=PLAIN" in conn.capabilities and not (
+            _QUOTABLE.fullmatch(password) and _QUOTABLE.fullmatch(username)
+        )
+        command = "AUTHENTICATE" if plain else "LOGIN"
+        self.redactor.add(password, username=username, command=command)
         try:
-            with self._classified("during LOGIN"):
-                conn.login(username, password)
+            with self._classified(f"during {command}"):
+                if plain:
+                    conn.authenticate("PLAIN", _plain_response(username, password))
+                elif _QUOTABLE.fullmatch(password):
+                    conn.login(username, password)
+                else:
+                    _login_with_literal(conn, username, password)
         except JobError as exc:
             if exc.code != PROTOCOL_ERROR:
                 raise
@@ -180,7 +210,8 @@ class ImapSession:
         except Exception as exc:  # the parser tolerates odd headers; this is a malformed answer
             raise JobError(
                 PROTOCOL_ERROR,
-                f"IMAP server {self.where} sent a FETCH answer that cannot be parsed ({exc})",
+                f"IMAP server {self.where} sent a FETCH answer that cannot be parsed "
+                f"({self._server_text(exc)})",
             ) from exc
         return sorted((e for e in envelopes if first_uid <= e.uid <= last_uid), key=lambda e: e.uid)
 
@@ -232,7 +263,7 @@ class ImapSession:
             # imaplib aborts on a lost connection ("socket error: EOF"), on a BYE, and on an
             # answer that is not IMAP at all ("unexpected response").
             text = self._server_text(exc)
-            if "unexpected" not in text:
+            if not _UNEXPECTED.search(str(exc.args[0] if exc.args else "")):
                 raise JobError(
                     UNAVAILABLE,
                     f"IMAP connection to {self.where} was lost {step}: {text}",
@@ -255,17 +286,44 @@ class ImapSession:
             ) from None
 
     def _server_text(self, value: object) -> str:
-        """What the server (or imaplib) said, short, printable, and without the password."""
+        """What the server (or imaplib) said, short, printable, and without the password in any
+        encoding; a note instead when it repeats the login command (see mailsync.redact)."""
         if isinstance(value, BaseException):
             value = value.args[0] if len(value.args) == 1 else str(value)
         if isinstance(value, list | tuple):
             value = value[-1] if value else ""
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        text = " ".join(str(value).split())
-        if self._secret:
-            text = text.replace(self._secret, "***")
+        # Cleaned before and after whitespace is collapsed: a form of the password holding a
+        # run of spaces is known either way.
+        text = self.redactor.clean(" ".join(self.redactor.clean(str(value)).split()))
         return text[:_SERVER_TEXT_MAX]
+
+
+def _plain_response(username: str, password: str) -> Callable[[bytes], bytes | None]:
+    """The AUTHENTICATE PLAIN response (RFC 4616: no authzid, UTF-8), given once: a server that
+    asks again gets "*" (imaplib's cancel), not the password a second time."""
+    sent = False
+
+    def respond(challenge: bytes) -> bytes | None:
+        nonlocal sent
+        if sent:
+            return None
+        sent = True
+        return b"\0" + username.encode("utf-8") + b"\0" + password.encode("utf-8")
+
+    return respond
+
+
+def _login_with_literal(conn: imaplib.IMAP4, username: str, password: str) -> None:
+    """LOGIN with the password as a literal ({N} CRLF and its UTF-8 bytes), for a password that
+    a quoted string cannot carry. imaplib's login() only quotes; this sends LOGIN the way its
+    append() sends a message (its `literal` attribute, then `_simple_command`)."""
+    conn.literal = password.encode("utf-8")  # type: ignore[assignment]  # imaplib sends bytes
+    typ, data = conn._simple_command("LOGIN", username)
+    if typ != "OK":
+        raise conn.error(data[-1])
+    conn.state = "AUTH"
 
 
 def _tls_context() -> ssl.SSLContext:

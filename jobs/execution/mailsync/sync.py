@@ -17,14 +17,13 @@ from accounts.crypto import decrypt_secret
 from accounts.models import Account
 from jobs.execution.actions.registry import JobError
 from jobs.execution.mailsync import store
-from jobs.execution.mailsync.client import ImapSession
+from jobs.execution.mailsync.client import NOT_CONFIGURED, ImapSession
 from jobs.execution.mailsync.envelope import Envelope
 
 logger = logging.getLogger("jobs.execution.mailsync")
 T = TypeVar("T")
 R = TypeVar("R")
 
-NOT_CONFIGURED = "provider_not_configured"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_BATCH_SIZE = 500
 
@@ -79,23 +78,33 @@ def sync_account(
         security=account.imap_security,
         timeout=timeout,
     )
-    with session:
-        session.connect()
-        session.login(account.imap_username, password)
-        del password
-        for name in names:
-            counts = _sync_folder(
-                session,
-                account_id,
-                name,
-                full=full,
-                batch_size=batch_size,
-                ensure_owned=ensure_owned,
-            )
-            result["folders"][name] = counts
-            result["new_messages"] += counts["new"]
-    result["seconds"] = round(time.monotonic() - started, 3)
-    return result
+    try:
+        with session:
+            session.connect()
+            session.login(account.imap_username, password)
+            del password
+            for name in names:
+                counts = _sync_folder(
+                    session,
+                    account_id,
+                    name,
+                    full=full,
+                    batch_size=batch_size,
+                    ensure_owned=ensure_owned,
+                )
+                result["folders"][name] = counts
+                result["new_messages"] += counts["new"]
+    except Exception as exc:
+        # The one exit of errors while the session knew the password: the worker stores their
+        # text, and the traceback (chain included) of any that is not a JobError.
+        clean = session.redactor.scrub(exc)
+        if clean is exc:
+            raise
+    else:
+        result["seconds"] = round(time.monotonic() - started, 3)
+        return result
+    # Raised outside the except block, so that the original does not become its __context__.
+    raise clean
 
 
 def _password(account: Account) -> str:
