@@ -133,7 +133,7 @@ class AccountForm(forms.ModelForm):
         for errors in self.errors.values():
             messages = [str(message).replace(password, "***") for message in errors]
             if messages != list(errors):
-                errors.data = messages
+                errors[:] = messages
 
     def imap_changes(self, *, adding: bool) -> dict[str, Any]:
         """The `imap` dict that accounts.services takes, with only what changed."""
