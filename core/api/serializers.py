@@ -52,6 +52,9 @@ class ErrorDetailSerializer(serializers.Serializer):
     running_job_id = serializers.CharField(
         required=False, help_text="On a trigger refused: the job running now."
     )
+    matched = serializers.IntegerField(
+        required=False, help_text="On a search-delete refused (409): what the filter matches now."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -66,7 +69,8 @@ _ERROR_DESCRIPTIONS = {
     404: "No such object, or it belongs to another account.",
     405: "Method not allowed on this path.",
     406: "The Accept header asks for a format other than JSON.",
-    409: "The job's status does not allow the command (see `current_status`).",
+    409: "The job's status does not allow the command (see `current_status`), or a "
+    "search-delete's `expected_count` is not what its filter matches (see `matched`).",
     415: "The body is not `application/json`.",
     422: "The Idempotency-Key was already used with a different request.",
     429: "Too many requests.",
