@@ -13,6 +13,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
+from core import input as client_input
 from core.errors import ValidationFailed
 from core.ids import is_valid_id
 from jobs import rules
@@ -24,6 +25,7 @@ class MultiValueField(forms.Field):
     """A list of non-empty strings (from repeated or comma-separated values)."""
 
     widget = forms.MultipleHiddenInput
+    max_item_length = 200
 
     def to_python(self, value):
         if value in (None, "", []):
@@ -34,10 +36,31 @@ class MultiValueField(forms.Field):
             item = str(item).strip()
             if not item:
                 raise forms.ValidationError("Empty value in the list.")
-            if len(item) > 200:
-                raise forms.ValidationError("Value too long (200 characters at most).")
+            if len(item) > self.max_item_length:
+                raise forms.ValidationError(
+                    f"Value too long ({self.max_item_length} characters at most)."
+                )
+            client_input.validate_text(item)
             cleaned.append(item)
         return cleaned
+
+
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 date-time, in UTC; its UTC instant within the years 1 to 9999 (core.input),
+    so that no query compares with a value the database cannot hold."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        problem = client_input.utc_problem(parsed)
+        if problem:
+            raise forms.ValidationError(f"This date-time {problem}", code="out_of_range")
+        return client_input.to_utc("", parsed)
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 class MultiValueFilter(django_filters.Filter):
@@ -107,17 +130,22 @@ class JobFilter(django_filters.FilterSet):
     status = StatusFilter(choices=JobStatus.choices, distinct=False)
     action = MultiValueFilter()
     last_error_code = MultiValueFilter()
-    task_id = django_filters.CharFilter(field_name="task_id")
-    provider_event_id = django_filters.CharFilter(field_name="provider_event_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
-    updated_before = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
-    run_at_after = django_filters.IsoDateTimeFilter(field_name="run_at", lookup_expr="gte")
-    run_at_before = django_filters.IsoDateTimeFilter(field_name="run_at", lookup_expr="lt")
+    # A malformed id matches nothing, as an unknown one does.
+    task_id = django_filters.CharFilter(
+        field_name="task_id", validators=[client_input.validate_text]
+    )
+    provider_event_id = django_filters.CharFilter(
+        field_name="provider_event_id", validators=[client_input.validate_text]
+    )
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = UtcDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = UtcDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    run_at_after = UtcDateTimeFilter(field_name="run_at", lookup_expr="gte")
+    run_at_before = UtcDateTimeFilter(field_name="run_at", lookup_expr="lt")
     attempt_count_min = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="gte")
     attempt_count_max = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="lte")
-    q = django_filters.CharFilter(method=_filter_text)
+    q = django_filters.CharFilter(method=_filter_text, validators=[client_input.validate_text])
     label = LabelFilter()
 
     class Meta:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.errors import ValidationFailed
+from core.input import to_utc
 from jobs.states import MUTABLE_FIELDS
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -118,7 +119,8 @@ def clean_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def clean_datetime(name: str, value: Any) -> datetime:
-    """An ISO 8601 date-time with a time zone."""
+    """An ISO 8601 date-time with a time zone, in UTC; its UTC instant within the years 1 to
+    9999 (core.input.to_utc)."""
     parsed = value if isinstance(value, datetime) else None
     if isinstance(value, str):
         try:
@@ -129,7 +131,7 @@ def clean_datetime(name: str, value: Any) -> datetime:
         raise ValidationFailed.for_field(name, "must be an ISO 8601 date-time.")
     if timezone.is_naive(parsed):
         raise ValidationFailed.for_field(name, "must include a time zone (for example Z).")
-    return parsed
+    return to_utc(name, parsed)
 
 
 def jsonable(value: Any) -> Any:

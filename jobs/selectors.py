@@ -18,7 +18,7 @@ from accounts.permissions import Principal
 from accounts.selectors import get_in_scope
 from core.errors import ValidationFailed
 from core.models import AuditEvent
-from jobs.filters import filter_jobs, normalize_filter_params
+from jobs.filters import UtcDateTimeFilter, filter_jobs, normalize_filter_params
 from jobs.models import Job, ProviderEvent, Task
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -96,8 +96,8 @@ class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter()
     actor_type = django_filters.CharFilter()
     command = django_filters.BaseInFilter(field_name="command")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
