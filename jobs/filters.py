@@ -11,6 +11,8 @@ from typing import Any
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.lookups import Exact
 from django.http import QueryDict
 
 from core import input as client_input
@@ -43,6 +45,10 @@ class MultiValueField(forms.Field):
             client_input.validate_text(item)
             cleaned.append(item)
         return cleaned
+
+
+class LabelPairsField(MultiValueField):
+    max_item_length = 50 + 1 + rules.MAX_LABEL_VALUE  # key:value
 
 
 class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
@@ -87,24 +93,30 @@ class StatusFilter(django_filters.MultipleChoiceFilter):
 
 
 class LabelFilter(django_filters.Filter):
-    """`key:value` pairs; a job matches when it carries every pair."""
+    """`key:value` pairs; a job matches when it carries every pair. The key is the one label
+    rule's (jobs.rules) and is compared as a plain key: it is never parsed as a lookup
+    (`team__regex`) or an array index."""
 
-    field_class = MultiValueField
+    field_class = LabelPairsField
 
     def filter(self, qs, value):
         for pair in value or []:
             key, _, label_value = pair.partition(":")
-            qs = qs.filter(**{f"labels__{key}": label_value})
+            qs = qs.filter(Exact(KeyTextTransform(key, "labels"), label_value))
         return qs
 
 
 def _validate_labels(values: list[str]) -> None:
     for pair in values:
-        key, sep, _ = pair.partition(":")
-        if not sep or not rules.is_label_key(key):
+        key, sep, label_value = pair.partition(":")
+        if not sep:
             raise forms.ValidationError(
-                f"{pair!r} is not key:value (key of letters, digits, - and _)."
+                f"{client_input.shown(repr(pair), 60)} is not key:value "
+                f"(key: {rules.LABEL_KEY_RULE})."
             )
+        problem = rules.label_problem(key, label_value)
+        if problem:
+            raise forms.ValidationError(problem)
 
 
 class JobFilterForm(forms.Form):
