@@ -98,10 +98,11 @@ def shown(value: Any, limit: int = 100) -> str:
 
 # --- JSON ----------------------------------------------------------------------------------------
 
-# A JSON string (with its escapes) and a run of anything but brackets: what is left of a JSON
-# text once both are removed is its brackets, in order.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+# The tokens that matter for nesting: a whole JSON string (with its escapes), a bracket, or a
+# quote that opens a string never closed. Each string is matched once from its opening quote and
+# the scan stops at an unclosed one, so the scan is linear in the text (a sub() over strings
+# would retry at every later quote of an unclosed string: quadratic).
+_NESTING_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|"', re.S)
 
 
 def json_depth_exceeds(text: str, limit: int = MAX_DEPTH) -> bool:
@@ -109,15 +110,17 @@ def json_depth_exceeds(text: str, limit: int = MAX_DEPTH) -> bool:
     parsing it (and so without recursion)."""
     if text.count("[") + text.count("{") <= limit:
         return False  # the common case: too few brackets to nest that deep
-    brackets = _NOT_BRACKETS.sub("", _JSON_STRING.sub("", text))
     depth = 0
-    for char in brackets:
-        if char in "[{":
+    for match in _NESTING_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
             depth += 1
             if depth > limit:
                 return True
-        else:
+        elif token in ("]", "}"):
             depth -= 1
+        elif token == '"':
+            return False  # a string never closed: malformed, as json.loads will say
     return False
 
 
@@ -132,35 +135,52 @@ def _too_deep(path: str = "") -> TooDeep:
 def check_json(value: Any, path: str = "") -> Any:
     """`value` (parsed JSON) if every key and string in it, at any depth, is text by the text
     rule, every number is finite and it nests MAX_DEPTH levels at most; else a 400 naming the
-    path of the first bad value (`payload.a.0.b`). Walks without recursion."""
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    path of the first bad value (`payload.a.0.b`). Walks without recursion, and builds a path
+    only for the value it reports."""
+    # Each entry: a value, its depth and its trail, (parent trail, key) back to the root.
+    stack: list[tuple[Any, int, Any]] = [(value, 0, None)]
+    pop, push = stack.pop, stack.append
     while stack:
-        item, where, depth = stack.pop()
-        if isinstance(item, str):
-            check_text(where or "non_field_errors", item)
-        elif isinstance(item, float):
+        item, depth, trail = pop()
+        kind = type(item)
+        if kind is str:
+            problem = text_problem(item)
+            if problem:
+                raise ValidationFailed.for_field(_path(path, trail), problem)
+        elif kind is float:
             if not math.isfinite(item):
-                raise ValidationFailed.for_field(
-                    where or "non_field_errors", "is a number out of range."
-                )
-        elif isinstance(item, dict):
+                raise ValidationFailed.for_field(_path(path, trail), "is a number out of range.")
+        elif kind is dict or kind is list or kind is tuple:
             if depth >= MAX_DEPTH:
-                raise _too_deep(where)
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    key = str(key)
-                problem = text_problem(key, MAX_KEY)
-                if problem:
-                    raise ValidationFailed.for_field(
-                        where or "non_field_errors", f"has a key that {problem}"
-                    )
-                stack.append((child, f"{where}.{key}" if where else key, depth + 1))
-        elif isinstance(item, (list, tuple)):
-            if depth >= MAX_DEPTH:
-                raise _too_deep(where)
-            for index, child in enumerate(item):
-                stack.append((child, f"{where}.{index}" if where else str(index), depth + 1))
+                raise _too_deep(_path(path, trail, root=""))
+            if kind is dict:
+                for key, child in item.items():
+                    if type(key) is not str:
+                        key = str(key)
+                    problem = text_problem(key, MAX_KEY)
+                    if problem:
+                        raise ValidationFailed.for_field(
+                            _path(path, trail), f"has a key that {problem}"
+                        )
+                    if type(child) in _WALKED:
+                        push((child, depth + 1, (trail, key)))
+            else:
+                for index, child in enumerate(item):
+                    if type(child) in _WALKED:
+                        push((child, depth + 1, (trail, index)))
     return value
+
+
+_WALKED = frozenset({str, float, dict, list, tuple})
+
+
+def _path(path: str, trail: Any, root: str = "non_field_errors") -> str:
+    steps: list[str] = []
+    while trail is not None:
+        trail, step = trail
+        steps.append(str(step))
+    steps.extend([path] if path else [])
+    return ".".join(reversed(steps)) or root
 
 
 def _refuse_constant(name: str):

@@ -214,6 +214,29 @@ def test_json_nested_to_the_limit_is_taken(api, keys, world):
     assert response.status_code == 200, response.content[:300]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[]" * 40 + '"' + '\\"' * 1_200_000,  # a string never closed, full of escaped quotes
+        "[" + "[]," * 300_000 + "[]]",  # 300,000 flat arrays
+        '{"a": "' + "[{" * 1_000_000 + '"}',  # brackets inside a string
+    ],
+    ids=["unclosed string", "flat arrays", "brackets in a string"],
+)
+def test_the_depth_check_is_linear_on_the_largest_bodies(api, keys, world, body):
+    import time
+
+    before = snapshot()
+    started = time.perf_counter()
+    response = send(api, keys.a, "POST", "/api/jobs/{job}/retry", world, raw=body)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 400, response.content[:200]
+    # A scan that retried at every quote took hours on the first body; the linear one, well under
+    # a second (json.loads and the walk take about as long again).
+    assert elapsed < 10, elapsed
+    assert snapshot() == before
+
+
 @pytest.mark.parametrize(("method", "template"), JSON_ENDPOINTS)
 def test_a_body_over_the_limit_is_a_json_413(api, keys, world, settings, method, template):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
