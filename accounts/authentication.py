@@ -10,6 +10,7 @@ from rest_framework.request import Request
 
 from accounts import apikeys
 from accounts.models import ApiKey
+from core.input import is_printable_ascii
 
 
 class ApiKeyUser:
@@ -57,6 +58,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raw_key = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        if not is_printable_ascii(raw_key, 300):  # a NUL would reach the key lookup
+            raise exceptions.AuthenticationFailed("Invalid API key.")
         key = apikeys.authenticate(raw_key)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")

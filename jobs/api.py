@@ -251,11 +251,14 @@ class AccountJobsViewSet(viewsets.ViewSet):
         operation_id="jobs_search_delete",
         summary="Delete jobs by search",
         description="Deletes every job of the account the filters match, except running ones "
-        "(exactly what the same search returns). An empty filter is refused (400). "
-        "`dry_run` counts only.",
+        "(exactly what the same search returns). Deliberate: an empty filter is refused (400), "
+        "and a delete must carry `expected_count`, the `matched` of a dry run of the same "
+        "filter (400 `expected_count_required` without it). When the filter matches another "
+        "number of jobs by then, nothing is deleted: 409 `count_changed` with the current "
+        "`matched`. `dry_run` counts only.",
         parameters=[ACCOUNT_ID, IDEMPOTENCY_KEY],
         request=JobSearchDeleteInput,
-        responses={200: SearchDeleteResultSerializer, **error_responses(422, body=True)},
+        responses={200: SearchDeleteResultSerializer, **error_responses(409, 422, body=True)},
         tags=["jobs"],
     )
     @idempotent
@@ -265,8 +268,13 @@ class AccountJobsViewSet(viewsets.ViewSet):
         dry_run = filters.pop("dry_run", False)
         if not isinstance(dry_run, bool):
             raise ValidationFailed.for_field("dry_run", "must be true or false.")
+        expected_count = filters.pop("expected_count", None)
         result = services.jobs_search_delete(
-            account_id=account.pk, filters=filters, actor=principal(request).actor, dry_run=dry_run
+            account_id=account.pk,
+            filters=filters,
+            actor=principal(request).actor,
+            dry_run=dry_run,
+            expected_count=expected_count,
         )
         return Response(SearchDeleteResultSerializer(result).data)
 

@@ -7,14 +7,18 @@ import copy
 import functools
 from collections import OrderedDict
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.lookups import Exact
 from django.http import HttpRequest, QueryDict
 from django_filters.filterset import FilterSetOptions
 
+from core import input as client_input
 from core.errors import ValidationFailed
 from core.ids import is_valid_id
 from jobs import rules
@@ -26,6 +30,7 @@ class MultiValueField(forms.Field):
     """A list of non-empty strings (from repeated or comma-separated values)."""
 
     widget = forms.MultipleHiddenInput
+    max_item_length = 200
 
     def to_python(self, value: Any) -> list[str]:
         if value in (None, "", []):
@@ -36,10 +41,35 @@ class MultiValueField(forms.Field):
             item = str(item).strip()
             if not item:
                 raise forms.ValidationError("Empty value in the list.")
-            if len(item) > 200:
-                raise forms.ValidationError("Value too long (200 characters at most).")
+            if len(item) > self.max_item_length:
+                raise forms.ValidationError(
+                    f"Value too long ({self.max_item_length} characters at most)."
+                )
+            client_input.validate_text(item)
             cleaned.append(item)
         return cleaned
+
+
+class LabelPairsField(MultiValueField):
+    max_item_length = 50 + 1 + rules.MAX_LABEL_VALUE  # key:value
+
+
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 date-time, in UTC; its UTC instant within the years 1 to 9999 (core.input),
+    so that no query compares with a value the database cannot hold."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        problem = client_input.utc_problem(parsed)
+        if problem:
+            raise forms.ValidationError(f"This date-time {problem}", code="out_of_range")
+        return client_input.to_utc("", parsed)
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 class MultiValueFilter(django_filters.Filter):
@@ -66,24 +96,30 @@ class StatusFilter(django_filters.MultipleChoiceFilter):
 
 
 class LabelFilter(django_filters.Filter):
-    """`key:value` pairs; a job matches when it carries every pair."""
+    """`key:value` pairs; a job matches when it carries every pair. The key is the one label
+    rule's (jobs.rules) and is compared as a plain key: it is never parsed as a lookup
+    (`team__regex`) or an array index."""
 
-    field_class = MultiValueField
+    field_class = LabelPairsField
 
     def filter(self, qs: QuerySet[Any], value: list[str] | None) -> QuerySet[Any]:
         for pair in value or []:
             key, _, label_value = pair.partition(":")
-            qs = qs.filter(**{f"labels__{key}": label_value})
+            qs = qs.filter(Exact(KeyTextTransform(key, "labels"), label_value))
         return qs
 
 
 def _validate_labels(values: list[str]) -> None:
     for pair in values:
-        key, sep, _ = pair.partition(":")
-        if not sep or not rules.is_label_key(key):
+        key, sep, label_value = pair.partition(":")
+        if not sep:
             raise forms.ValidationError(
-                f"{pair!r} is not key:value (key of letters, digits, - and _)."
+                f"{client_input.shown(repr(pair), 60)} is not key:value "
+                f"(key: {rules.LABEL_KEY_RULE})."
             )
+        problem = rules.label_problem(key, label_value)
+        if problem:
+            raise forms.ValidationError(problem)
 
 
 class JobFilterForm(forms.Form):
@@ -110,17 +146,22 @@ class JobFilter(django_filters.FilterSet):
     status = StatusFilter(choices=JobStatus.choices, distinct=False)
     action = MultiValueFilter()
     last_error_code = MultiValueFilter()
-    task_id = django_filters.CharFilter(field_name="task_id")
-    provider_event_id = django_filters.CharFilter(field_name="provider_event_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
-    updated_before = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="lt")
-    run_at_after = django_filters.IsoDateTimeFilter(field_name="run_at", lookup_expr="gte")
-    run_at_before = django_filters.IsoDateTimeFilter(field_name="run_at", lookup_expr="lt")
+    # A malformed id matches nothing, as an unknown one does.
+    task_id = django_filters.CharFilter(
+        field_name="task_id", validators=[client_input.validate_text]
+    )
+    provider_event_id = django_filters.CharFilter(
+        field_name="provider_event_id", validators=[client_input.validate_text]
+    )
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = UtcDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_before = UtcDateTimeFilter(field_name="updated_at", lookup_expr="lt")
+    run_at_after = UtcDateTimeFilter(field_name="run_at", lookup_expr="gte")
+    run_at_before = UtcDateTimeFilter(field_name="run_at", lookup_expr="lt")
     attempt_count_min = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="gte")
     attempt_count_max = django_filters.NumberFilter(field_name="attempt_count", lookup_expr="lte")
-    q = django_filters.CharFilter(method=_filter_text)
+    q = django_filters.CharFilter(method=_filter_text, validators=[client_input.validate_text])
     label = LabelFilter()
 
     class Meta:

@@ -14,14 +14,20 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from core.errors import ValidationFailed
+from core.input import shown, text_problem, to_utc
 from jobs.states import MUTABLE_FIELDS
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_LABELS = 20
 # A resolution code: short, lower case ("ignored", "fixed", "cancelled", "fixed.upstream").
 RESOLUTION_CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,49}$")
-# A label: a key of letters, digits, - and _ (50 at most) and a string value (200 at most).
-LABEL_KEY = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
+# A label: a key and a string value. The key starts with a letter and goes on with letters,
+# digits, - and single _ (50 at most): it is always a plain key, never read as an array index
+# ("0", "1_0", "-1") or a lookup ("team__regex"), by the ORM or anyone. The value is text of 200
+# characters at most, without a comma or surrounding spaces: the filter `label=key:value`
+# (comma-separated, stripped) can then find every value a job may carry.
+LABEL_KEY = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]|_(?!_)){0,49}$")
+LABEL_KEY_RULE = "a letter, then letters, digits, - and single _; 50 at most"
 MAX_LABEL_VALUE = 200
 MAX_NOTE = 2000
 
@@ -61,19 +67,27 @@ def validate_labels(labels: Any) -> None:
     if len(labels) > MAX_LABELS:
         raise ValidationFailed.for_field("labels", f"at most {MAX_LABELS} labels.")
     for key, value in labels.items():
-        if not is_label_key(key):
-            raise ValidationFailed.for_field(
-                "labels", f"bad key {key!r} (letters, digits, - and _)."
-            )
-        if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
-            raise ValidationFailed.for_field(
-                "labels", f"value of {key!r} must be a string ({MAX_LABEL_VALUE} max)."
-            )
+        problem = label_problem(key, value)
+        if problem:
+            raise ValidationFailed.for_field("labels", problem)
 
 
 def is_label_key(key: object) -> bool:
     """The one rule for label keys, for writes and filters alike."""
     return isinstance(key, str) and LABEL_KEY.match(key) is not None
+
+
+def label_problem(key: object, value: object) -> str | None:
+    """What is wrong with one label (key and value), or None: the one label rule, for writes
+    and filters alike."""
+    if not is_label_key(key):
+        return f"bad key {shown(repr(key), 60)} ({LABEL_KEY_RULE})."
+    if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE:
+        return f"value of {key!r} must be a string ({MAX_LABEL_VALUE} characters at most)."
+    if "," in value or value != value.strip():
+        return f"value of {key!r} may hold no comma and no surrounding spaces."
+    problem = text_problem(value)
+    return f"value of {key!r} {problem}" if problem else None
 
 
 def int_in(name: str, value: Any, low: int, high: int) -> int:
@@ -118,7 +132,8 @@ def clean_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def clean_datetime(name: str, value: Any) -> datetime:
-    """An ISO 8601 date-time with a time zone."""
+    """An ISO 8601 date-time with a time zone, in UTC; its UTC instant within the years 1 to
+    9999 (core.input.to_utc)."""
     parsed = value if isinstance(value, datetime) else None
     if isinstance(value, str):
         try:
@@ -129,7 +144,7 @@ def clean_datetime(name: str, value: Any) -> datetime:
         raise ValidationFailed.for_field(name, "must be an ISO 8601 date-time.")
     if timezone.is_naive(parsed):
         raise ValidationFailed.for_field(name, "must include a time zone (for example Z).")
-    return parsed
+    return to_utc(name, parsed)
 
 
 def jsonable(value: Any) -> Any:

@@ -18,7 +18,7 @@ from accounts.permissions import Principal
 from accounts.selectors import get_in_scope
 from core.errors import ValidationFailed
 from core.models import AuditEvent
-from jobs.filters import filter_jobs, normalize_filter_params
+from jobs.filters import UtcDateTimeFilter, filter_jobs, normalize_filter_params
 from jobs.models import Job, ProviderEvent, Task
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -31,7 +31,7 @@ def jobs_visible(principal: Principal) -> QuerySet[Job]:
 
 def job_get(principal: Principal, job_id: str) -> Job:
     """The job `job_id` if the caller may see it, else NotFound."""
-    return get_in_scope(jobs_visible(principal), job_id, "job", "job_id")
+    return get_in_scope(jobs_visible(principal), job_id, "job")
 
 
 JOB_PAGE_PARAMS = frozenset({"limit", "cursor"})
@@ -58,7 +58,7 @@ def tasks_visible(principal: Principal) -> QuerySet[Task]:
 
 def task_get(principal: Principal, task_id: str) -> Task:
     """The task `task_id` if the caller may see it, else NotFound."""
-    return get_in_scope(tasks_visible(principal), task_id, "tsk", "task_id")
+    return get_in_scope(tasks_visible(principal), task_id, "tsk")
 
 
 def task_job_counts(task_ids: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -83,7 +83,7 @@ def provider_events_visible(principal: Principal) -> QuerySet[ProviderEvent]:
 
 def provider_event_get(principal: Principal, event_id: str) -> ProviderEvent:
     """The provider event `event_id` if the caller may see it, else NotFound."""
-    return get_in_scope(provider_events_visible(principal), event_id, "evt", "event_id")
+    return get_in_scope(provider_events_visible(principal), event_id, "evt")
 
 
 # --- audit log ---------------------------------------------------------------------------------
@@ -96,8 +96,8 @@ class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter()
     actor_type = django_filters.CharFilter()
     command = django_filters.BaseInFilter(field_name="command")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

@@ -112,6 +112,12 @@ class JobSearchDeleteInput(JobFilterInput):
     dry_run = serializers.BooleanField(
         required=False, default=False, help_text="Count only; delete nothing."
     )
+    expected_count = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="Required unless `dry_run`: the `matched` of a dry run of the same filter. "
+        "When the filter matches another number of jobs, nothing is deleted (409).",
+    )
 
 
 class TaskInput(StrictSerializer):

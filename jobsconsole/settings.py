@@ -52,6 +52,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files straight after security, before sessions and auth do any work for them.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Query strings checked on every path before any view reads them (core.input).
+    "core.api.middleware.InputBoundaryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -146,6 +148,8 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 X_FRAME_OPTIONS = "DENY"
+# JSON under /api/ (core.api.exceptions), Django's page elsewhere.
+CSRF_FAILURE_VIEW = "core.api.exceptions.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # --- API --------------------------------------------------------------------------------------
@@ -155,11 +159,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsApiClient"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, through the input boundary's rules (depth, NUL, surrogates, lengths).
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JsonParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # The browsable API for staff sessions only: an API key's answers are always JSON.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.api.negotiation.ApiContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -23,7 +23,7 @@ from jobs.api import (
 )
 
 # The exact paths of PRODUCT.md: no trailing slashes. Ids are matched loosely here so that a
-# malformed id reaches the view and gets a 400 naming it instead of an anonymous 404.
+# malformed id reaches the view, which answers the same 404 as for an unknown id.
 api = [
     path(
         "accounts", AccountViewSet.as_view({"get": "list", "post": "create"}), name="api-accounts"
@@ -103,4 +103,8 @@ urlpatterns = [
     re_path(r"^api(/.*)?$", api_not_found),
 ]
 
+# JSON under /api/, Django's pages elsewhere.
+handler400 = "core.api.exceptions.api_bad_request"
+handler403 = "core.api.exceptions.api_permission_denied"
+handler404 = "core.api.exceptions.api_page_not_found"
 handler500 = "core.api.exceptions.api_server_error"

@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 
 from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
+from core.input import is_printable_ascii
 from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -50,7 +51,7 @@ def _body_hash(method: str, path: str, data: Any) -> str:
 
 
 def _clean_key(key: str) -> str:
-    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+    if not is_printable_ascii(key, 255):
         raise ValidationFailed.for_field(HEADER, "must be 1 to 255 printable ASCII characters.")
     return key
 

@@ -55,6 +55,9 @@ class ErrorDetailSerializer(serializers.Serializer[Any]):
     running_job_id = serializers.CharField(
         required=False, help_text="On a trigger refused: the job running now."
     )
+    matched = serializers.IntegerField(
+        required=False, help_text="On a search-delete refused (409): what the filter matches now."
+    )
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
@@ -62,14 +65,17 @@ class ErrorSerializer(serializers.Serializer[Any]):
 
 
 _ERROR_DESCRIPTIONS = {
-    400: "Bad input (malformed JSON, wrong types, unknown fields, bad ids, cursors or limits); "
+    400: "Bad input (malformed JSON or JSON nested over 32 levels, text with a NUL character "
+    "or a lone surrogate, wrong types, unknown fields, bad cursors, limits or date-times); "
     "`fields` names each problem.",
     401: "No API key, or an invalid or revoked one.",
     403: "A read-only key asked for a write, or the caller may not do this.",
-    404: "No such object, or it belongs to another account.",
+    404: "No such object (an unknown or malformed id), or it belongs to another account.",
     405: "Method not allowed on this path.",
     406: "The Accept header asks for a format other than JSON.",
-    409: "The job's status does not allow the command (see `current_status`).",
+    409: "The job's status does not allow the command (see `current_status`), or a "
+    "search-delete's `expected_count` is not what its filter matches (see `matched`).",
+    413: "The body is over the size limit.",
     415: "The body is not `application/json`.",
     422: "The Idempotency-Key was already used with a different request.",
     429: "Too many requests.",
@@ -78,12 +84,13 @@ _ERROR_DESCRIPTIONS = {
 
 def error_responses(*statuses: int, body: bool = False) -> dict[int, Any]:
     """OpenAPI responses for the errors an operation can answer, all in the one error shape.
-    Every operation can answer 400, 401, 403, 404, 405, 406 and 429; one with a body, 415."""
+    Every operation can answer 400, 401, 403, 404, 405, 406 and 429; one with a body, 413
+    and 415."""
     from drf_spectacular.utils import OpenApiResponse
 
     codes = {400, 401, 403, 404, 405, 406, 429, *statuses}
     if body:
-        codes.add(415)
+        codes.update({413, 415})
     return {
         code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
         for code in sorted(codes)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
 
 from accounts.models import Account
+from core import input as client_input
+from core.errors import ValidationFailed
 from jobs.models import Job
 from jobs.states import MUTABLE_FIELDS
 
@@ -57,13 +60,34 @@ COMMAND_FORMS: dict[str, type[forms.Form]] = {
 
 
 class PrettyJSONField(forms.JSONField):
-    """A JSON editor that shows the value indented, in a monospace box."""
+    """A JSON editor that shows the value indented, in a monospace box. What is typed is
+    parsed by the input boundary's rules (core.input.loads: depth, NUL characters, lone
+    surrogates, lengths), as the API's bodies are; the error names the path (`$.a.b`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault(
             "widget", forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "json-editor"})
         )
         super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            converted = client_input.loads(value, "$")
+        except ValueError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.message, code="invalid") from None
+        return forms.fields.JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled or not isinstance(data, str):
+            return super().bound_data(data, initial)
+        try:
+            return client_input.loads(data)
+        except (ValueError, ValidationFailed):
+            return forms.fields.InvalidJSONInput(data)
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, forms.fields.InvalidJSONInput):
@@ -89,6 +113,15 @@ class JobChangeForm(forms.ModelForm):
         # The widget shows whole seconds: compare against that, or every save moves run_at.
         if self.initial.get("run_at"):
             self.initial["run_at"] = self.initial["run_at"].replace(microsecond=0)
+
+    def clean_run_at(self) -> datetime | None:
+        run_at = self.cleaned_data.get("run_at")
+        if run_at is not None:
+            problem = client_input.utc_problem(run_at)
+            if problem:
+                raise forms.ValidationError(f"This date-time {problem}")
+            run_at = run_at.astimezone(UTC)
+        return run_at
 
     def clean_payload(self) -> Any:
         return self.cleaned_data["payload"] or {}

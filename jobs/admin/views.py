@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from accounts.models import Account
 from core.actors import Actor
-from core.errors import DomainError, ValidationFailed
+from core.errors import Conflict, DomainError, ValidationFailed
 from jobs import reports, services
 from jobs.admin import actions as admin_commands
 from jobs.admin import urls
@@ -122,20 +122,28 @@ def search_delete_view(model_admin: JobAdmin, request: HttpRequest) -> HttpRespo
     back_url = urls.queue_url(queue_filter.query_string())
     actor = Actor.user(request.user)
     preview = None
+    count_changed = ""
     if not refusal:
         try:
             if request.method == "POST":
-                result = services.jobs_search_delete(
-                    account_id=queue_filter.account_id,
-                    filters=queue_filter.filter_dict(),
-                    actor=actor,
-                )
-                model_admin.message_user(
-                    request,
-                    _deleted_message(result["deleted"], result["skipped_running"]),
-                    messages.SUCCESS if result["deleted"] else messages.WARNING,
-                )
-                return HttpResponseRedirect(back_url)
+                try:
+                    # The count this page showed and the operator confirmed: the service
+                    # deletes nothing when the filter matches another number of jobs by now.
+                    result = services.jobs_search_delete(
+                        account_id=queue_filter.account_id,
+                        filters=queue_filter.filter_dict(),
+                        actor=actor,
+                        expected_count=_posted_count(request),
+                    )
+                except Conflict as exc:
+                    count_changed = exc.message  # show the new count, to confirm again
+                else:
+                    model_admin.message_user(
+                        request,
+                        _deleted_message(result["deleted"], result["skipped_running"]),
+                        messages.SUCCESS if result["deleted"] else messages.WARNING,
+                    )
+                    return HttpResponseRedirect(back_url)
             preview = services.jobs_search_delete(
                 account_id=queue_filter.account_id,
                 filters=queue_filter.filter_dict(),
@@ -156,6 +164,7 @@ def search_delete_view(model_admin: JobAdmin, request: HttpRequest) -> HttpRespo
         "opts": model_admin.model._meta,
         "title": "Delete by search",
         "refusal": refusal,
+        "count_changed": count_changed,
         "preview": preview,
         "to_delete": preview["matched"] - preview["skipped_running"] if preview else 0,
         "sample": sample,
@@ -163,6 +172,11 @@ def search_delete_view(model_admin: JobAdmin, request: HttpRequest) -> HttpRespo
         "back_url": back_url,
     }
     return TemplateResponse(request, "admin/jobs/job/search_delete.html", context)
+
+
+def _posted_count(request: HttpRequest) -> int | None:
+    value = request.POST.get("expected_count", "")
+    return int(value) if value.isdecimal() and len(value) < 19 else None
 
 
 def _deleted_message(deleted: int, running: int) -> str:

@@ -190,9 +190,16 @@ def jobs_search_delete(
     filters: Mapping[str, Any],
     actor: Actor,
     dry_run: bool = False,
+    expected_count: Any = None,
     batch_size: int = SEARCH_DELETE_BATCH,
 ) -> dict[str, Any]:
     """Delete every job of one account that `filters` match, except running ones.
+
+    Deliberate: an empty filter is refused, and a delete (not a dry run) must say how many jobs
+    it expects the filter to match, `expected_count`, which is the `matched` of a dry run of the
+    same filter. A filter that is always true (`attempt_count_min: 0`) is then a choice made
+    knowing its count, never an accident; a count that differs (jobs came or went since the dry
+    run) is a 409 with the current count, and nothing is deleted.
 
     Set-based and batched: each batch locks and deletes up to `batch_size` rows in its own
     transaction, so a large clean-up never holds locks for long. One audit event records the
@@ -207,10 +214,26 @@ def jobs_search_delete(
             fields={"filter": ["At least one filter field is required."]},
         )
     matched_qs = filter_jobs(Job.objects.filter(account_id=account_id), params).order_by()
+    if not dry_run:
+        if expected_count is None:
+            raise ValidationFailed(
+                "Give expected_count, the number of jobs a dry run of this filter matched: "
+                "search-delete deletes only what was counted first.",
+                code="expected_count_required",
+                fields={"expected_count": ["Required unless dry_run: the dry run's `matched`."]},
+            )
+        expected_count = rules.int_in("expected_count", expected_count, 0, 2**63 - 1)
     matched = matched_qs.count()
     if dry_run:
         running = matched_qs.filter(status=JobStatus.RUNNING).count()
         return {"matched": matched, "deleted": 0, "skipped_running": running, "dry_run": True}
+    if matched != expected_count:
+        raise Conflict(
+            f"The filter matches {matched:,} jobs now, not the {expected_count:,} expected: "
+            "run the dry run again and confirm its count. Nothing was deleted.",
+            code="count_changed",
+            extra={"matched": matched},
+        )
 
     filter_record = {name: params.getlist(name) for name in params}
     deleted_ids: list[str] = []

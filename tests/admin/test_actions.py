@@ -192,7 +192,8 @@ def test_search_delete_confirmation_dry_run_then_delete(
     assert 'id="matched">3<' in html and 'id="to-delete">3<' in html
     assert "error code provider_auth_failed" in html and account.name in html
     assert Job.objects.filter(pk__in=[j.pk for j in failed]).count() == 3  # a dry run only
-    done = operator_client.post(f"{SEARCH_DELETE}?{query}")
+    assert 'name="expected_count" value="3"' in html  # the count shown is the count confirmed
+    done = operator_client.post(f"{SEARCH_DELETE}?{query}", {"expected_count": "3"})
     assert done.status_code == 302 and done["Location"] == f"{URL}?{query}"
     assert messages_of(done) == ["3 jobs deleted."]
     assert not Job.objects.filter(pk__in=[j.pk for j in failed]).exists()
@@ -208,7 +209,7 @@ def test_search_delete_keeps_running_jobs(operator_client, account, make_job):
     query = f"account={account.pk}&action=sleep"
     html = operator_client.get(f"{SEARCH_DELETE}?{query}").content.decode()
     assert 'id="matched">2<' in html and 'id="skipped-running">1<' in html
-    done = operator_client.post(f"{SEARCH_DELETE}?{query}")
+    done = operator_client.post(f"{SEARCH_DELETE}?{query}", {"expected_count": "2"})
     assert messages_of(done) == ["1 job deleted, 1 skipped: running."]
     assert status_of(running) == ["running"]
 
@@ -221,7 +222,7 @@ def test_search_delete_matches_what_the_queue_shows(operator_client, account, ma
     query = f"account={account.pk}&status=failed,stalled,succeeded&q=quota"
     shown = {j.pk for j in operator_client.get(f"{URL}?{query}").context["cl"].result_list}
     assert len(shown) == 3
-    operator_client.post(f"{SEARCH_DELETE}?{query}")
+    operator_client.post(f"{SEARCH_DELETE}?{query}", {"expected_count": "3"})
     assert AuditEvent.objects.get(command="search_delete").data["job_ids"].__len__() == 3
     assert set(AuditEvent.objects.get(command="search_delete").data["job_ids"]) == shown
 

@@ -80,9 +80,10 @@ def test_search_delete_replays_its_count(api, keys, account):
     for _ in range(2):
         JobFactory(account=account, status=S.FAILED)
     path = f"/api/accounts/{account.pk}/jobs/search-delete"
-    first = post(api, path, {"status": "failed"}, keys.a, "sd")
+    body = {"status": "failed", "expected_count": 2}
+    first = post(api, path, body, keys.a, "sd")
     JobFactory(account=account, status=S.FAILED)
-    again = post(api, path, {"status": "failed"}, keys.a, "sd")
+    again = post(api, path, body, keys.a, "sd")
     assert first.json()["deleted"] == 2 and again.json() == first.json()
     assert Job.objects.filter(account=account).count() == 1
 

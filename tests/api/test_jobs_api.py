@@ -272,7 +272,11 @@ def test_search_delete_deletes_exactly_what_the_search_returns(api, keys, accoun
     body = {"action": ["noop"]}
     searched = api.post(f"/api/accounts/{account.pk}/jobs/search", body, key=keys.a).json()
     assert {j["id"] for j in searched["results"]} == {*(j.pk for j in doomed), running.pk}
-    response = api.post(f"/api/accounts/{account.pk}/jobs/search-delete", body, key=keys.a)
+    response = api.post(
+        f"/api/accounts/{account.pk}/jobs/search-delete",
+        {**body, "expected_count": 4},
+        key=keys.a,
+    )
     assert response.status_code == 200, response.content
     assert response.json() == {"matched": 4, "deleted": 3, "skipped_running": 1, "dry_run": False}
     remaining = set(Job.objects.values_list("pk", flat=True))

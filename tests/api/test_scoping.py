@@ -32,7 +32,13 @@ ENDPOINTS = [
     ("POST", "/api/accounts/{acc}/resume", {}, True, True),
     ("GET", "/api/accounts/{acc}/jobs", None, False, False),
     ("POST", "/api/accounts/{acc}/jobs/search", {"status": "failed"}, False, False),  # a read
-    ("POST", "/api/accounts/{acc}/jobs/search-delete", {"status": "failed"}, True, False),
+    (
+        "POST",
+        "/api/accounts/{acc}/jobs/search-delete",
+        {"status": "failed", "expected_count": 1},  # the world's one failed job per account
+        True,
+        False,
+    ),
     ("GET", "/api/accounts/{acc}/tasks", None, False, False),
     ("POST", "/api/accounts/{acc}/tasks", {"kind": "noop_batch", "params": {}}, True, False),
     ("GET", "/api/accounts/{acc}/provider-events", None, False, False),

@@ -187,7 +187,8 @@ def bench_search_delete(client: Client, raw_key: str, args) -> tuple[list[float]
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE jobs_job")
             started = time.perf_counter()
-            response = api_call(client, "POST", path, raw_key, {"status": "succeeded"})()
+            body = {"status": "succeeded", "expected_count": args.delete_jobs}
+            response = api_call(client, "POST", path, raw_key, body)()
             api_times.append((time.perf_counter() - started) * 1000)
             deleted = response.json()["deleted"]
             if deleted != args.delete_jobs:

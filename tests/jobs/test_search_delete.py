@@ -71,6 +71,7 @@ def test_deletes_matches_of_one_account_keeps_running_and_audits(account, actor,
         account_id=account.pk,
         filters={"last_error_code": "provider_timeout", "status": "failed,running"},
         actor=actor,
+        expected_count=5,
         batch_size=2,  # several batches
     )
     deleted_ids = {job.pk for job in mixed_jobs["failed"]}
@@ -95,7 +96,10 @@ def test_deletes_matches_of_one_account_keeps_running_and_audits(account, actor,
 
 def test_running_jobs_survive_and_are_reported(account, actor, mixed_jobs):
     result = services.jobs_search_delete(
-        account_id=account.pk, filters={"action": "imap_sync_messages"}, actor=actor
+        account_id=account.pk,
+        filters={"action": "imap_sync_messages"},
+        actor=actor,
+        expected_count=6,
     )
     assert result["matched"] == 6
     assert result["deleted"] == 5
@@ -108,7 +112,9 @@ def test_audit_survives_and_provider_event_link_is_cleared(account, actor, make_
     event = ProviderEvent.objects.create(
         account=account, provider="imap", type="mailbox.changed", external_id="e1", job=job
     )
-    services.jobs_search_delete(account_id=account.pk, filters={"status": "failed"}, actor=actor)
+    services.jobs_search_delete(
+        account_id=account.pk, filters={"status": "failed"}, actor=actor, expected_count=1
+    )
     event.refresh_from_db()
     assert event.job_id is None
     assert AuditEvent.objects.filter(command="search_delete", data__count=1).exists()
@@ -124,6 +130,8 @@ def test_search_delete_matches_the_search(account, actor, mixed_jobs):
             Job.objects.filter(account=account), normalize_filter_params(filters)
         ).values_list("pk", flat=True)
     )
-    services.jobs_search_delete(account_id=account.pk, filters=filters, actor=actor)
+    services.jobs_search_delete(
+        account_id=account.pk, filters=filters, actor=actor, expected_count=len(shown)
+    )
     event = AuditEvent.objects.get(command="search_delete")
     assert set(event.data["job_ids"]) == shown

@@ -67,7 +67,9 @@ def test_task_follows_its_jobs_through_every_transition(account, actor):
     services.job_delete(job_id=second.pk, actor=actor)
     assert status_of(task) == TaskStatus.SUCCEEDED
 
-    services.jobs_search_delete(account_id=account.pk, filters={"task_id": task.pk}, actor=actor)
+    services.jobs_search_delete(
+        account_id=account.pk, filters={"task_id": task.pk}, actor=actor, expected_count=1
+    )
     assert status_of(task) == TaskStatus.EMPTY
 
 
