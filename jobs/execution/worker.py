@@ -136,6 +136,8 @@ def run_job(job_id: str) -> str:
         lambda: services.job_succeed(job_id=job_id, attempt=number, result=result),
         what="success",
     )
+    if not ours:
+        _discarded(job_id, number)
     return "succeeded" if ours else "lost"
 
 
@@ -149,10 +151,20 @@ def _fail(job_id: str, number: int, **error: Any) -> str:
         lambda: services.job_fail(job_id=job_id, attempt=number, **error), what="failure"
     )
     if job is None:
+        _discarded(job_id, number)
         return "lost"
     if error.get("timed_out"):
         return "timeout"
     return "retry_scheduled" if job.status == JobStatus.SCHEDULED else "failed"
+
+
+def _discarded(job_id: str, number: int) -> None:
+    logger.warning(
+        "the outcome of run %s of %s is discarded: the run is no longer this worker's "
+        "(declared lost while it ran, or the job was deleted)",
+        number,
+        job_id,
+    )
 
 
 def _as_result(value: Any) -> dict[str, Any] | None:
