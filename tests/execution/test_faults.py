@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from jobs.models import AttemptOutcome, Job, JobAttempt
@@ -31,16 +32,19 @@ from tests.execution.conftest import (
     ROOT,
     Execution,
     PostgresServer,
+    database_url,
     open_execution,
 )
 from tests.execution.faults import (
     RedisServer,
+    TcpProxy,
     all_terminal,
     connected_to,
     create_jobs,
     kill_inside_a_transaction,
     kill_mid_execution,
     lost_attempts,
+    read_runs,
     retrying,
     status_counts,
     survived,
@@ -295,3 +299,104 @@ def _worker(pid: int) -> str:
     import socket
 
     return f"{socket.gethostname()}:{pid}"
+
+
+# --- a worker cut off from PostgreSQL longer than the grace, then reconnected ---------------------
+
+
+@pytest.mark.parametrize(
+    ("broker", "mode"),
+    [("orm", "blackhole"), ("orm", "reset"), ("redis", "blackhole")],
+    indirect=["broker"],
+)
+def test_worker_cut_off_from_postgres_longer_than_the_grace(
+    execution: Execution, broker: str, mode: str, account, transactional_db
+) -> None:
+    """Cluster A reaches PostgreSQL through a TCP proxy; cluster B and the scheduler directly.
+    A runs two jobs when the proxy cuts it off (`blackhole`: nothing passes and connections
+    hang; `reset`: connections dropped and refused), for longer than the stall grace:
+
+    - `late` finishes its work during the cut, so A cannot record the outcome;
+    - `coop` works on, checking ownership as a long handler does (ctx.ensure_owned).
+
+    The scheduler declares both runs lost and reschedules them; B runs and succeeds them. Then
+    the network heals: A's late success must be discarded, and `coop`'s first run must have
+    stopped before its second began (no concurrent double run)."""
+    started = time.monotonic()
+    grace = float(FAST_SETTINGS["JOBS_STALL_GRACE_SECONDS"])
+    proxy = TcpProxy(int(connection.settings_dict["PORT"] or 5432))
+    try:
+        runs = execution.runs
+        [late] = create_jobs(account, 1, dir=str(runs), until="go", then=0)
+        [coop] = create_jobs(account, 1, dir=str(runs), seconds=60, then=0, cooperative=True)
+        direct = database_url(connection.settings_dict)
+        proxied = re.sub(r"@[^/]+/", f"@127.0.0.1:{proxy.port}/", direct)
+        cut_off = execution.start("qcluster", "qcluster", DATABASE_URL=proxied, JOBS_WORKERS="2")
+        execution.scheduler()
+        execution.wait(
+            lambda: Job.objects.filter(pk__in=[late, coop], status=S.RUNNING).count() == 2,
+            timeout=30,
+            what="both jobs running on the cut-off cluster",
+        )
+        first = dict(Job.objects.filter(pk__in=[late, coop]).values_list("pk", "worker"))
+        execution.cluster()  # B, connected directly
+
+        proxy.cut(mode)
+        cut_at = time.monotonic()
+        (runs / "go").touch()  # `late` ends its work now, cut off
+        execution.wait(
+            lambda: [r for r in read_runs(runs) if r.job_id == late and r.ended_ns],
+            timeout=10,
+            what="late's first run to end",
+        )
+        execution.wait(
+            lambda: status_counts([late, coop])[S.SUCCEEDED] == 2,
+            timeout=60,
+            what="both jobs rescheduled and succeeded elsewhere",
+        )
+        cut_for = time.monotonic() - cut_at
+        assert cut_for > grace
+        proxy.heal()
+
+        # The cut-off worker reconnects and reports `late`'s success: it is discarded.
+        late_pid = first[late].rsplit(":", 1)[1]
+        execution.wait(
+            lambda: re.search(
+                rf" {late_pid} .*outcome of run 1 of {late} .*discarded", cut_off.log.read_text()
+            ),
+            timeout=60,
+            what="the cut-off worker's late outcome to be discarded",
+        )
+        os.kill(int(late_pid), 0)  # it was cut off, never killed
+        for job_id in (late, coop):
+            job = Job.objects.get(pk=job_id)
+            assert (job.status, job.attempt_count, job.result) == (S.SUCCEEDED, 2, {"attempt": 2})
+            attempts = list(JobAttempt.objects.filter(job_id=job_id).order_by("number"))
+            assert [(a.outcome, a.error_code) for a in attempts] == [
+                (A.WORKER_LOST, "worker_lost"),
+                (A.SUCCEEDED, ""),
+            ]
+            assert attempts[0].worker == first[job_id]
+            assert attempts[1].worker == job.worker != first[job_id]
+            assert _transitions(job_id) == [
+                ("create", "", S.QUEUED),
+                ("claim", S.QUEUED, S.RUNNING),
+                ("stall", S.RUNNING, S.STALLED),
+                ("reschedule", S.STALLED, S.SCHEDULED),
+                ("dispatch", S.SCHEDULED, S.QUEUED),
+                ("claim", S.QUEUED, S.RUNNING),
+                ("succeed", S.RUNNING, S.SUCCEEDED),
+            ]
+        [coop_first] = [r for r in read_runs(runs) if r.job_id == coop and r.attempt == 1]
+        assert coop_first.outcome == "RunLost", "the cooperative handler gave its run up"
+        survived(
+            f"worker cut off from PostgreSQL ({mode})",
+            broker,
+            [late, coop],
+            runs,
+            started=started,
+            notes=f"cut {cut_for:.1f}s > grace {grace:g}s; late outcome discarded",
+        )
+    finally:
+        execution.stop_all()
+        proxy.close()
