@@ -418,6 +418,23 @@ def kill_mid_execution(pid: int, job_id: str, attempt: int, runs_dir: Path) -> b
     return inside
 
 
+def parent_of(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, never ")".
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def children_of(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (a cluster's sentinel: its workers, monitor
+    and pusher)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(stat.parent.name))
+    return found
+
+
 # --- a scheduler killed inside a transaction -------------------------------------------------
 
 

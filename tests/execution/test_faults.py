@@ -39,11 +39,13 @@ from tests.execution.faults import (
     RedisServer,
     TcpProxy,
     all_terminal,
+    children_of,
     connected_to,
     create_jobs,
     kill_inside_a_transaction,
     kill_mid_execution,
     lost_attempts,
+    parent_of,
     read_runs,
     retrying,
     status_counts,
@@ -299,6 +301,49 @@ def _worker(pid: int) -> str:
     import socket
 
     return f"{socket.gethostname()}:{pid}"
+
+
+@BROKERS
+def test_idle_workers_killed_one_after_the_other(
+    execution: Execution, broker: str, account, transactional_db
+) -> None:
+    """SIGKILL to each idle worker of a cluster in turn, the sentinel replacing each. An idle
+    worker waits for its next task in the task queue's get(); one of them does so holding the
+    queue's reader lock, and dies with it (jobs/execution/queues.py). Jobs created afterwards
+    must still run on that cluster."""
+    started = time.monotonic()
+    execution.cluster()
+    execution.scheduler()
+    warm = create_jobs(account, 10, dir=str(execution.runs), seconds=0.1)
+    execution.wait(lambda: all_terminal(warm), timeout=30, what="both workers to run jobs")
+    workers = {
+        int(worker.rsplit(":", 1)[1]) for worker in Job.objects.values_list("worker", flat=True)
+    }
+    assert len(workers) == 2
+    sentinel = parent_of(min(workers))
+    processes = children_of(sentinel)  # the workers, the monitor and the pusher
+    for pid in sorted(workers):
+        os.kill(pid, signal.SIGKILL)
+        execution.wait(
+            lambda pid=pid: (
+                pid not in (now := children_of(sentinel)) and len(now) == len(processes)
+            ),
+            timeout=30,
+            what=f"the sentinel to replace worker {pid}",
+        )
+
+    ids = create_jobs(account, 100, dir=str(execution.runs), seconds=0.01)
+    execution.wait(lambda: all_terminal(ids), timeout=60, what="jobs to run after the kills")
+    later = set(Job.objects.filter(pk__in=ids).values_list("worker", flat=True))
+    assert not {_worker(pid) for pid in workers} & later
+    survived(
+        "kill -9 of each idle worker",
+        broker,
+        warm + ids,
+        execution.runs,
+        started=started,
+        notes="2 idle workers killed, replaced by the sentinel",
+    )
 
 
 # --- a worker cut off from PostgreSQL longer than the grace, then reconnected ---------------------
