@@ -87,9 +87,9 @@ def fault_record(ctx: ActionContext) -> dict[str, Any]:
       `<job>.<attempt>.<pid>.<start ns>.<end ns>.<outcome>.end` when it ends ("done", or the
       exception that ended it); a killed execution has a start and no end;
     - `<job>.<attempt>.<pid>.<start ns>.overlap` when another execution of the same job is
-      alive at this moment. Each
-      execution holds an exclusive flock on `<job>.lock` while it runs; the kernel releases it
-      when the process dies, however it dies, so a killed run never looks alive.
+      alive at this moment. Each execution holds an exclusive flock on `<job>.lock` while it
+      runs; the kernel releases it when the process dies, however it dies, so a killed run
+      never looks alive.
 
     Works payload["seconds"] on the first attempt and payload.get("then", seconds) on later
     ones; with payload["until"], the first attempt works until that file exists instead. With

@@ -168,11 +168,10 @@ def open_execution(
     broker: str,
     redis_url: str = REDIS_URL,
     database: str | None = None,
-    queue: str | None = None,
 ) -> Iterator[Execution]:
     """An Execution on `broker` ("orm" or "redis", at `redis_url`) against `database` (a
     DATABASE_URL; by default the one this process is connected to, the test database)."""
-    queue = queue or f"t{uuid.uuid4().hex[:12]}"
+    queue = f"t{uuid.uuid4().hex[:12]}"
     redis_url = redis_url if broker == "redis" else None
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     env.update(FAST_SETTINGS)

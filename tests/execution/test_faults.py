@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.utils import timezone
+from django_q.brokers import get_broker
 
 from jobs.models import AttemptOutcome, Job, JobAttempt
 from jobs.states import JobStatus
@@ -96,8 +97,6 @@ def test_redis_restarted_with_jobs_in_flight(
             execution.cluster()
             execution.scheduler()
             ids = create_jobs(account, 400, dir=str(execution.runs), seconds=0.02)
-            from django_q.brokers import get_broker
-
             waiting = get_broker()  # this process's, pointed at the private server
             execution.wait(
                 lambda: status_counts(ids)[S.SUCCEEDED] >= 20 and waiting.queue_size() >= 100,
@@ -139,7 +138,7 @@ def test_postgres_restarted_under_load(
 ) -> None:
     """Two clusters and the scheduler on a private PostgreSQL server, restarted (fast
     shutdown: every session cut, open transactions rolled back) with hundreds of jobs queued
-    and four running."""
+    and four running. (test_execution's restart test, under load and on both brokers.)"""
     started = time.monotonic()
     url = postgres_server.url("jobs")
     createdb = [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(postgres_server.port)]
@@ -231,15 +230,14 @@ def test_scheduler_killed_inside_its_round(
         for n in re.findall(r"enqueued again (\d+) unclaimed", proc.log.read_text())
     )
     assert last.popen.poll() is None
-    for doing in kills:
-        print(f"killed in: {doing}")
+    statements = ", ".join(doing.split(": ", 1)[1].split()[0] for doing in kills)
     survived(
         "kill -9 of the scheduler mid-round",
         broker,
         ids,
         execution.runs,
         started=started,
-        notes=f"3 kills inside a transaction, {requeued} requeued",
+        notes=f"killed inside a transaction, in {statements}; {requeued} requeued",
     )
 
 
@@ -314,12 +312,16 @@ def test_idle_workers_killed_one_after_the_other(
     started = time.monotonic()
     execution.cluster()
     execution.scheduler()
-    warm = create_jobs(account, 10, dir=str(execution.runs), seconds=0.1)
-    execution.wait(lambda: all_terminal(warm), timeout=30, what="both workers to run jobs")
-    workers = {
-        int(worker.rsplit(":", 1)[1]) for worker in Job.objects.values_list("worker", flat=True)
-    }
-    assert len(workers) == 2
+    warm: list[str] = []
+    workers: set[int] = set()
+    while len(workers) < 2:  # until both workers have run a job (and wait for the next)
+        assert len(warm) < 50
+        warm += create_jobs(account, 10, dir=str(execution.runs), seconds=0.1)
+        execution.wait(lambda w=warm: all_terminal(w), timeout=30, what="warm-up jobs to run")
+        workers = {
+            int(w.rsplit(":", 1)[1])
+            for w in Job.objects.filter(pk__in=warm).values_list("worker", flat=True)
+        }
     sentinel = parent_of(min(workers))
     processes = children_of(sentinel)  # the workers, the monitor and the pusher
     for pid in sorted(workers):
