@@ -15,3 +15,8 @@ class JobsConfig(AppConfig):
 
         for module in settings.JOBS_EXTRA_ACTION_MODULES:
             importlib.import_module(module)
+
+        # django-q2's process queues: a worker killed while it waits must not wedge its cluster.
+        from jobs.execution import queues
+
+        queues.install()

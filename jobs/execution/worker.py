@@ -6,7 +6,8 @@ SIGALRM-based hard timeout (django_q.worker / django_q.timeout). Here we:
 - claim the job (jobs.services.job_claim): only a `queued` job is claimed, so a duplicate or
   late message is a no-op;
 - keep a heartbeat while the handler runs, from a thread with its own database connection, so
-  the sweeper can tell a slow run from a lost one;
+  the sweeper can tell a slow run from a lost one; a worker whose beats cannot reach the
+  database for nearly the grace gives the run up (see _Heartbeat);
 - enforce the action's own timeout with SIGALRM (shorter than the cluster's hard limit, which
   kills the whole process), so a timed-out run is recorded as `timeout` and the worker process
   goes on with the next job;
@@ -73,6 +74,7 @@ def run_job(job_id: str) -> str:
     task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout" or "lost"."""
     # One claim time for every try: a retry after a lost reply recognizes its own claim.
     claimed_at = timezone.now()
+    claim_sent = time.monotonic()  # the claim stamps the first heartbeat, no earlier than this
     run = _with_db_retry(
         lambda: services.job_claim(job_id=job_id, worker=worker_identity(), claimed_at=claimed_at),
         what="claim",
@@ -90,7 +92,7 @@ def run_job(job_id: str) -> str:
             retryable=False,
         )
     heartbeat = _heartbeat()
-    heartbeat.watch(job_id, number)
+    heartbeat.watch(job_id, number, since=claim_sent)
     context = ActionContext(
         job_id=job_id,
         account_id=run.account_id,
@@ -118,8 +120,15 @@ def run_job(job_id: str) -> str:
             timed_out=True,
         )
     except RunLost:
-        # The sweeper already closed this attempt as worker_lost and rescheduled the job.
-        logger.warning("run %s of %s was declared lost while it ran; stopped it", number, job_id)
+        # The sweeper closed this attempt as worker_lost and rescheduled the job, or may do so
+        # at any moment (no heartbeat got through for nearly the grace).
+        logger.warning(
+            "run %s of %s was declared lost, or could not be kept (no heartbeat reached the "
+            "database for %gs), while it ran; stopped it",
+            number,
+            job_id,
+            heartbeat.lease,
+        )
         return "lost"
     except JobError as exc:
         return _fail(job_id, number, code=exc.code, detail=exc.detail, retryable=exc.retryable)
@@ -138,6 +147,8 @@ def run_job(job_id: str) -> str:
         lambda: services.job_succeed(job_id=job_id, attempt=number, result=result),
         what="success",
     )
+    if not ours:
+        _discarded(job_id, number)
     return "succeeded" if ours else "lost"
 
 
@@ -151,10 +162,20 @@ def _fail(job_id: str, number: int, **error: Any) -> str:
         lambda: services.job_fail(job_id=job_id, attempt=number, **error), what="failure"
     )
     if job is None:
+        _discarded(job_id, number)
         return "lost"
     if error.get("timed_out"):
         return "timeout"
     return "retry_scheduled" if job.status == JobStatus.SCHEDULED else "failed"
+
+
+def _discarded(job_id: str, number: int) -> None:
+    logger.warning(
+        "the outcome of run %s of %s is discarded: the run is no longer this worker's "
+        "(declared lost while it ran, or the job was deleted)",
+        number,
+        job_id,
+    )
 
 
 def _as_result(value: object) -> dict[str, Any] | None:
@@ -229,28 +250,45 @@ class _Heartbeat(threading.Thread):
     """One thread per worker process that beats for the run in progress, if any, every
     JOBS_HEARTBEAT_SECONDS. It has its own database connection (Django's are per thread),
     closed whenever no run is in progress. A job shorter than the interval never costs a beat:
-    the claim itself stamps the first heartbeat."""
+    the claim itself stamps the first heartbeat.
+
+    It also keeps the run's lease. The sweeper may declare a run lost once its last heartbeat
+    is older than the grace, and hand the job to another worker; a worker cut off from the
+    database cannot learn that it did. So when no beat has got through for `lease` seconds
+    (the grace less one interval, counted from when the last successful beat, or the claim,
+    was sent: no later than the time it stamped), the run counts as lost here too, and a
+    handler checking ownership (ctx.ensure_owned) stops before the job's next run can start,
+    instead of running beside it. A run given up this way is left to the sweeper."""
 
     def __init__(self, interval: float) -> None:
         super().__init__(name="jobs-heartbeat", daemon=True)
         self.interval = interval
+        grace = settings.JOBS_STALL_GRACE_SECONDS
+        self.lease = max(grace - interval, grace / 2)
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._run: tuple[str, int] | None = None
         self._lost: tuple[str, int] | None = None
+        self._beat_sent = 0.0  # time.monotonic() when the last beat that got through was sent
 
-    def watch(self, job_id: str, attempt: int) -> None:
+    def watch(self, job_id: str, attempt: int, *, since: float) -> None:
+        """Beat for this run from now on; its claim was sent at `since` (time.monotonic())."""
         with self._lock:
             self._run = (job_id, attempt)
+            self._beat_sent = since
 
     def unwatch(self) -> None:
         with self._lock:
             self._run = None
 
     def lost(self, job_id: str, attempt: int) -> bool:
-        """Whether the heartbeat found that this run was taken away (declared lost)."""
+        """Whether the heartbeat found that this run was taken away (declared lost), or could
+        not keep it: no beat got through within the lease."""
         with self._lock:
-            return self._lost == (job_id, attempt)
+            if self._lost == (job_id, attempt):
+                return True
+            expired = time.monotonic() - self._beat_sent > self.lease
+            return self._run == (job_id, attempt) and expired
 
     def run(self) -> None:
         while True:
@@ -262,7 +300,12 @@ class _Heartbeat(threading.Thread):
                 continue
             try:
                 close_old_connections()
-                if not services.job_heartbeat(job_id=current[0], attempt=current[1]):
+                sent = time.monotonic()
+                if services.job_heartbeat(job_id=current[0], attempt=current[1]):
+                    with self._lock:
+                        if self._run == current:
+                            self._beat_sent = sent
+                else:
                     # The sweeper declared the run lost, or the job was deleted: stop beating
                     # for a run that is no longer ours.
                     with self._lock:

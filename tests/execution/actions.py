@@ -3,6 +3,7 @@ JOBS_EXTRA_ACTION_MODULES=tests.execution.actions (and imported by the tests the
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -66,3 +67,71 @@ def hang_first(ctx: ActionContext) -> dict[str, Any]:
     if ctx.attempt == 1:
         time.sleep(float(ctx.payload.get("seconds", 50)))
     return {"attempt": ctx.attempt}
+
+
+# --- the fault suite's recorder (tests/execution/test_faults.py, tests/execution/faults.py) ---
+
+
+def _mark(path: Path) -> None:
+    """Create the empty file `path`, never one that exists: a file's creation is atomic, so
+    everything is in its name and a kill -9 never leaves a record half written."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+
+
+@action("fault_record", max_attempts=10, timeout=60, backoff_base=0.2)
+def fault_record(ctx: ActionContext) -> dict[str, Any]:
+    """Record each execution as files in payload["dir"], robust to kill -9 (tests/execution/
+    faults.py reads them):
+
+    - `<job>.<attempt>.<pid>.<start ns>.start` when it starts (time.time_ns()), and
+      `<job>.<attempt>.<pid>.<start ns>.<end ns>.<outcome>.end` when it ends ("done", or the
+      exception that ended it); a killed execution has a start and no end;
+    - `<job>.<attempt>.<pid>.<start ns>.overlap` when another execution of the same job is
+      alive at this moment. Each execution holds an exclusive flock on `<job>.lock` while it
+      runs; the kernel releases it when the process dies, however it dies, so a killed run
+      never looks alive.
+
+    Works payload["seconds"] on the first attempt and payload.get("then", seconds) on later
+    ones; with payload["until"], the first attempt works until that file exists instead. With
+    payload["cooperative"], it checks ownership every 20 ms, as a long handler should
+    (ctx.ensure_owned), and stops when the run is no longer its own."""
+    directory = Path(ctx.payload["dir"])
+    name = f"{ctx.job_id}.{ctx.attempt}.{os.getpid()}.{time.time_ns()}"
+    lock = os.open(directory / f"{ctx.job_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _mark(directory / f"{name}.overlap")
+        _mark(directory / f"{name}.start")
+        outcome = "done"
+        try:
+            _work(ctx)
+        except BaseException as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            _mark(directory / f"{name}.{time.time_ns()}.{outcome}.end")
+    finally:
+        os.close(lock)  # releases the flock
+    return {"attempt": ctx.attempt}
+
+
+def _work(ctx: ActionContext) -> None:
+    payload = ctx.payload
+    first = ctx.attempt == 1
+    seconds = float(payload.get("seconds", 0))
+    if not first:
+        seconds = float(payload.get("then", seconds))
+    until = Path(payload["dir"]) / payload["until"] if first and payload.get("until") else None
+    deadline = time.monotonic() + seconds
+    while True:
+        if payload.get("cooperative"):
+            ctx.ensure_owned()
+        if until is not None:
+            if until.exists():
+                return
+        elif time.monotonic() >= deadline:
+            return
+        step = 0.02 if until or payload.get("cooperative") else deadline - time.monotonic()
+        time.sleep(max(step, 0))

@@ -160,24 +160,30 @@ def broker(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def execution(
-    transactional_db, broker: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@contextlib.contextmanager
+def open_execution(
+    monkeypatch: pytest.MonkeyPatch,
+    workdir: Path,
+    *,
+    broker: str,
+    redis_url: str = REDIS_URL,
+    database: str | None = None,
 ) -> Iterator[Execution]:
-    """Processes against the test database; stopped before the database is flushed."""
+    """An Execution on `broker` ("orm" or "redis", at `redis_url`) against `database` (a
+    DATABASE_URL; by default the one this process is connected to, the test database)."""
     queue = f"t{uuid.uuid4().hex[:12]}"
-    redis_url = REDIS_URL if broker == "redis" else None
+    redis_url = redis_url if broker == "redis" else None
     env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
     env.update(FAST_SETTINGS)
     env.update(
-        DATABASE_URL=database_url(connection.settings_dict),
+        DATABASE_URL=database or database_url(connection.settings_dict),
         JOBS_QUEUE_NAME=queue,
         PYTHONUNBUFFERED="1",
     )
     if redis_url:
         env["REDIS_URL"] = redis_url
     use_broker(monkeypatch, queue=queue, redis_url=redis_url)
-    execution = Execution(env=env, workdir=tmp_path)
+    execution = Execution(env=env, workdir=workdir)
     try:
         yield execution
     finally:
@@ -185,7 +191,17 @@ def execution(
         if redis_url:
             from django_q.brokers import get_broker
 
-            get_broker().delete_queue()  # the line and the lane ahead (LanedRedis)
+            with contextlib.suppress(Exception):  # a test may have stopped its Redis server
+                get_broker().delete_queue()  # the line and the lane ahead (LanedRedis)
+
+
+@pytest.fixture
+def execution(
+    transactional_db, broker: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Execution]:
+    """Processes against the test database; stopped before the database is flushed."""
+    with open_execution(monkeypatch, tmp_path, broker=broker) as execution:
+        yield execution
 
 
 # --- a private PostgreSQL server --------------------------------------------------------------
@@ -293,3 +309,13 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.destroy()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault suite's counts (tests/execution/test_faults.py), one line per fault and broker."""
+    from tests.execution.faults import REPORTS
+
+    if REPORTS:
+        terminalreporter.section("faults survived")
+        for report in REPORTS:
+            terminalreporter.write_line(report.line())

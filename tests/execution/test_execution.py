@@ -9,14 +9,10 @@ import itertools
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from core.actors import Actor
@@ -26,8 +22,8 @@ from jobs.execution.actions.registry import JobSpec, policy_for
 from jobs.execution.broker import enqueue
 from jobs.models import AttemptOutcome, Job, JobAttempt
 from jobs.states import TERMINAL, JobStatus
-from tests.execution.conftest import PG_BIN, ROOT, Execution, PostgresServer
-from tests.factories import AccountFactory, JobFactory
+from tests.execution.conftest import Execution
+from tests.factories import JobFactory
 
 pytestmark = pytest.mark.slow
 
@@ -256,72 +252,3 @@ def test_two_clusters_share_one_database_without_concurrent_double_runs(
     # Every execution is an attempt on record: a duplicate run is visible, never silent.
     assert sum(runs.values()) == JobAttempt.objects.filter(job_id__in=ids).count()
     assert len(workers) >= 3, "both clusters took part"
-
-
-def test_cluster_recovers_from_a_postgres_restart(
-    postgres_server: PostgresServer, django_db_blocker, tmp_path: Path, monkeypatch
-) -> None:
-    from tests.execution.conftest import FAST_SETTINGS, use_broker
-
-    url = postgres_server.url("jobs")
-    createdb = [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(postgres_server.port)]
-    subprocess.run([*createdb, "-U", "postgres", "jobs"], check=True)
-    queue = "pgrestart"
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    env.update(FAST_SETTINGS, DATABASE_URL=url, JOBS_QUEUE_NAME=queue, PYTHONUNBUFFERED="1")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-    )
-    use_broker(monkeypatch, queue=queue, redis_url=None)
-    execution = Execution(env=env, workdir=tmp_path)
-    runs = execution.runs
-
-    with django_db_blocker.unblock(), _connected_to(postgres_server.port, "jobs"):
-        try:
-            execution.cluster()
-            execution.scheduler()
-            ids = create(AccountFactory(), "test_record", count=60, dir=str(runs), seconds=0.1)
-            execution.wait(
-                lambda: _retrying(lambda: status_counts(ids)[S.SUCCEEDED] >= 5),
-                timeout=30,
-                what="jobs running",
-            )
-
-            assert status_counts(ids)[S.SUCCEEDED] < len(ids), "restart while jobs run"
-            postgres_server.restart()
-
-            execution.wait(
-                lambda: _retrying(lambda: all_terminal(ids)),
-                timeout=120,
-                what="every job to finish after the restart",
-            )
-            assert status_counts(ids) == Counter({S.SUCCEEDED: len(ids)})
-            assert not Job.objects.filter(status=S.RUNNING).exists()
-            assert set(runs_per_job(execution)) == set(ids)
-        finally:
-            execution.stop_all()
-
-
-def _retrying(check):
-    """Run a check from the test process, which also loses its connection on the restart."""
-    try:
-        return check()
-    except (OperationalError, InterfaceError):
-        connection.close()
-        return False
-
-
-class _connected_to:
-    """Point this process's default connection at another server for the block."""
-
-    def __init__(self, port: int, name: str) -> None:
-        self.changes = {"HOST": "127.0.0.1", "PORT": str(port), "NAME": name, "USER": "postgres"}
-
-    def __enter__(self) -> None:
-        connection.close()
-        self.saved = {key: connection.settings_dict[key] for key in self.changes}
-        connection.settings_dict.update(self.changes)
-
-    def __exit__(self, *exc) -> None:
-        connection.close()
-        connection.settings_dict.update(self.saved)

@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 from django.utils import timezone
 
 from core.models import AuditEvent
@@ -60,3 +60,34 @@ def test_lost_run_stops_and_keeps_the_sweepers_verdict(account, actor, settings,
     [attempt] = JobAttempt.objects.filter(job=job)
     assert attempt.outcome == AttemptOutcome.WORKER_LOST
     assert not AuditEvent.objects.filter(job_id=job.pk, command__in=["succeed", "fail"]).exists()
+
+
+def test_run_cut_off_from_the_database_is_given_up_before_the_grace_ends(
+    account, actor, settings, monkeypatch
+):
+    """A worker whose heartbeats cannot reach the database cannot learn that the sweeper
+    declared its run lost; it gives the run up itself before the grace is over, so a handler
+    checking ownership stops before the job's next run may start (tests/execution/
+    test_faults.py::test_worker_cut_off_from_postgres_longer_than_the_grace, with real
+    processes)."""
+    settings.JOBS_HEARTBEAT_SECONDS = 0.05
+    settings.JOBS_STALL_GRACE_SECONDS = 1.0
+    monkeypatch.setattr(worker, "_heartbeat_thread", None)  # a heartbeat at the new interval
+
+    def cut_off(**run):
+        raise OperationalError("connection to server was lost")
+
+    monkeypatch.setattr(services, "job_heartbeat", cut_off)
+    job = services.job_create(account=account, action="test_wait_until_lost", actor=actor)
+    started = time.monotonic()
+
+    outcome = worker.run_job(job.pk)
+
+    given_up_after = time.monotonic() - started
+    assert outcome == "lost"
+    assert 0.5 <= given_up_after < 1.0, given_up_after  # within the grace, less one interval
+    job.refresh_from_db()
+    # Nothing recorded: the sweeper, which can reach the database, declares the run lost.
+    assert (job.status, job.attempt_count) == (JobStatus.RUNNING, 1)
+    [attempt] = JobAttempt.objects.filter(job=job)
+    assert attempt.outcome == AttemptOutcome.RUNNING

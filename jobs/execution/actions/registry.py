@@ -24,9 +24,11 @@ class JobError(Exception):
 
 class RunLost(BaseException):
     """The run is no longer this worker's: the sweeper declared it lost (its heartbeat went
-    stale) and another worker may already run the job. Raised by ActionContext.ensure_owned so
-    a long handler stops instead of overlapping with the new run; the worker records nothing.
-    A BaseException, so a handler's `except Exception` cannot swallow it."""
+    stale) and another worker may already run the job, or no heartbeat reached the database
+    for nearly the grace and the sweeper may do so at any moment. Raised by
+    ActionContext.ensure_owned so a long handler stops instead of overlapping with the new run;
+    the worker records nothing. A BaseException, so a handler's `except Exception` cannot
+    swallow it."""
 
 
 @dataclass(frozen=True)
