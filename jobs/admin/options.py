@@ -18,6 +18,7 @@ from core.admin.paginators import NoCountAdminMixin
 from core.audit import AuditCommand
 from core.errors import DomainError, ValidationFailed
 from core.models import AuditEvent
+from core.unreadable import Unreadable, unreadable_fields
 from jobs import services
 from jobs.admin import urls
 from jobs.admin import views as admin_views
@@ -35,7 +36,16 @@ def status_badge(status: str, label: str | None = None):
     return format_html('<span class="job-status job-status-{}">{}</span>', status, label or status)
 
 
+def unreadable(value: Unreadable):
+    """A value the application cannot read (core.unreadable), as the database spells it."""
+    return format_html(
+        '<span class="unreadable" title="{}">unreadable: {}</span>', value.reason, value
+    )
+
+
 def pretty_json(value) -> str:
+    if isinstance(value, Unreadable):
+        return unreadable(value)
     if value in (None, {}, []):
         return format_html('<span class="quiet">{}</span>', "empty" if value is not None else "—")
     return format_html(
@@ -47,6 +57,8 @@ def pretty_json(value) -> str:
 def _ago(moment) -> str:
     if moment is None:
         return "—"
+    if isinstance(moment, Unreadable):
+        return unreadable(moment)
     return format_html(
         '<span title="{}">{} ago</span>', moment.isoformat(), timesince(moment).split(",")[0]
     )
@@ -176,6 +188,8 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="age")
     def age_column(self, job):
+        if isinstance(job.created_at, Unreadable):
+            return unreadable(job.created_at)
         return timesince(job.created_at).split(",")[0]
 
     @admin.display(description="updated")
@@ -302,7 +316,9 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
             name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
         ]
         if self._editable(request, obj):
-            return [name for name in names if name not in MUTABLE_FIELDS]
+            # A value the application cannot read is shown, never offered for editing here.
+            unreadable = unreadable_fields(obj)
+            return [name for name in names if name not in MUTABLE_FIELDS or name in unreadable]
         return names
 
     @admin.display(description="task")
@@ -315,6 +331,8 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
     def resolution_column(self, job):
         if not job.resolution:
             return "—"
+        if not isinstance(job.resolution, dict):  # written by SQL
+            return pretty_json(job.resolution)
         r = job.resolution
         return format_html(
             "<b>{}</b>: {} <span class='quiet'>by {} at {}</span>",
@@ -343,6 +361,15 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
         return pretty_json(job.result)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and (bad := unreadable_fields(obj)):
+            self.message_user(
+                request,
+                "This job holds values the application cannot read, shown as the database "
+                "spells them: "
+                + "; ".join(f"{name} {value!s} ({value.reason})" for name, value in bad.items())
+                + ".",
+                messages.WARNING,
+            )
         if obj is not None:
             commands = [
                 (command.value, COMMAND_FORMS[command.value](auto_id=f"id_{command.value}_%s"))
