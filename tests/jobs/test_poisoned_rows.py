@@ -226,14 +226,16 @@ def one_round() -> None:
     services.jobs_requeue_unclaimed()
 
 
-def check_visible(job_id: str, account_id: str, status: str, admin, api_get) -> None:
+def check_visible(
+    job_id: str, account_id: str, status: str, admin, api_get, *, stalled: bool = True
+) -> None:
     """An operator sees the job: on the queue (unfiltered, by its status, among the stalled if
     it runs), on its page, and through the API (the job and its account's list)."""
     queue = "/admin/jobs/job/"
     views = [queue, f"{queue}?account={account_id}"]
     if status in S.values:  # the queue refuses to filter by a status it does not know
         views.append(f"{queue}?status={status}")
-    if status == S.RUNNING:
+    if status == S.RUNNING and stalled:
         views.append(f"{queue}?stalled=1")
     for url in views:
         response = admin.get(url)
@@ -372,6 +374,34 @@ def test_an_operator_sees_a_corrupt_job_and_can_act_on_it(
     delete = client.delete(f"/api/jobs/{job.pk}", headers=headers)
     assert delete.status_code in {200, 204}, delete.content[:500]
     assert not Job.objects.filter(pk=job.pk).exists()
+
+
+@pytest.mark.parametrize("column", ["run_at", "heartbeat_at", "started_at", "created_at"])
+@pytest.mark.parametrize("value", unreadable_timestamps())
+def test_an_operator_sees_a_corrupt_running_job(
+    column, value, account, admin, api_get, client, operator_key
+):
+    """A lost run no sweep has met yet, corrupted: it is on the queue, among the running and
+    the stalled (?stalled=1), and on its page; the API shows it, and resolve and delete refuse
+    a running job with a 409 in the JSON shape."""
+    if not is_postgres():
+        pytest.skip("SQLite's driver fails reading such a datetime; only a round repairs it")
+    job = _make(S.RUNNING, account)
+    corrupt(job.pk, **{column: value})
+    # A heartbeat after year 9999 is not stale: the job is not among the stalled.
+    stalled = not (column == "heartbeat_at" and after_year_9999(value))
+    check_visible(job.pk, account.pk, S.RUNNING, admin, api_get, stalled=stalled)
+    headers = {"Authorization": f"Bearer {operator_key}"}
+    resolve = client.post(
+        f"/api/jobs/{job.pk}/resolve",
+        {"code": "ignored", "note": "corrupt row"},
+        content_type="application/json",
+        headers=headers,
+    )
+    delete = client.delete(f"/api/jobs/{job.pk}", headers=headers)
+    for response in (resolve, delete):
+        assert response.status_code == 409, response.content[:500]
+        assert response.json()["error"]["code"]
 
 
 # --- a row the database refuses to change ------------------------------------------------------
