@@ -10,9 +10,9 @@ fails; a worker checks the job it claims. A row that fails on its own for a reas
 (DATA_ERRORS, or an Unreadable value where the step reads it) is quarantined: `job_quarantine`
 fails it with `internal_error` and a detail naming the value it could not read, closes its open
 attempt, and records a `quarantine` audit event; the step goes on with the next row and logs
-which job and why. An error that is not about the row (the database unreachable, a bug) is not turned
-into a failed job: connection errors stop the step, which its caller retries; anything else
-skips the row for this round, with its job id logged.
+which job and why. An error that is not about the row (the database unreachable, a bug) is not
+turned into a failed job: connection errors stop the step, which its caller retries; anything
+else skips the row for this round, with its job id logged.
 
 What is overwritten: an unreadable timestamp (run_at, created_at, started_at get the time of
 the quarantine, or NULL where NULL is allowed; the others are set by the quarantine anyway), so
