@@ -7,3 +7,11 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "Audit"
+
+    def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from core.unreadable import load_unreadable_timestamps
+
+        # A row holding a timestamp Python cannot read must not fail every query that holds it.
+        connection_created.connect(load_unreadable_timestamps, dispatch_uid="core.unreadable")

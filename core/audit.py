@@ -34,6 +34,8 @@ class AuditCommand(models.TextChoices):
     FAIL = "fail", "fail"
     STALL = "stall", "stall"
     RESCHEDULE = "reschedule", "reschedule"
+    # A job whose row could not be read or processed, taken out of the way (failed).
+    QUARANTINE = "quarantine", "quarantine"
     # Accounts and API keys.
     CREATE_ACCOUNT = "create_account", "create_account"
     UPDATE_ACCOUNT = "update_account", "update_account"

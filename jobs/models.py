@@ -1,11 +1,35 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
 
 from accounts.models import Account
 from core.ids import PublicIdField
+from core.unreadable import Unreadable
 from jobs.states import NEEDS_OPERATOR_Q, QUEUED_Q, RUNNING_Q, JobStatus, TaskStatus
+
+
+class ReadableJSONField(models.JSONField):
+    """A JSONField that loads a document nested deeper than Python's recursion limit (storable
+    in PostgreSQL's jsonb) as an Unreadable holding the start of its text, instead of failing
+    every query that reads it (see core.unreadable). The same column as models.JSONField."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        try:
+            return super().from_db_value(value, expression, connection)
+        except RecursionError:
+            text = value if isinstance(value, str) else str(value)
+            return Unreadable(
+                text[:200] + ("…" if len(text) > 200 else ""),
+                f"JSON nested deeper than Python can read ({len(text):,} characters)",
+            )
+
+    def deconstruct(self) -> Any:
+        # Migrations see the plain JSONField: nothing about the column changes.
+        name, _, args, kwargs = super().deconstruct()
+        return name, "django.db.models.JSONField", args, kwargs
 
 
 class Task(models.Model):
@@ -87,8 +111,8 @@ class Job(models.Model):
         db_index=False,
     )
     action = models.CharField(max_length=100)
-    payload = models.JSONField(default=dict, blank=True)
-    labels = models.JSONField(default=dict, blank=True)
+    payload = ReadableJSONField(default=dict, blank=True)
+    labels = ReadableJSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     priority = models.IntegerField(default=0)
     run_at = models.DateTimeField(default=timezone.now)
@@ -97,8 +121,8 @@ class Job(models.Model):
     last_error_code = models.CharField(max_length=100, blank=True)
     last_error_detail = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
-    resolution = models.JSONField(null=True, blank=True)
+    result = ReadableJSONField(null=True, blank=True)
+    resolution = ReadableJSONField(null=True, blank=True)
 
     # Execution bookkeeping.
     enqueued_at = models.DateTimeField(null=True, blank=True)

@@ -60,8 +60,8 @@ def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[Tr
             count=row["count"],
             failed=row["failed"],
             stalled=row["stalled"],
-            first_seen=row["first_seen"],
-            last_seen=row["last_seen"],
+            first_seen=_readable(row["first_seen"]),
+            last_seen=_readable(row["last_seen"]),
             accounts=row["accounts"],
             sample_job_id="",
         )
@@ -80,6 +80,11 @@ def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[Tr
             (group.action, group.error_code, group.last_seen), ("", "")
         )
     return groups
+
+
+def _readable(moment: datetime | None) -> datetime | None:
+    # A first or last time Python cannot hold (written by SQL, see core.unreadable) is unknown.
+    return None if isinstance(moment, str) else moment
 
 
 def counts_by_status(jobs: QuerySet[Job] | None = None) -> dict[str, int]:
@@ -156,7 +161,10 @@ def dashboard(*, now: datetime | None = None, hours: int = 24) -> Dashboard:
     }
     finished = (
         Job.objects.filter(
+            # Bounded above too: a finish after the last hour has no bucket (and one after
+            # year 9999, written by SQL, could not be read).
             finished_at__gte=since,
+            finished_at__lt=since + timedelta(hours=hours),
             status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STALLED],
         )
         .annotate(hour=TruncHour("finished_at"))

@@ -202,6 +202,8 @@ _ALLOWED = {status: [c.value for c in allowed_commands(status)] for status in Jo
 def _datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
+    if isinstance(value, str):  # an Unreadable: the database's own text (core.unreadable)
+        return value
     if value.tzinfo is not UTC:  # the database's rows are in UTC already: skip the conversion
         value = value.astimezone(UTC)
     text = value.isoformat()  # as DRF renders it with TIME_ZONE = "UTC"
@@ -218,7 +220,10 @@ def job_data(job: Job | dict) -> dict:
             data[name] = _datetime(data[name])
     for name in _BLANK_AS_NULL:
         data[name] = data[name] or None
-    data["allowed_commands"] = _ALLOWED[data["status"]]
+    allowed = _ALLOWED.get(data["status"])
+    if allowed is None:  # a status no JobStatus names (written by SQL)
+        allowed = [command.value for command in allowed_commands(data["status"])]
+    data["allowed_commands"] = allowed
     return data
 
 

@@ -7,16 +7,22 @@ Who runs what:
 - the worker's claim and success (jobs.services.execution): CLAIM_*, OWN_CLAIM, SUCCEED_*;
 - set-based deletes (jobs.services._rows.delete_job_rows): DELETE_*, UNLINK_PROVIDER_EVENTS;
 - the reports (jobs.reports): FAILING_ERROR_CODES, STATUS_FREQUENCIES;
-- a worker's connection (jobs.execution.worker): ASYNC_COMMIT.
+- a worker's connection (jobs.execution.worker): ASYNC_COMMIT;
+- taking a job whose row cannot be read out of the way (jobs.services.quarantine):
+  JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT.
 """
 
 from __future__ import annotations
+
+from django.db.models import DateTimeField
 
 from core.audit import AuditCommand
 from core.db import HotStatement
 from core.models import AuditEvent
 from jobs.models import AttemptOutcome, Job, JobAttempt, ProviderEvent, Task
 from jobs.states import NEEDS_OPERATOR, SYSTEM_TRANSITIONS, JobStatus, TaskStatus, sql_list
+
+INTERNAL_ERROR = "internal_error"
 
 _JOB, _ATTEMPT, _TASK, _AUDIT, _EVENT = (
     model._meta.db_table for model in (Job, JobAttempt, Task, AuditEvent, ProviderEvent)
@@ -224,3 +230,60 @@ WHERE s.tablename = '{_JOB}' AND s.attname = '{Job._meta.get_field("status").col
 
 # A worker's transitions commit without waiting for the WAL flush (JOBS_WORKER_ASYNC_COMMIT).
 ASYNC_COMMIT = "SET synchronous_commit TO OFF"
+
+
+# --- quarantine ----------------------------------------------------------------------------------
+
+# A job row that a step of the system could not read or process (jobs.services.quarantine). Not
+# the ORM: loading the row as a model is what may fail. Every column comes back as text, which
+# loads whatever the column holds (a timestamp outside Python's range, JSON nested deeper than
+# Python can parse); the columns in the order of JOB_COLUMNS.
+JOB_COLUMNS = tuple(field.column for field in Job._meta.concrete_fields)
+JOB_AS_TEXT = (
+    "SELECT "
+    + ", ".join(f"CAST({column} AS TEXT)" for column in JOB_COLUMNS)
+    + f" FROM {_JOB} WHERE id = %(job_id)s"
+)
+
+# The job is failed without reading any of its columns back. Timestamps it cannot be read with
+# are overwritten: those this statement sets anyway (QUARANTINE_SETS), and any other one a
+# step found unreadable (QUARANTINE_REPAIRS: the time of the quarantine where NULL is not
+# allowed, else NULL); the service records the text it replaced. Its JSON, the job's input and
+# output, is never overwritten.
+QUARANTINE_SETS = {
+    "last_error_at": "%(now)s",
+    "finished_at": "%(now)s",
+    "heartbeat_at": "NULL",
+    "enqueued_at": "NULL",
+    "updated_at": "%(now)s",
+}
+QUARANTINE_REPAIRS: dict[str, str] = {
+    str(field.column): "NULL" if field.null else "%(now)s"
+    for field in Job._meta.concrete_fields
+    if isinstance(field, DateTimeField) and field.column not in QUARANTINE_SETS
+}
+_QUARANTINE_TEMPLATE = f"""
+UPDATE {_JOB}
+SET status = '{JobStatus.FAILED.value}', last_error_code = '{INTERNAL_ERROR}',
+    last_error_detail = %(detail)s,
+    {", ".join(f"{column} = {value}" for column, value in QUARANTINE_SETS.items())}{{repairs}}
+WHERE id = %(job_id)s AND status = %(status)s{{same_run}}
+"""
+
+
+def quarantine_statement(repairs: tuple[str, ...] = (), *, same_run: bool = False) -> str:
+    """The UPDATE failing one job in `status` (and, with `same_run`, attempt %(attempt)s), with
+    the columns `repairs` (keys of QUARANTINE_REPAIRS) overwritten."""
+    return _QUARANTINE_TEMPLATE.format(
+        repairs="".join(f", {column} = {QUARANTINE_REPAIRS[column]}" for column in repairs),
+        same_run=" AND attempt_count = %(attempt)s" if same_run else "",
+    )
+
+
+# The job's open attempt, if it has one, is closed as failed with the same detail.
+QUARANTINE_ATTEMPT = f"""
+UPDATE {_ATTEMPT}
+SET outcome = '{AttemptOutcome.FAILED.value}', finished_at = %(now)s,
+    error_code = '{INTERNAL_ERROR}', error_detail = %(detail)s
+WHERE job_id = %(job_id)s AND outcome = '{AttemptOutcome.RUNNING.value}'
+"""

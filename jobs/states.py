@@ -100,6 +100,9 @@ class Transition:
 SYSTEM_WORKER = Actor.system("worker")
 SYSTEM_SWEEPER = Actor.system("sweeper")
 SYSTEM_DISPATCHER = Actor.system("dispatcher")
+# Fails a job whose row the dispatcher, the sweeper or a worker could not read or process
+# (jobs.services.quarantine); the event's data names which of them found it.
+SYSTEM_QUARANTINE = Actor.system("quarantine")
 
 
 # Every move the system makes on its own (jobs.services.execution and .maintenance).
@@ -139,6 +142,14 @@ SYSTEM_TRANSITIONS: dict[AuditCommand, Transition] = {
             frozenset({_S.SCHEDULED}),
             SYSTEM_SWEEPER,
         ),
+        # job_quarantine: a pending job whose row a step could not read or process is failed
+        # with internal_error, so it stops nobody else's work and waits for an operator.
+        Transition(
+            AuditCommand.QUARANTINE,
+            frozenset({_S.SCHEDULED, _S.QUEUED, _S.RUNNING}),
+            frozenset({_S.FAILED}),
+            SYSTEM_QUARANTINE,
+        ),
     )
 }
 # jobs_requeue_unclaimed sends a queued job's message again; its status does not change, so
@@ -170,12 +181,20 @@ def stale_heartbeat(now: datetime | Combinable | None = None) -> Q:
     return RUNNING_Q & (Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
 
 
+# A status no JobStatus names (written by SQL, a restore) allows only deleting the job.
+UNKNOWN_STATUS_COMMANDS = frozenset({Command.DELETE})
+
+
 def is_allowed(command: Command | str, status: JobStatus | str) -> bool:
+    if status not in JobStatus.values:
+        return Command(command) in UNKNOWN_STATUS_COMMANDS
     return JobStatus(status) in ALLOWED_FROM[Command(command)]
 
 
 def allowed_commands(status: JobStatus | str) -> list[Command]:
     """The commands an operator may run on a job in `status`, for buttons and API hints."""
+    if status not in JobStatus.values:
+        return [command for command in Command if command in UNKNOWN_STATUS_COMMANDS]
     return [command for command, sources in ALLOWED_FROM.items() if JobStatus(status) in sources]
 
 

@@ -22,6 +22,7 @@ from core.admin.paginators import NoCountAdminMixin
 from core.audit import AuditCommand
 from core.errors import DomainError, ValidationFailed
 from core.models import AuditEvent
+from core.unreadable import Unreadable, unreadable_fields
 from jobs import services
 from jobs.admin import urls
 from jobs.admin import views as admin_views
@@ -42,7 +43,16 @@ def status_badge(status: str, label: str | None = None) -> str:
     return format_html('<span class="job-status job-status-{}">{}</span>', status, label or status)
 
 
+def unreadable(value: Unreadable) -> str:
+    """A value the application cannot read (core.unreadable), as the database spells it."""
+    return format_html(
+        '<span class="unreadable" title="{}">unreadable: {}</span>', value.reason, value
+    )
+
+
 def pretty_json(value: Any) -> str:
+    if isinstance(value, Unreadable):
+        return unreadable(value)
     if value in (None, {}, []):
         return format_html('<span class="quiet">{}</span>', "empty" if value is not None else "—")
     return format_html(
@@ -54,6 +64,8 @@ def pretty_json(value: Any) -> str:
 def _ago(moment: datetime | None) -> str:
     if moment is None:
         return "—"
+    if isinstance(moment, Unreadable):
+        return unreadable(moment)
     return format_html(
         '<span title="{}">{} ago</span>', moment.isoformat(), timesince(moment).split(",")[0]
     )
@@ -185,6 +197,8 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="age")
     def age_column(self, job: Job) -> str:
+        if isinstance(job.created_at, Unreadable):
+            return unreadable(job.created_at)
         return timesince(job.created_at).split(",")[0]
 
     @admin.display(description="updated")
@@ -315,7 +329,9 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
             name for _, options in self.get_fieldsets(request, obj) for name in options["fields"]
         ]
         if self._editable(request, obj):
-            return [name for name in names if name not in MUTABLE_FIELDS]
+            # A value the application cannot read is shown, never offered for editing here.
+            unreadable = unreadable_fields(obj)
+            return [name for name in names if name not in MUTABLE_FIELDS or name in unreadable]
         return names
 
     @admin.display(description="task")
@@ -328,6 +344,8 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
     def resolution_column(self, job: Job) -> str:
         if not job.resolution:
             return "—"
+        if not isinstance(job.resolution, dict):  # written by SQL
+            return pretty_json(job.resolution)
         r = job.resolution
         return format_html(
             "<b>{}</b>: {} <span class='quiet'>by {} at {}</span>",
@@ -364,6 +382,15 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
         form_url: str = "",
         obj: Job | None = None,
     ) -> HttpResponse:
+        if obj is not None and (bad := unreadable_fields(obj)):
+            self.message_user(
+                request,
+                "This job holds values the application cannot read, shown as the database "
+                "spells them: "
+                + "; ".join(f"{name} {value!s} ({value.reason})" for name, value in bad.items())
+                + ".",
+                messages.WARNING,
+            )
         if obj is not None:
             commands = [
                 (command.value, COMMAND_FORMS[command.value](auto_id=f"id_{command.value}_%s"))

@@ -71,7 +71,17 @@ class ActionTimeout(BaseException):
 
 def run_job(job_id: str) -> str:
     """Run the job `job_id` once, if it is still queued. Returns the outcome, for django-q2's
-    task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout" or "lost"."""
+    task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout", "lost" or
+    "quarantined" (its row could not be claimed, loaded or closed: the job was failed with
+    internal_error instead, see jobs.services.quarantine; the message is consumed and the job
+    is not sent again)."""
+    try:
+        return _run(job_id)
+    except services.JobQuarantined:
+        return "quarantined"
+
+
+def _run(job_id: str) -> str:
     # One claim time for every try: a retry after a lost reply recognizes its own claim.
     claimed_at = timezone.now()
     claim_sent = time.monotonic()  # the claim stamps the first heartbeat, no earlier than this

@@ -5,6 +5,7 @@ the public services from here (`from jobs import services`).
 - commands: the operators' commands, one job at a time or by search;
 - execution: a worker's claim, heartbeat, success and failure;
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
+- quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
 
 Each service is one transaction that locks its rows in a fixed order (jobs by id, then their
@@ -34,16 +35,19 @@ from jobs.services.maintenance import (
     jobs_requeue_unclaimed,
     jobs_sweep_lost,
 )
+from jobs.services.quarantine import JobQuarantined, job_quarantine
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
     "ClaimedRun",
+    "JobQuarantined",
     "job_claim",
     "job_command",
     "job_create",
     "job_delete",
     "job_fail",
     "job_heartbeat",
+    "job_quarantine",
     "job_resolve",
     "job_retry",
     "job_succeed",

@@ -1,14 +1,22 @@
 """What a worker does to the job it runs: claim it (opening an attempt), heart-beat, and close
 the run as succeeded or failed. Every outcome is checked against the run the worker owns, so a
-run the sweeper declared lost cannot overwrite the newer state."""
+run the sweeper declared lost cannot overwrite the newer state.
+
+A job whose row cannot be claimed, loaded or closed for a reason in its data (an attempt count
+at the integer maximum, a payload that is no object or cannot be parsed, a timestamp Python
+cannot hold, a result the database refuses) is quarantined (jobs.services.quarantine) and the
+worker is told so with JobQuarantined: its message is consumed, the job is failed with
+internal_error and no longer queued, so it is never sent again and cannot crash-loop a
+worker."""
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import connection, transaction
 from django.db.models.functions import Now
@@ -22,6 +30,13 @@ from jobs.execution.actions.registry import (
 )
 from jobs.models import AttemptOutcome, Job, JobAttempt
 from jobs.services import _rows
+from jobs.services.quarantine import (
+    DATA_ERRORS,
+    JobQuarantined,
+    UnreadableRow,
+    check_readable,
+    job_quarantine,
+)
 from jobs.states import SYSTEM_WORKER, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -56,6 +71,26 @@ def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -
         "worker": worker,
         "now": claimed_at or timezone.now(),
     }
+    try:
+        # A savepoint only inside a caller's transaction (a test): a worker claims in autocommit.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            run = _claim(job_id, params)
+    except DATA_ERRORS as exc:
+        # The claim failed on this row, so nothing was claimed: the job is still queued.
+        _quarantine(job_id, exc, step="claim", status=JobStatus.QUEUED)
+    if run is not None and not isinstance(run.payload, dict):
+        # Claimed, but there is nothing a handler could be given.
+        _quarantine(
+            job_id,
+            UnreadableRow(job_id, {"payload": run.payload}),
+            step="claim",
+            status=JobStatus.RUNNING,
+            attempt=run.number,
+        )
+    return run
+
+
+def _claim(job_id: str, params: dict[str, Any]) -> ClaimedRun | None:
     if connection.vendor == "postgresql":
         row = sql.CLAIM_POSTGRESQL.first_row(params)
         run = None if row is None else _claimed_run(job_id, row)
@@ -67,6 +102,14 @@ def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -
             row = cursor.fetchone()
         run = None if row is None else _claimed_run(job_id, row)
     return run
+
+
+def _quarantine(job_id: str, error: Exception, *, step: str, **run: Any) -> NoReturn:
+    """Quarantine the job and raise JobQuarantined; re-raise `error` when the job has moved on
+    (it is no longer in the status, or the run, given)."""
+    if job_quarantine(job_id=job_id, found_by=SYSTEM_WORKER, step=step, error=error, **run):
+        raise JobQuarantined(job_id) from error
+    raise error
 
 
 def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
@@ -98,7 +141,7 @@ def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
 def _claimed_run(job_id: str, row: tuple[Any, ...]) -> ClaimedRun:
     account_id, task_id, action, payload, number = row[:5]
     # No expression: from_db_value looks at it only for a key transform.
-    payload = _PAYLOAD_FIELD.from_db_value(payload, None, connection)  # type: ignore[arg-type]
+    payload = _PAYLOAD_FIELD.from_db_value(payload, None, connection)
     return ClaimedRun(job_id, account_id, task_id, action, payload, int(number))
 
 
@@ -126,7 +169,16 @@ def _lock_own_run(job_id: str, attempt: int) -> Job | None:
 def job_succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> bool:
     """Close a run as succeeded. False when the run is not ours any more: the sweeper declared
     it lost (or an operator deleted the job) while it ran, and the outcome of a run we no
-    longer own must not overwrite the newer state."""
+    longer own must not overwrite the newer state. A success the database refuses to record
+    (a result it cannot store) quarantines the job: JobQuarantined."""
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            return _succeed(job_id=job_id, attempt=attempt, result=result)
+    except DATA_ERRORS as exc:
+        _quarantine(job_id, exc, step="succeed", status=JobStatus.RUNNING, attempt=attempt)
+
+
+def _succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> bool:
     now = timezone.now()
     # JSON text (or NULL), which the statement's jsonb column or parameter takes as it is.
     stored_result = None if result is None else json.dumps(result, cls=_RESULT_FIELD.encoder)
@@ -188,11 +240,44 @@ def job_fail(
     timed_out: bool = False,
 ) -> Job | None:
     """Close a run as failed: scheduled again after a backoff when the error is retryable and
-    attempts remain, failed otherwise. None when the run is not ours any more."""
+    attempts remain, failed otherwise. None when the run is not ours any more. A row that
+    cannot be read or written quarantines the job: JobQuarantined."""
+    try:
+        return _fail(
+            job_id=job_id,
+            attempt=attempt,
+            code=code,
+            detail=detail,
+            retryable=retryable,
+            traceback=traceback,
+            timed_out=timed_out,
+        )
+    except DATA_ERRORS as exc:
+        _quarantine(
+            job_id,
+            exc,
+            step="fail",
+            context=f"The run had failed with {code}: {detail[:300]}",
+            status=JobStatus.RUNNING,
+            attempt=attempt,
+        )
+
+
+def _fail(
+    *,
+    job_id: str,
+    attempt: int,
+    code: str,
+    detail: str,
+    retryable: bool,
+    traceback: str,
+    timed_out: bool,
+) -> Job | None:
     with transaction.atomic():
         job = _lock_own_run(job_id, attempt)
         if job is None:
             return None
+        check_readable(job)
         now = timezone.now()
         policy = policy_for(job.action)
         retry = policy.is_retryable(code, retryable) and job.attempt_count < job.max_attempts

@@ -20,6 +20,7 @@ from jobs.states import (
     Command,
     JobStatus,
 )
+from tests.poison import corrupt, unreadable_timestamps
 
 
 def test_every_operator_command_is_an_audit_command():
@@ -86,6 +87,9 @@ def test_system_services_audit_only_the_transitions_the_table_declares(
     lost_for_good = make_job(
         status=JobStatus.RUNNING, heartbeat_at=long_ago, attempt_count=3, max_attempts=3
     )
+    # A lost run whose row the sweeper cannot read is quarantined instead.
+    unreadable = make_job(status=JobStatus.RUNNING, heartbeat_at=long_ago)
+    corrupt(unreadable.pk, run_at=unreadable_timestamps()[0])
     with django_capture_on_commit_callbacks(execute=False):
         assert services.jobs_dispatch_due() == [due.pk]
         assert set(services.jobs_sweep_lost()) == {lost_with_attempts.pk, lost_for_good.pk}
@@ -116,6 +120,7 @@ def test_system_services_audit_only_the_transitions_the_table_declares(
         assert event.to_status in transition.targets, event
         assert event.actor == transition.actor.name, event
         seen.add((event.command, event.to_status))
+    assert Job.objects.get(pk=unreadable.pk).status == JobStatus.FAILED
     # Every declared (command, target) was driven at least once.
     assert seen == {
         (transition.command.value, target.value)
