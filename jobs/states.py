@@ -155,6 +155,9 @@ SYSTEM_TRANSITIONS: dict[AuditCommand, Transition] = {
 # jobs_requeue_unclaimed sends a queued job's message again; its status does not change, so
 # it is no transition and writes no audit event.
 
+# The most attempts a job can count: attempt_count is an integer column (PostgreSQL's int4).
+MAX_ATTEMPT_COUNT = 2**31 - 1
+
 # The fields PATCH may change; anything else is immutable.
 MUTABLE_FIELDS = ("priority", "run_at", "max_attempts", "payload", "labels")
 

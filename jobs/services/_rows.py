@@ -14,10 +14,17 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from core.errors import InvalidTransition, NotFound
+from core.errors import Conflict, InvalidTransition, NotFound
 from jobs import sql
 from jobs.models import Job, JobAttempt, Task
-from jobs.states import TERMINAL, Command, JobStatus, derive_task_status, is_allowed
+from jobs.states import (
+    MAX_ATTEMPT_COUNT,
+    TERMINAL,
+    Command,
+    JobStatus,
+    derive_task_status,
+    is_allowed,
+)
 
 
 def lock_job(job_id: str, *, for_delete: bool = False) -> Job:
@@ -59,7 +66,15 @@ def requeue(job: Job, *, now: datetime) -> list[str]:
 
 
 def grant_attempt_if_spent(job: Job, fields: list[str]) -> None:
-    # Retry and trigger run the job once more even when its budget is spent.
+    """Retry and trigger run the job once more even when its budget is spent; a job whose
+    attempts already reach the column's largest value (written by SQL) cannot run again."""
+    if job.attempt_count >= MAX_ATTEMPT_COUNT:
+        raise Conflict(
+            f"Job {job.pk} has counted {job.attempt_count:,} attempts, the most a job can: it "
+            "cannot run again. Resolve or delete it.",
+            code="attempts_exhausted",
+            extra={"current_status": job.status},
+        )
     if job.attempt_count >= job.max_attempts:
         job.max_attempts = job.attempt_count + 1
         fields.append("max_attempts")

@@ -50,7 +50,7 @@ from core.unreadable import DATETIME_RANGE, unreadable_fields
 from jobs import sql
 from jobs.models import Job
 from jobs.services import _rows
-from jobs.states import SYSTEM_QUARANTINE, JobStatus
+from jobs.states import MAX_ATTEMPT_COUNT, SYSTEM_QUARANTINE, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ DATA_ERRORS = (
     OverflowError,
     RecursionError,
 )
-_MAX_INT = 2**31 - 1  # PostgreSQL's integer, the type of attempt_count
 _TEXT_SHOWN = 120  # characters of a bad value quoted in the detail and the audit event
 
 
@@ -156,7 +155,7 @@ def diagnose(row: dict[str, str | None]) -> list[Problem]:
             Problem("status", status, "not a status the application knows", "set to failed")
         )
     attempts = row["attempt_count"]
-    if attempts is not None and int(attempts) >= _MAX_INT:
+    if attempts is not None and int(attempts) >= MAX_ATTEMPT_COUNT:
         problems.append(
             Problem("attempt_count", attempts, "the largest integer: no attempt can be added")
         )
