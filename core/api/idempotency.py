@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -28,6 +29,9 @@ from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+# 1 to 255 printable ASCII characters. None is white space at either end: HTTP drops it, so the
+# server could not tell "a" from " a".
+KEY_PATTERN = r"\A[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?\Z"
 
 
 class IdempotencyKeyReused(DomainError):
@@ -43,8 +47,10 @@ def _body_hash(method: str, path: str, data) -> str:
 
 
 def _clean_key(key: str) -> str:
-    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
-        raise ValidationFailed.for_field(HEADER, "must be 1 to 255 printable ASCII characters.")
+    if re.fullmatch(KEY_PATTERN, key) is None:
+        raise ValidationFailed.for_field(
+            HEADER, "must be 1 to 255 printable ASCII characters, no space at either end."
+        )
     return key
 
 
