@@ -10,14 +10,21 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.core.validators import RegexValidator
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
+from core.api.serializers import json_integer
 from core.errors import ValidationFailed
-from core.ids import is_valid_id
+from core.ids import id_pattern, is_valid_id
 from jobs import rules
 from jobs.models import Job
 from jobs.states import JobStatus
+
+
+def id_validator(prefix: str) -> RegexValidator:
+    """A filter's id value: a well-formed id of its type (an empty value filters nothing)."""
+    return RegexValidator(id_pattern(prefix), f"Not a valid id (expected {prefix}_<ULID>).")
 
 
 class MultiValueField(forms.Field):
@@ -107,8 +114,10 @@ class JobFilter(django_filters.FilterSet):
     status = StatusFilter(choices=JobStatus.choices, distinct=False)
     action = MultiValueFilter()
     last_error_code = MultiValueFilter()
-    task_id = django_filters.CharFilter(field_name="task_id")
-    provider_event_id = django_filters.CharFilter(field_name="provider_event_id")
+    task_id = django_filters.CharFilter(field_name="task_id", validators=[id_validator("tsk")])
+    provider_event_id = django_filters.CharFilter(
+        field_name="provider_event_id", validators=[id_validator("evt")]
+    )
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
@@ -163,17 +172,11 @@ class JobFilter(django_filters.FilterSet):
 FILTER_FIELDS = frozenset(JobFilter.base_filters)
 MULTI_VALUED = frozenset({"status", "action", "last_error_code", "label"})
 _INTEGER_FIELDS = frozenset({"attempt_count_min", "attempt_count_max"})
-_RANGES = [
-    ("created_after", "created_before"),
-    ("updated_after", "updated_before"),
-    ("run_at_after", "run_at_before"),
-]
 
 
 def _check_ranges(form, data: dict) -> None:
-    for low, high in _RANGES:
-        if data.get(low) and data.get(high) and data[low] >= data[high]:
-            form.add_error(high, f"must be later than {low}.")
+    # An empty range (after >= before, min > max) is not an error: it matches nothing. A rule
+    # between two values could not be stated in the OpenAPI schema.
     for name in _INTEGER_FIELDS:
         value = data.get(name)
         if value is not None:
@@ -181,9 +184,6 @@ def _check_ranges(form, data: dict) -> None:
                 form.add_error(name, "must be a whole number.")
             elif value < 0:
                 form.add_error(name, "must be 0 or more.")
-    low, high = data.get("attempt_count_min"), data.get("attempt_count_max")
-    if low is not None and high is not None and low > high:
-        form.add_error("attempt_count_max", "must be at least attempt_count_min.")
     if data.get("label"):
         try:
             _validate_labels(data["label"])
@@ -221,8 +221,10 @@ def normalize_filter_params(
                 raise ValidationFailed.for_field(
                     name, f"has the wrong type ({type(value).__name__})."
                 )
-            if name in _INTEGER_FIELDS and not isinstance(value, (int, str)):
-                raise ValidationFailed.for_field(name, "must be a whole number.")
+            if name in _INTEGER_FIELDS and not isinstance(value, str):
+                value = json_integer(value)  # 3 or 3.0 (JSON's integers), not 3.5
+                if value is None:
+                    raise ValidationFailed.for_field(name, "must be a whole number.")
             text = str(value)
             parts = [part.strip() for part in text.split(",")] if name in MULTI_VALUED else [text]
             for part in parts:

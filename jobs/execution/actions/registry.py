@@ -138,27 +138,40 @@ class EventRoute:
     # While a job of the same account and action is scheduled or queued, a new event joins it
     # instead of creating another (ten "mailbox changed" pings need one sync, not ten).
     coalesce: bool = False
+    # The JSON schema of the payloads `produce` accepts (the OpenAPI schema shows it).
+    payload_schema: dict[str, Any] | None = None
 
 
 _TASK_KINDS: dict[str, Callable[[dict[str, Any]], list[JobSpec]]] = {}
+_TASK_PARAMS_SCHEMAS: dict[str, dict[str, Any] | None] = {}
 _EVENT_TYPES: dict[tuple[str, str], EventRoute] = {}
 
 
-def task_kind(name: str):
-    """Register a task kind: a function of the task's params returning the jobs to create."""
+def task_kind(name: str, *, params_schema: dict[str, Any] | None = None):
+    """Register a task kind: a function of the task's params returning the jobs to create; it
+    raises ValueError or TypeError for params it refuses. `params_schema`: the JSON schema of
+    exactly the params it accepts (None: any object), shown in the OpenAPI schema."""
 
     def register(produce: Callable[[dict[str, Any]], list[JobSpec]]):
         _TASK_KINDS[name] = produce
+        _TASK_PARAMS_SCHEMAS[name] = params_schema
         return produce
 
     return register
 
 
-def provider_event_type(provider: str, type_: str, *, coalesce: bool = False):
-    """Register a provider event type: a function of the event payload returning job specs."""
+def provider_event_type(
+    provider: str,
+    type_: str,
+    *,
+    coalesce: bool = False,
+    payload_schema: dict[str, Any] | None = None,
+):
+    """Register a provider event type: a function of the event payload returning job specs
+    (ValueError or TypeError for a payload it refuses; `payload_schema` as for task kinds)."""
 
     def register(produce: Callable[[dict[str, Any]], list[JobSpec]]):
-        _EVENT_TYPES[(provider, type_)] = EventRoute(produce, coalesce)
+        _EVENT_TYPES[(provider, type_)] = EventRoute(produce, coalesce, payload_schema)
         return produce
 
     return register
@@ -166,6 +179,10 @@ def provider_event_type(provider: str, type_: str, *, coalesce: bool = False):
 
 def get_task_kind(name: str):
     return _TASK_KINDS.get(name)
+
+
+def task_params_schema(name: str) -> dict[str, Any] | None:
+    return _TASK_PARAMS_SCHEMAS.get(name)
 
 
 def task_kind_names() -> list[str]:
