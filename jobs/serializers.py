@@ -3,17 +3,18 @@ services check the rules. Output serializers render what PRODUCT.md shows."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.pagination import MAX_LIMIT, cursor_pattern, prefixed_id
 from core.api.serializers import (
     DATE_TIME_SCHEMA,
-    NON_BLANK_TEXT,
     TEXT,
     WHITESPACE,
     BlankAsNullCharField,
@@ -214,29 +215,42 @@ class JobSearchInput(JobFilterInput):
     )
 
 
-def _narrowing(name: str) -> dict[str, Any]:
-    """A value of filter `name` that narrows the set (jobs.filters.has_filters): not an empty
-    list, and text holds more than white space."""
-    schema = dict(FILTER_VALUE_SCHEMAS[name])
-    if name == "q":
-        schema["pattern"] = ecma(NON_BLANK_TEXT)
+def _narrowing_nothing(name: str) -> dict[str, Any]:
+    """The values of filter `name` that narrow nothing (jobs.filters.has_filters): an empty list,
+    text of white space only; none (`{"not": {}}`) when every value narrows."""
     if name in MULTI_VALUED_FILTERS:
-        return {"oneOf": [schema, {"type": "array", "items": schema, "minItems": 1}]}
-    return schema
+        return {"type": "array", "maxItems": 0}
+    if name == "q":
+        return {"type": "string", "pattern": ecma(rf"\A[{WHITESPACE}]*\Z")}
+    return {"not": {}}
 
 
 class JobSearchDeleteInput(JobFilterInput):
-    # At least one filter that narrows the set: without one, search-delete refuses (400).
+    # At least one filter that narrows the set: without one, search-delete refuses (400). Said
+    # with `not` (not every filter given narrows nothing), so the body stays one object for
+    # generated clients, which read a top-level anyOf as a union of bodies.
     schema_extra = {
-        "anyOf": [
-            {"required": [name], "properties": {name: _narrowing(name)}}
-            for name in FILTER_VALUE_SCHEMAS
-        ]
+        "not": {"properties": {name: _narrowing_nothing(name) for name in FILTER_VALUE_SCHEMAS}},
+        "description": "The search's filters, at least one of which narrows the set, and "
+        "`dry_run`.",
     }
 
     dry_run = StrictBooleanField(
         required=False, default=False, help_text="Count only; delete nothing."
     )
+
+
+def _component(auto_schema, name: str, schema: dict[str, Any]) -> dict[str, str]:
+    """`schema` as a named component (generated clients make one model of each)."""
+    component = ResolvedComponent(
+        name=name, type=ResolvedComponent.SCHEMA, schema=schema, object=name
+    )
+    auto_schema.registry.register_on_missing(component)
+    return component.ref
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name))
 
 
 def _registered_schema(schema: dict[str, Any] | None) -> dict[str, Any]:
@@ -261,16 +275,19 @@ class TaskInputSchema(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema, direction):
         return {
             "oneOf": [
-                {
-                    "type": "object",
-                    "title": kind,
-                    "properties": {
-                        "kind": {"type": "string", "const": kind},
-                        "params": _registered_schema(task_params_schema(kind)),
+                _component(
+                    auto_schema,
+                    f"TaskInput{_camel(kind)}",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "kind": {"type": "string", "const": kind},
+                            "params": _registered_schema(task_params_schema(kind)),
+                        },
+                        "required": ["kind"],
+                        "additionalProperties": False,
                     },
-                    "required": ["kind"],
-                    "additionalProperties": False,
-                }
+                )
                 for kind in task_kind_names()
             ]
         }
@@ -297,20 +314,19 @@ class ProviderEventInputSchema(OpenApiSerializerExtension):
         variants = []
         for provider, type_ in event_type_names():
             route = get_event_route(provider, type_)
-            variants.append(
-                {
-                    "type": "object",
-                    "title": f"{provider}:{type_}",
-                    "properties": {
-                        "provider": {"type": "string", "const": provider},
-                        "type": {"type": "string", "const": type_},
-                        "external_id": external_id,
-                        "payload": _registered_schema(route.payload_schema if route else None),
-                    },
-                    "required": ["provider", "type", "external_id"],
-                    "additionalProperties": False,
-                }
-            )
+            schema = {
+                "type": "object",
+                "properties": {
+                    "provider": {"type": "string", "const": provider},
+                    "type": {"type": "string", "const": type_},
+                    "external_id": external_id,
+                    "payload": _registered_schema(route.payload_schema if route else None),
+                },
+                "required": ["provider", "type", "external_id"],
+                "additionalProperties": False,
+            }
+            name = f"ProviderEventInput{_camel(provider)}{_camel(type_)}"
+            variants.append(_component(auto_schema, name, schema))
         return {"oneOf": variants}
 
 

@@ -20,7 +20,9 @@ def add_shared_components(result: dict[str, Any], **kwargs: Any) -> dict[str, An
 def _needs_content(schema: dict[str, Any]) -> bool:
     """Whether an empty body (`{}`, as the server reads a missing one) breaks `schema`."""
     return bool(
-        schema.get("required") or schema.get("minProperties") or {"oneOf", "anyOf"} & set(schema)
+        schema.get("required")
+        or schema.get("minProperties")
+        or {"oneOf", "anyOf", "not"} & set(schema)
     )
 
 
