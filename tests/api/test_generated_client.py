@@ -31,10 +31,10 @@ PACKAGE = "jobs_console_client"
 
 
 @pytest.fixture
-def client_package(live_server, tmp_path, monkeypatch):
+def client_package(live_api, tmp_path, monkeypatch):
     """The client generated from the live schema, imported."""
     schema = tmp_path / "schema.json"
-    with urllib.request.urlopen(f"{live_server.url}/api/schema/?format=json") as answer:
+    with urllib.request.urlopen(f"{live_api.url}/api/schema/?format=json") as answer:
         schema.write_bytes(answer.read())
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"post_hooks": []}))  # no formatter run on the output
@@ -83,7 +83,7 @@ def _fail(job_id: str) -> None:
     )
 
 
-def test_generated_client_drives_the_main_flows(live_server, client_package):
+def test_generated_client_drives_the_main_flows(live_api, client_package):
     pkg = client_package
     models = _module(pkg, "models")
     api = {
@@ -107,7 +107,7 @@ def test_generated_client_drives_the_main_flows(live_server, client_package):
     }
     key = api_key_create(account=None, actor=Actor.system("test"))[1]
     client = pkg.AuthenticatedClient(
-        base_url=live_server.url, token=key, raise_on_unexpected_status=True
+        base_url=live_api.url, token=key, raise_on_unexpected_status=True
     )
 
     # An account, with its IMAP settings (the password is write-only).

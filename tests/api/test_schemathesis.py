@@ -122,7 +122,7 @@ def run_schemathesis(url: str, tmp_path: Path, name: str, **kwargs) -> tuple[int
     return done.returncode, done.stdout + done.stderr, json.loads(report.read_text())
 
 
-def test_schemathesis_finds_nothing_with_every_check(live_server, tmp_path):
+def test_schemathesis_finds_nothing_with_every_check(live_api, tmp_path):
     account = AccountFactory()
     # Jobs in every status, so the commands meet each state; a task and its jobs.
     for status in JobStatus.values:
@@ -136,7 +136,7 @@ def test_schemathesis_finds_nothing_with_every_check(live_server, tmp_path):
     problems = []
     for name, key in [("operator", operator_key), ("account", account_key)]:
         code, output, report = run_schemathesis(
-            live_server.url, tmp_path, name, key=key, account_id=account.pk
+            live_api.url, tmp_path, name, key=key, account_id=account.pk
         )
         print(
             f"schemathesis with the {name} key: exit {code}, {report['running_time']:.0f} s, "
