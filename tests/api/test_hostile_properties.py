@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -205,6 +206,7 @@ def test_every_operation_and_field_is_covered():
 # --- one request ------------------------------------------------------------------------------
 
 _SENTINEL = "\u2063hostile\u2063"
+_EVENT_NUMBERS = itertools.count()
 
 
 def _json_text(body: Any, hostile: Any, *, at: tuple[str, ...] | None) -> bytes:
@@ -306,6 +308,9 @@ def _send(target: Target, world: dict, ids: dict, hostile: Any):
     if target.location == "header":
         headers[target.name] = hostile if isinstance(hostile, str) else json.dumps(hostile)
     body = VALID_BODIES.get(target.operation)
+    if target.operation == "provider_events_create":
+        # A new external id each time: a seen one is answered from the first event, unread.
+        body = {**body, "external_id": f"evt-{next(_EVENT_NUMBERS)}"}
     data = b""
     if body is not None:
         if target.location == "whole":
