@@ -12,7 +12,7 @@ from accounts.permissions import principal
 from accounts.serializers import AccountInput, AccountPageSerializer, AccountSerializer, PauseInput
 from core.api.idempotency import idempotent
 from core.api.pagination import page_params, paginate, prefixed_id
-from core.api.params import ACCOUNT_ID, IDEMPOTENCY_KEY, PAGE_PARAMS
+from core.api.params import ACCOUNT_ID, IDEMPOTENCY_KEY, page_parameters
 from core.api.serializers import error_responses
 from core.api.views import page_response, reject_unknown_params, validated
 
@@ -30,7 +30,7 @@ class AccountViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="accounts_list",
         summary="List accounts (operators)",
-        parameters=PAGE_PARAMS,
+        parameters=page_parameters(prefixed_id("acc")),
         responses={200: AccountPageSerializer, **error_responses()},
         tags=["accounts"],
     )

@@ -11,25 +11,29 @@ from core.api.serializers import (
     BlankAsNullCharField,
     PageSerializer,
     StrictCharField,
+    StrictChoiceField,
+    StrictIntegerField,
     StrictSerializer,
 )
 
+# The rules of accounts.services._clean_imap and account_create, as the API checks a body (the
+# services strip host, name and folder names, so those must hold more than white space).
+
 
 class ImapInput(StrictSerializer):
-    host = StrictCharField(max_length=255, required=False)
-    port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
-    security = serializers.ChoiceField(choices=ImapSecurity.choices, required=False)
+    host = StrictCharField(max_length=255, required=False, non_blank=True)
+    port = StrictIntegerField(min_value=1, max_value=65535, required=False)
+    security = StrictChoiceField(choices=ImapSecurity.choices, required=False)
     username = StrictCharField(max_length=255, required=False, allow_blank=True)
     password = StrictCharField(
         max_length=1000,
         required=False,
         allow_blank=True,
         write_only=True,
-        trim_whitespace=False,
         help_text="Write-only; stored encrypted.",
     )
     folders = serializers.ListField(
-        child=StrictCharField(max_length=500), required=False, max_length=100
+        child=StrictCharField(max_length=500, non_blank=True), required=False, max_length=100
     )
 
     def run_validation(self, data: Any = serializers.empty) -> Any:
@@ -56,9 +60,23 @@ def _without(detail: Any, secret: str) -> Any:
     return detail
 
 
+class StrictEmailField(serializers.EmailField):
+    """An address as sent (not trimmed), no longer than the column (254)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("max_length", 254)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class AccountInput(StrictSerializer):
-    name = StrictCharField(max_length=200)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    name = StrictCharField(max_length=200, non_blank=True)
+    email = StrictEmailField(required=False, allow_blank=True)
     imap = ImapInput(required=False)
 
 

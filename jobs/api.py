@@ -17,14 +17,21 @@ from accounts import selectors as account_selectors
 from accounts.permissions import principal
 from core.api.idempotency import idempotent
 from core.api.pagination import int_id, page_params, paginate, prefixed_id
-from core.api.params import ACCOUNT_ID, EVENT_ID, IDEMPOTENCY_KEY, JOB_ID, PAGE_PARAMS, TASK_ID
-from core.api.serializers import error_responses
-from core.api.views import json_object, page_response, reject_unknown_params, validated
-from core.errors import ValidationFailed
+from core.api.params import ACCOUNT_ID, EVENT_ID, IDEMPOTENCY_KEY, JOB_ID, TASK_ID, page_parameters
+from core.api.serializers import DATE_TIME_SCHEMA, TEXT, StrictSerializer, ecma, error_responses
+from core.api.views import (
+    json_object,
+    page_response,
+    reject_empty_params,
+    reject_unknown_params,
+    validated,
+)
 from jobs import selectors, services
 from jobs.filters import MULTI_VALUED, JobFilter
 from jobs.models import Job, Task
+from jobs.selectors import AUDIT_ID_FILTERS
 from jobs.serializers import (
+    FILTER_VALUE_SCHEMAS,
     JOB_VALUES,
     AuditEventPageSerializer,
     AuditEventSerializer,
@@ -45,38 +52,55 @@ from jobs.serializers import (
     TriggerInput,
     job_data,
 )
-from jobs.states import Command, JobStatus
+from jobs.states import Command
 
 
 def _job_filter_params() -> list[OpenApiParameter]:
+    """The filters in a query string: the value schemas of the search body
+    (jobs.serializers.FILTER_VALUE_SCHEMAS); multi-valued ones repeated or comma-separated."""
     params = []
     for name in JobFilter.base_filters:
-        if name == "status":
+        schema = FILTER_VALUE_SCHEMAS[name]
+        if name in MULTI_VALUED:
             params.append(
                 OpenApiParameter(
                     name,
-                    {"type": "array", "items": {"type": "string", "enum": list(JobStatus.values)}},
+                    {"type": "array", "items": schema},
                     explode=True,
-                    description="Repeated or comma-separated.",
+                    description="Repeated or comma-separated. " + schema.get("description", ""),
                 )
             )
-        elif name in MULTI_VALUED:
-            params.append(
-                OpenApiParameter(
-                    name,
-                    {"type": "array", "items": {"type": "string"}},
-                    explode=True,
-                    description="Repeated or comma-separated."
-                    + (" key:value pairs." if name == "label" else ""),
-                )
-            )
-        elif name.startswith("attempt_count"):
-            params.append(OpenApiParameter(name, OpenApiTypes.INT))
-        elif name.endswith(("_after", "_before")):
-            params.append(OpenApiParameter(name, OpenApiTypes.DATETIME))
         else:
-            params.append(OpenApiParameter(name, OpenApiTypes.STR))
+            params.append(
+                OpenApiParameter(
+                    name,
+                    {k: v for k, v in schema.items() if k != "description"},
+                    description=schema.get("description", ""),
+                )
+            )
     return params
+
+
+def _audit_filter_params() -> list[OpenApiParameter]:
+    """The filters of the audit log (jobs.selectors.AuditEventFilter)."""
+    ids = [
+        OpenApiParameter(
+            name,
+            {"type": "string", "pattern": ecma(pattern)},
+            description=f"A {name[:-3]} id.",
+        )
+        for name, pattern in AUDIT_ID_FILTERS.items()
+    ]
+    text = {"type": "string", "minLength": 1, "pattern": ecma(TEXT)}
+    return [
+        *ids,
+        OpenApiParameter("actor", text, description="user:alice, key:ab12..."),
+        OpenApiParameter("actor_type", OpenApiTypes.STR, enum=["user", "api_key", "system"]),
+        OpenApiParameter("command", text, description="Comma-separated."),
+        OpenApiParameter("created_after", DATE_TIME_SCHEMA),
+        OpenApiParameter("created_before", DATE_TIME_SCHEMA),
+        *page_parameters(int_id),
+    ]
 
 
 # --- jobs ----------------------------------------------------------------------------------------
@@ -193,6 +217,14 @@ class JobViewSet(viewsets.ViewSet):
         return Response(job_data(done))
 
 
+def _shaped(serializer_class: type[StrictSerializer], request: Request) -> dict[str, Any]:
+    """The JSON body of a search, its fields checked for their JSON types (the serializer) and
+    returned as sent: jobs.filters checks their values."""
+    body = json_object(request)
+    validated(serializer_class, request)
+    return body
+
+
 # `.values()` resolves each of its 21 field names every time it is called: resolve them once,
 # here, and let each request clone the result.
 JOB_ROWS = Job.objects.values(*JOB_VALUES)
@@ -227,11 +259,12 @@ class AccountJobsViewSet(viewsets.ViewSet):
         summary="List jobs",
         description="Newest first, cursor-paginated. Filters as in the search body, in the "
         "query string (multi-valued ones repeated or comma-separated).",
-        parameters=[ACCOUNT_ID, *_job_filter_params(), *PAGE_PARAMS],
+        parameters=[ACCOUNT_ID, *_job_filter_params(), *page_parameters(prefixed_id("job"))],
         responses={200: JobPageSerializer, **error_responses()},
         tags=["jobs"],
     )
     def list(self, request: Request, account_id: str) -> Response:
+        reject_empty_params(request)
         return self._page(request, account_id, request.query_params)
 
     @extend_schema(
@@ -245,7 +278,7 @@ class AccountJobsViewSet(viewsets.ViewSet):
         tags=["jobs"],
     )
     def search(self, request: Request, account_id: str) -> Response:
-        return self._page(request, account_id, json_object(request))
+        return self._page(request, account_id, _shaped(JobSearchInput, request))
 
     @extend_schema(
         operation_id="jobs_search_delete",
@@ -264,10 +297,8 @@ class AccountJobsViewSet(viewsets.ViewSet):
     @idempotent
     def search_delete(self, request: Request, account_id: str) -> Response:
         account = account_selectors.account_get(principal(request), account_id)
-        filters = dict(json_object(request))
+        filters = dict(_shaped(JobSearchDeleteInput, request))
         dry_run = filters.pop("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise ValidationFailed.for_field("dry_run", "must be true or false.")
         expected_count = filters.pop("expected_count", None)
         result = services.jobs_search_delete(
             account_id=account.pk,
@@ -301,7 +332,7 @@ class TaskViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="tasks_list",
         summary="List tasks",
-        parameters=[ACCOUNT_ID, *PAGE_PARAMS],
+        parameters=[ACCOUNT_ID, *page_parameters(prefixed_id("tsk"))],
         responses={200: TaskPageSerializer, **error_responses()},
         tags=["tasks"],
     )
@@ -395,7 +426,7 @@ class ProviderEventViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="provider_events_list",
         summary="List provider events",
-        parameters=[ACCOUNT_ID, *PAGE_PARAMS],
+        parameters=[ACCOUNT_ID, *page_parameters(prefixed_id("evt"))],
         responses={200: ProviderEventPageSerializer, **error_responses()},
         tags=["provider events"],
     )
@@ -435,22 +466,93 @@ class AuditEventViewSet(viewsets.ViewSet):
         operation_id="audit_events_list",
         summary="Search the audit log",
         description="Newest first. An account key sees its own account's events only.",
-        parameters=[
-            OpenApiParameter("job_id", OpenApiTypes.STR),
-            OpenApiParameter("account_id", OpenApiTypes.STR),
-            OpenApiParameter("task_id", OpenApiTypes.STR),
-            OpenApiParameter("actor", OpenApiTypes.STR, description="user:alice, key:ab12..."),
-            OpenApiParameter("actor_type", OpenApiTypes.STR, enum=["user", "api_key", "system"]),
-            OpenApiParameter("command", OpenApiTypes.STR, description="Comma-separated."),
-            OpenApiParameter("created_after", OpenApiTypes.DATETIME),
-            OpenApiParameter("created_before", OpenApiTypes.DATETIME),
-            *PAGE_PARAMS,
-        ],
+        parameters=_audit_filter_params(),
         responses={200: AuditEventPageSerializer, **error_responses()},
         tags=["audit"],
     )
     def list(self, request: Request) -> Response:
+        reject_empty_params(request)
         queryset = selectors.audit_events_search(principal(request), request.query_params)
         limit, cursor = page_params(request.query_params)
         page = paginate(queryset, limit=limit, cursor=cursor, parse_id=int_id)
         return page_response(request, page, AuditEventSerializer)
+
+
+# --- OpenAPI links -------------------------------------------------------------------------------
+# How the answer of one operation feeds the next (OpenAPI links): a client, or schemathesis'
+# stateful tests, can walk from a new account to its tasks and jobs and the commands on them.
+
+_ACCOUNT_OPERATIONS = (
+    "accounts_get",
+    "accounts_pause",
+    "accounts_resume",
+    "jobs_list",
+    "jobs_search",
+    "jobs_search_delete",
+    "tasks_list",
+    "tasks_create",
+    "provider_events_list",
+    "provider_events_create",
+)
+_JOB_OPERATIONS = (
+    "jobs_get",
+    "jobs_update",
+    "jobs_delete",
+    "jobs_retry",
+    "jobs_resolve",
+    "jobs_trigger",
+)
+
+
+def _links(operations: Any, name: str, value: str) -> dict[str, dict[str, Any]]:
+    return {op: {"operationId": op, "parameters": {f"path.{name}": value}} for op in operations}
+
+
+def _openapi_links() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    account, first = "$response.body#/id", "$response.body#/results/0/id"
+    job_ops = _links(_JOB_OPERATIONS, "job_id", "$response.body#/id")
+    first_job = _links(_JOB_OPERATIONS, "job_id", first)
+    audit = {
+        "audit_events_list": {
+            "operationId": "audit_events_list",
+            "parameters": {"query.account_id": account},
+        }
+    }
+    task_jobs = {
+        "jobs_list_of_task": {
+            "operationId": "jobs_list",
+            "parameters": {
+                "path.account_id": "$response.body#/account_id",
+                "query.task_id": "$response.body#/id",
+            },
+        }
+    }
+    event = {
+        **_links(["provider_events_get"], "event_id", "$response.body#/id"),
+        **_links(_JOB_OPERATIONS, "job_id", "$response.body#/jobs/0/id"),
+    }
+    return {
+        ("accounts_create", "201"): {**_links(_ACCOUNT_OPERATIONS, "account_id", account), **audit},
+        ("accounts_get", "200"): _links(_ACCOUNT_OPERATIONS, "account_id", account),
+        ("accounts_list", "200"): _links(_ACCOUNT_OPERATIONS, "account_id", first),
+        ("tasks_create", "201"): {**_links(["tasks_get"], "task_id", account), **task_jobs},
+        ("tasks_list", "200"): _links(["tasks_get"], "task_id", first),
+        ("provider_events_create", "201"): event,
+        ("provider_events_create", "200"): event,
+        ("provider_events_list", "200"): _links(["provider_events_get"], "event_id", first),
+        ("jobs_list", "200"): first_job,
+        ("jobs_search", "200"): first_job,
+        **{(op, "200"): job_ops for op in _JOB_OPERATIONS if op != "jobs_delete"},
+    }
+
+
+def add_openapi_links(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS): the links of _openapi_links."""
+    links = _openapi_links()
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            for status_code, response in operation.get("responses", {}).items():
+                found = links.get((operation.get("operationId"), status_code))
+                if found:
+                    response["links"] = found
+    return result

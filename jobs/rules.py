@@ -13,6 +13,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.api.serializers import json_integer
 from core.errors import ValidationFailed
 from core.input import shown, text_problem, to_utc
 from jobs.states import MUTABLE_FIELDS
@@ -91,12 +92,13 @@ def label_problem(key: object, value: object) -> str | None:
 
 
 def int_in(name: str, value: Any, low: int, high: int) -> int:
-    """An integer (not a bool) within [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An integer (JSON's: 3 or 3.0, not a bool) within [low, high]."""
+    value = json_integer(value)
+    if value is None:
         raise ValidationFailed.for_field(name, "must be an integer.")
     if not low <= value <= high:
         raise ValidationFailed.for_field(name, f"must be between {low} and {high}.")
-    return value
+    return int(value)
 
 
 def clean_changes(changes: Mapping[str, Any]) -> dict[str, Any]:

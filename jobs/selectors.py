@@ -16,9 +16,11 @@ from django.http import QueryDict
 
 from accounts.permissions import Principal
 from accounts.selectors import get_in_scope
+from core.actors import ActorType
 from core.errors import ValidationFailed
+from core.ids import id_pattern
 from core.models import AuditEvent
-from jobs.filters import UtcDateTimeFilter, filter_jobs, normalize_filter_params
+from jobs.filters import UtcDateTimeFilter, filter_jobs, id_validator, normalize_filter_params
 from jobs.models import Job, ProviderEvent, Task
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -89,12 +91,17 @@ def provider_event_get(principal: Principal, event_id: str) -> ProviderEvent:
 # --- audit log ---------------------------------------------------------------------------------
 
 
+ID_FILTER_PREFIXES = {"job_id": "job", "account_id": "acc", "task_id": "tsk"}
+# The id filters of the audit log and the ids they take (empty: no filter).
+AUDIT_ID_FILTERS = {name: id_pattern(prefix) for name, prefix in ID_FILTER_PREFIXES.items()}
+
+
 class AuditEventFilter(django_filters.FilterSet):
-    job_id = django_filters.CharFilter()
-    account_id = django_filters.CharFilter()
-    task_id = django_filters.CharFilter()
+    job_id = django_filters.CharFilter(validators=[id_validator("job")])
+    account_id = django_filters.CharFilter(validators=[id_validator("acc")])
+    task_id = django_filters.CharFilter(validators=[id_validator("tsk")])
     actor = django_filters.CharFilter()
-    actor_type = django_filters.CharFilter()
+    actor_type = django_filters.ChoiceFilter(choices=ActorType.choices)
     command = django_filters.BaseInFilter(field_name="command")
     created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")

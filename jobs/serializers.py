@@ -3,133 +3,345 @@ services check the rules. Output serializers render what PRODUCT.md shows."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api.pagination import MAX_LIMIT, cursor_pattern, prefixed_id
 from core.api.serializers import (
+    DATE_TIME_SCHEMA,
+    LABEL_VALUE,
+    TEXT,
+    WHITESPACE,
     BlankAsNullCharField,
+    JsonObjectField,
     PageSerializer,
+    StrictBooleanField,
     StrictCharField,
+    StrictIntegerField,
     StrictSerializer,
+    ecma,
+    text_rule,
+    whole,
 )
+from core.ids import id_pattern
 from core.models import AuditEvent
+from jobs import rules
+from jobs.execution.actions.registry import (
+    event_type_names,
+    get_event_route,
+    task_kind_names,
+    task_params_schema,
+)
 from jobs.models import Job, ProviderEvent, Task
 from jobs.states import Command, JobStatus, TaskStatus, allowed_commands
 
 # --- input -------------------------------------------------------------------------------------
+# Each field states the rule the server applies (jobs.rules, jobs.filters, the services), so the
+# OpenAPI schema accepts what the server accepts and refuses what it refuses.
 
 
 class RetryInput(StrictSerializer):
-    note = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    note = StrictCharField(required=False, allow_blank=True, max_length=rules.MAX_NOTE)
 
 
 class TriggerInput(StrictSerializer):
-    force = serializers.BooleanField(
+    force = StrictBooleanField(
         required=False,
         default=False,
         help_text="Run even while another job of the same account and action is running.",
     )
-    note = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    note = StrictCharField(required=False, allow_blank=True, max_length=rules.MAX_NOTE)
 
 
 class ResolveInput(StrictSerializer):
     code = StrictCharField(
-        max_length=50, help_text="A short code: ignored, fixed, cancelled, ... (a-z 0-9 _ . -)."
+        max_length=50,
+        pattern=whole(rules.RESOLUTION_CODE),
+        help_text="A short code: ignored, fixed, cancelled, ... (a-z 0-9 _ . -).",
     )
-    note = StrictCharField(max_length=2000, help_text="Why (required).")
+    note = StrictCharField(max_length=rules.MAX_NOTE, non_blank=True, help_text="Why (required).")
+
+
+LABELS_SCHEMA = {
+    "type": "object",
+    "maxProperties": rules.MAX_LABELS,
+    "propertyNames": {"pattern": ecma(whole(rules.LABEL_KEY))},
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": rules.MAX_LABEL_VALUE,
+        "pattern": ecma(rf"\A{LABEL_VALUE}\Z"),
+    },
+    "description": f"At most {rules.MAX_LABELS} labels: keys of letters, digits, - and _ (50 at "
+    f"most), string values ({rules.MAX_LABEL_VALUE} at most).",
+}
+
+
+@extend_schema_field(LABELS_SCHEMA)
+class LabelsField(serializers.DictField):
+    pass
+
+
+@extend_schema_field(DATE_TIME_SCHEMA)
+class DateTimeText(StrictCharField):
+    """A date-time as a string; its value is checked where it is used (rules, filters)."""
 
 
 class JobUpdateInput(StrictSerializer):
-    """Documents PATCH; job_update checks the values and names any immutable field."""
+    """Documents PATCH; jobs.rules.clean_changes checks the values and names an immutable field."""
 
-    priority = serializers.IntegerField(required=False, min_value=-1000, max_value=1000)
-    run_at = serializers.DateTimeField(required=False)
-    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    payload = serializers.DictField(required=False)
-    labels = serializers.DictField(
-        child=StrictCharField(max_length=200, allow_blank=True), required=False
-    )
+    schema_extra = {"minProperties": 1}
+
+    priority = StrictIntegerField(required=False, min_value=-1000, max_value=1000)
+    run_at = DateTimeText(required=False)
+    max_attempts = StrictIntegerField(required=False, min_value=1, max_value=100)
+    payload = JsonObjectField(required=False, help_text="A JSON object (64 KiB at most).")
+    labels = LabelsField(required=False)
 
 
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string"},
-            {"type": "array", "items": {"type": "string"}},
-        ],
-        "description": "One value, a comma-separated string or a list.",
+# The filters (jobs.filters.JobFilter): the schema of one value. A multi-valued filter takes a
+# list of such values or one (and in a string, values separated by commas: so no value has one).
+_LIST_ITEM = rf"\A[^,\x00]*[^,\x00{WHITESPACE}][^,\x00]*\Z"
+_ID = {
+    prefix: {
+        "type": "string",
+        "pattern": ecma(id_pattern(prefix)),
+        "description": f"A {prefix}_... id.",
     }
-)
-class StringOrList(serializers.JSONField):
-    pass
+    for prefix in ("tsk", "evt")
+}
+FILTER_VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "status": {"type": "string", "enum": list(JobStatus.values)},
+    "action": {"type": "string", "maxLength": 200, "pattern": ecma(_LIST_ITEM)},
+    "last_error_code": {"type": "string", "maxLength": 200, "pattern": ecma(_LIST_ITEM)},
+    "label": {
+        "type": "string",
+        "maxLength": 200,
+        "pattern": ecma(rf"\A{whole(rules.LABEL_KEY)[2:-2]}:{LABEL_VALUE}\Z"),
+        "description": "key:value; a job matches when it carries every pair given.",
+    },
+    "task_id": _ID["tsk"],
+    "provider_event_id": _ID["evt"],
+    **{
+        name: {**DATE_TIME_SCHEMA, "description": description}
+        for name, description in [
+            ("created_after", "Created at or after."),
+            ("created_before", "Created before."),
+            ("updated_after", "Updated at or after."),
+            ("updated_before", "Updated before."),
+            ("run_at_after", "Due at or after."),
+            ("run_at_before", "Due before."),
+        ]
+    },
+    "attempt_count_min": {"type": "integer", "minimum": 0},
+    "attempt_count_max": {"type": "integer", "minimum": 0},
+    "q": {
+        "type": "string",
+        "minLength": 1,
+        "pattern": ecma(TEXT),
+        "description": "Text in the last error detail, or a job id.",
+    },
+}
+MULTI_VALUED_FILTERS = ("status", "action", "last_error_code", "label")
 
 
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "enum": list(JobStatus.values)},
-            {"type": "array", "items": {"type": "string", "enum": list(JobStatus.values)}},
-        ],
-        "description": "One status or a list.",
-    }
-)
-class StatusOrList(serializers.JSONField):
-    pass
+class FilterValuesField(serializers.Field):
+    """A multi-valued filter in a JSON body: one string or a list of strings."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        item = FILTER_VALUE_SCHEMAS[name]
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+        self._spectacular_annotation = {
+            "field": {"oneOf": [item, {"type": "array", "items": item}]}
+        }
+
+    def to_internal_value(self, data: Any) -> Any:
+        values = data if isinstance(data, list) else [data]
+        if not all(isinstance(value, str) for value in values):
+            raise serializers.ValidationError("Must be a string or a list of strings.")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
-class JobFilterInput(serializers.Serializer):
-    """The filters of PRODUCT.md. Documents the body; jobs.filters validates it (the one
-    FilterSet shared by the list, search and search-delete)."""
+class FilterTextField(StrictCharField):
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+        self._spectacular_annotation = {"field": FILTER_VALUE_SCHEMAS[name]}
 
-    status = StatusOrList(required=False)
-    action = StringOrList(required=False)
-    last_error_code = StringOrList(required=False)
-    # The metaclass takes declared fields off the class: this does not hide Field.label.
-    label = StringOrList(  # type: ignore[assignment]
-        required=False, help_text="key:value pairs; every pair must match."
-    )
-    task_id = StrictCharField(required=False)
-    provider_event_id = StrictCharField(required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
-    updated_after = serializers.DateTimeField(required=False)
-    updated_before = serializers.DateTimeField(required=False)
-    run_at_after = serializers.DateTimeField(required=False)
-    run_at_before = serializers.DateTimeField(required=False)
-    attempt_count_min = serializers.IntegerField(required=False, min_value=0)
-    attempt_count_max = serializers.IntegerField(required=False, min_value=0)
-    q = StrictCharField(required=False, help_text="Text in the last error detail, or a job id.")
+
+class FilterIntegerField(StrictIntegerField):
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+        self._spectacular_annotation = {"field": FILTER_VALUE_SCHEMAS[name]}
+
+
+class JobFilterInput(StrictSerializer):
+    """The filters of PRODUCT.md in a JSON body. This checks the JSON types (a field's value is a
+    string, an integer or a list of strings, as the schema says) and unknown fields; jobs.filters
+    checks the values (the one FilterSet shared by the list, search and search-delete)."""
+
+    status = FilterValuesField("status")
+    action = FilterValuesField("action")
+    last_error_code = FilterValuesField("last_error_code")
+    label = FilterValuesField("label")  # type: ignore[assignment]  # a field, not Field.label
+    task_id = FilterTextField("task_id")
+    provider_event_id = FilterTextField("provider_event_id")
+    created_after = FilterTextField("created_after")
+    created_before = FilterTextField("created_before")
+    updated_after = FilterTextField("updated_after")
+    updated_before = FilterTextField("updated_before")
+    run_at_after = FilterTextField("run_at_after")
+    run_at_before = FilterTextField("run_at_before")
+    attempt_count_min = FilterIntegerField("attempt_count_min")
+    attempt_count_max = FilterIntegerField("attempt_count_max")
+    q = FilterTextField("q")
 
 
 class JobSearchInput(JobFilterInput):
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
-    cursor = StrictCharField(required=False, help_text="`next_cursor` of the previous page.")
+    limit = StrictIntegerField(required=False, min_value=1, max_value=MAX_LIMIT, default=50)
+    cursor = StrictCharField(
+        required=False,
+        pattern=cursor_pattern(prefixed_id("job")),
+        help_text="`next_cursor` (or `previous_cursor`) of the previous page.",
+    )
+
+
+def _narrowing_nothing(name: str) -> dict[str, Any]:
+    """The values of filter `name` that narrow nothing (jobs.filters.has_filters): an empty list,
+    text of white space only; none (`{"not": {}}`) when every value narrows."""
+    if name in MULTI_VALUED_FILTERS:
+        return {"type": "array", "maxItems": 0}
+    if name == "q":
+        return {"type": "string", "pattern": ecma(rf"\A[{WHITESPACE}]*\Z")}
+    return {"not": {}}
 
 
 class JobSearchDeleteInput(JobFilterInput):
-    dry_run = serializers.BooleanField(
+    # At least one filter that narrows the set: without one, search-delete refuses (400). Said
+    # with `not` (not every filter given narrows nothing), so the body stays one object for
+    # generated clients, which read a top-level anyOf as a union of bodies.
+    schema_extra = {
+        "not": {"properties": {name: _narrowing_nothing(name) for name in FILTER_VALUE_SCHEMAS}},
+        # A delete (no dry run) carries the count its dry run showed (jobs.services).
+        "if": {"properties": {"dry_run": {"const": False}}},
+        "then": {
+            "required": ["expected_count"],
+            "properties": {"expected_count": {"type": "integer"}},
+        },
+        "description": "The search's filters, at least one of which narrows the set, `dry_run`, "
+        "and, for a delete, `expected_count`.",
+    }
+
+    dry_run = StrictBooleanField(
         required=False, default=False, help_text="Count only; delete nothing."
     )
-    expected_count = serializers.IntegerField(
+    expected_count = StrictIntegerField(
         required=False,
+        allow_null=True,
         min_value=0,
         help_text="Required unless `dry_run`: the `matched` of a dry run of the same filter. "
         "When the filter matches another number of jobs, nothing is deleted (409).",
     )
 
 
+def _component(auto_schema: Any, name: str, schema: dict[str, Any]) -> dict[str, str]:
+    """`schema` as a named component (generated clients make one model of each)."""
+    component = ResolvedComponent(
+        name=name, type=ResolvedComponent.SCHEMA, schema=schema, object=name
+    )
+    auto_schema.registry.register_on_missing(component)
+    return component.ref
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name))
+
+
+def _registered_schema(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The schema of a task kind's params or an event type's payload, with the rules every JSON
+    object a client sends follows (core.api.serializers.text_rule)."""
+    return text_rule(schema or {"type": "object"})
+
+
 class TaskInput(StrictSerializer):
+    """Validated here for its shape; the kind's producer checks its params."""
+
     kind = StrictCharField(max_length=100, help_text="mailbox_sync, mailbox_resync, ...")
-    params = serializers.DictField(required=False, default=dict)
+    params = JsonObjectField(required=False, default=dict)
+
+
+class TaskInputSchema(OpenApiSerializerExtension):
+    """One alternative per registered task kind, each with the params that kind accepts."""
+
+    target_class = TaskInput
+    priority = 1  # before StrictSerializerSchema
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        return {
+            "oneOf": [
+                _component(
+                    auto_schema,
+                    f"TaskInput{_camel(kind)}",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "kind": {"type": "string", "const": kind},
+                            "params": _registered_schema(task_params_schema(kind)),
+                        },
+                        "required": ["kind"],
+                        "additionalProperties": False,
+                    },
+                )
+                for kind in task_kind_names()
+            ]
+        }
 
 
 class ProviderEventInput(StrictSerializer):
+    """Validated here for its shape; the event type's producer checks its payload."""
+
     provider = StrictCharField(max_length=50)
     type = StrictCharField(max_length=100)
     external_id = StrictCharField(max_length=255, help_text="The provider's event id.")
-    payload = serializers.DictField(required=False, default=dict)
+    payload = JsonObjectField(required=False, default=dict)
+
+
+class ProviderEventInputSchema(OpenApiSerializerExtension):
+    """One alternative per registered event type, each with the payload that type accepts."""
+
+    target_class = ProviderEventInput
+    priority = 1  # before StrictSerializerSchema
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        basic = auto_schema._map_basic_serializer(self.target, direction)
+        external_id = basic["properties"]["external_id"]
+        variants = []
+        for provider, type_ in event_type_names():
+            route = get_event_route(provider, type_)
+            schema = {
+                "type": "object",
+                "properties": {
+                    "provider": {"type": "string", "const": provider},
+                    "type": {"type": "string", "const": type_},
+                    "external_id": external_id,
+                    "payload": _registered_schema(route.payload_schema if route else None),
+                },
+                "required": ["provider", "type", "external_id"],
+                "additionalProperties": False,
+            }
+            name = f"ProviderEventInput{_camel(provider)}{_camel(type_)}"
+            variants.append(_component(auto_schema, name, schema))
+        return {"oneOf": variants}
 
 
 # --- output ------------------------------------------------------------------------------------

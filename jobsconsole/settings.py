@@ -177,6 +177,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # OpenAPI 3.1 (JSON Schema 2020-12): `propertyNames` and `const` let the schema state the
+    # rules of label keys, of JSON payloads and of each task kind's params exactly.
+    "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.api.openapi.add_shared_components",
+        "core.api.openapi.require_request_bodies",
+        "jobs.api.add_openapi_links",
+    ],
     # Swagger UI and ReDoc from the installed drf-spectacular-sidecar (static files served by the
     # app), never from a CDN: the docs work offline and show the version that was tested.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -28,11 +29,13 @@ from rest_framework.views import APIView
 
 from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
-from core.input import is_printable_ascii
 from core.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+# 1 to 255 printable ASCII characters. None is white space at either end: HTTP drops it, so the
+# server could not tell "a" from " a".
+KEY_PATTERN = r"\A[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?\Z"
 
 _View = TypeVar("_View", bound=APIView)
 _P = ParamSpec("_P")
@@ -51,8 +54,10 @@ def _body_hash(method: str, path: str, data: Any) -> str:
 
 
 def _clean_key(key: str) -> str:
-    if not is_printable_ascii(key, 255):
-        raise ValidationFailed.for_field(HEADER, "must be 1 to 255 printable ASCII characters.")
+    if re.fullmatch(KEY_PATTERN, key) is None:
+        raise ValidationFailed.for_field(
+            HEADER, "must be 1 to 255 printable ASCII characters, no space at either end."
+        )
     return key
 
 

@@ -2,24 +2,28 @@
 
 Ids sort by creation time (ULIDs; audit events have increasing integers), so a page is an index
 range scan `WHERE id < cursor ORDER BY id DESC LIMIT n+1`: constant time at any depth, stable
-while rows are added, and never a COUNT. The cursor is opaque to clients.
+while rows are added, and never a COUNT. A cursor is a direction and the id of a row of the last
+page (`n.job_...` for the next page, `p.job_...` for the previous one): clients take it from a
+page as it is, and the OpenAPI schema states its pattern, so any cursor the schema allows is one
+the server takes.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
 
+from core.api.serializers import json_integer
 from core.errors import ValidationFailed
-from core.ids import is_valid_id
+from core.ids import id_pattern, is_valid_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 @dataclass
@@ -30,19 +34,15 @@ class Page:
 
 
 def _encode(direction: str, value: Any) -> str:
-    return base64.urlsafe_b64encode(f"{direction}:{value}".encode()).decode().rstrip("=")
+    return f"{direction}.{value}"
 
 
 def _decode(cursor: str, parse_id: Callable[[str], Any]) -> tuple[str, Any]:
     bad = ValidationFailed.for_field("cursor", "is not a cursor this API gave out.")
-    if not isinstance(cursor, str) or not cursor or len(cursor) > 200:
+    if not isinstance(cursor, str) or len(cursor) > 200:
         raise bad
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad from None
-    direction, _, raw = text.partition(":")
-    if direction not in {"n", "p"}:
+    direction, dot, raw = cursor.partition(".")
+    if direction not in {"n", "p"} or not dot:
         raise bad
     try:
         return direction, parse_id(raw)
@@ -50,16 +50,21 @@ def _decode(cursor: str, parse_id: Callable[[str], Any]) -> tuple[str, Any]:
         raise bad from None
 
 
+def cursor_pattern(parse_id: Callable[[str], Any]) -> str:
+    """The pattern of the cursors of a list whose ids `parse_id` reads."""
+    id_pattern: str = parse_id.pattern[2:-2]  # type: ignore[attr-defined]
+    return r"\A[np]\." + id_pattern + r"\Z"
+
+
 def parse_limit(value: Any) -> int:
-    """`limit` from a query string or a JSON body: a whole number from 1 to MAX_LIMIT."""
-    if value is None or value == "":
+    """`limit` from a query string (digits) or a JSON body (an integer): 1 to MAX_LIMIT."""
+    if value is None:
         return DEFAULT_LIMIT
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    limit = int(value) if isinstance(value, str) and _DIGITS.fullmatch(value) else None
+    if not isinstance(value, str):
+        limit = json_integer(value)
+    if limit is None:
         raise ValidationFailed.for_field("limit", "must be a whole number.")
-    try:
-        limit = int(value)
-    except ValueError:
-        raise ValidationFailed.for_field("limit", "must be a whole number.") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed.for_field("limit", f"must be between 1 and {MAX_LIMIT}.")
     return limit
@@ -108,11 +113,17 @@ def page_params(data: Mapping[str, Any]) -> tuple[int, str | None]:
     return limit, cursor or None
 
 
+_INT_ID = r"\A[0-9]{1,18}\Z"  # below 2**63: a bigint on every database
+
+
 def int_id(raw: str) -> int:
     """Parse an integer id of a cursor (audit events)."""
-    if not raw.isdigit() or len(raw) > 19:
+    if not re.fullmatch(_INT_ID, raw):
         raise ValueError(raw)
     return int(raw)
+
+
+int_id.pattern = _INT_ID  # type: ignore[attr-defined]
 
 
 def prefixed_id(prefix: str) -> Callable[[str], str]:
@@ -123,4 +134,5 @@ def prefixed_id(prefix: str) -> Callable[[str], str]:
             raise ValueError(raw)
         return raw
 
+    parse.pattern = id_pattern(prefix)  # type: ignore[attr-defined]
     return parse

@@ -1,13 +1,19 @@
-"""OpenAPI parameters every API shares: ids in the path, the Idempotency-Key header, pages."""
+"""OpenAPI parameters every API shares: ids in the path, the Idempotency-Key header, pages. Each
+states the rule the server enforces (core.ids, core.api.idempotency, core.api.pagination)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 
 from core.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from core.api.pagination import MAX_LIMIT
-from core.ids import ID_PATTERN
+from core.api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
+from core.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, cursor_pattern
+from core.api.serializers import ecma
+from core.ids import id_pattern
 
 
 def id_param(name: str, prefix: str, description: str) -> OpenApiParameter:
@@ -16,7 +22,7 @@ def id_param(name: str, prefix: str, description: str) -> OpenApiParameter:
         OpenApiTypes.STR,
         OpenApiParameter.PATH,
         description=description,
-        pattern=ID_PATTERN.pattern.replace("(acc|tsk|evt|job)", prefix),
+        pattern=ecma(id_pattern(prefix)),
     )
 
 
@@ -26,17 +32,28 @@ TASK_ID = id_param("task_id", "tsk", "A task id (tsk_...).")
 EVENT_ID = id_param("event_id", "evt", "A provider event id (evt_...).")
 IDEMPOTENCY_KEY = OpenApiParameter(
     IDEMPOTENCY_HEADER,
-    OpenApiTypes.STR,
+    {"type": "string", "pattern": ecma(IDEMPOTENCY_KEY_PATTERN)},
     OpenApiParameter.HEADER,
     required=False,
-    description="Send the same key to repeat a request safely: within 24 hours the stored "
-    "answer is returned without acting again. The same key with another body is a 422.",
+    description="1 to 255 printable ASCII characters, without white space at either end (HTTP "
+    "drops it). Send the same key to repeat a request safely: within 24 hours the stored answer "
+    "is returned without acting again. The same key with another body is a 422.",
 )
-PAGE_PARAMS = [
-    OpenApiParameter(
-        "limit",
-        OpenApiTypes.INT,
-        description=f"Page size, 1 to {MAX_LIMIT} (default 50).",
-    ),
-    OpenApiParameter("cursor", OpenApiTypes.STR, description="From `next` or `previous`."),
-]
+
+
+def page_parameters(parse_id: Callable[[str], Any]) -> list[OpenApiParameter]:
+    """`limit` and `cursor` of a list whose cursors carry ids that `parse_id` reads
+    (core.api.pagination.prefixed_id or int_id)."""
+    return [
+        OpenApiParameter(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            description=f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+        ),
+        OpenApiParameter(
+            "cursor",
+            {"type": "string", "pattern": ecma(cursor_pattern(parse_id))},
+            description="From `next_cursor` or `previous_cursor` (or the `next` and `previous` "
+            "links) of a page; none for the first page.",
+        ),
+    ]

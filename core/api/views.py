@@ -37,11 +37,25 @@ def validated(
 
 
 def reject_unknown_params(request: Request, allowed: frozenset[str] = frozenset()) -> None:
+    reject_empty_params(request)
     unknown = sorted(set(request.query_params) - {"limit", "cursor"} - allowed)
     if unknown:
         raise ValidationFailed(
             f"Unknown query parameter(s): {', '.join(unknown)}.",
             fields={name: ["Unknown query parameter."] for name in unknown},
+        )
+
+
+def reject_empty_params(request: Request) -> None:
+    """A query parameter given without a value (`?status=`) is a 400 naming it: the schema
+    states each parameter's values, and the empty string is none of them."""
+    empty = sorted(
+        name for name in request.query_params if "" in request.query_params.getlist(name)
+    )
+    if empty:
+        raise ValidationFailed(
+            f"Empty query parameter(s): {', '.join(empty)}; leave a parameter out instead.",
+            fields={name: ["May not be empty."] for name in empty},
         )
 
 

@@ -96,3 +96,13 @@ def error_of(response) -> dict:
     assert set(body) == {"error"}, body
     assert {"code", "message"} <= set(body["error"]), body
     return body["error"]
+
+
+@pytest.fixture
+def live_api(live_server, monkeypatch):
+    """The live server, its request threads closing their database connections after each
+    request (CONN_MAX_AGE 0), so none is left open on the test database when it is dropped."""
+    from django.db import connection
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    return live_server

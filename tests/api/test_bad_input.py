@@ -96,10 +96,9 @@ def test_wrong_types_are_400_naming_the_field(api, keys, job, command, body, fie
         ("attempt_count_min=lots", "attempt_count_min"),
         ("attempt_count_min=-1", "attempt_count_min"),
         ("created_after=yesterday", "created_after"),
-        (
-            "created_after=2024-02-01T00:00:00Z&created_before=2024-01-01T00:00:00Z",
-            "created_before",
-        ),
+        ("task_id=tsk_notanid", "task_id"),
+        ("limit=", "limit"),
+        ("status=", "status"),
         ("label=nocolon", "label"),
         ("task_id=a&task_id=b", "task_id"),
     ],

@@ -602,12 +602,13 @@ def test_a_malformed_id_in_the_path_is_the_404_of_an_unknown_id(
     assert snapshot() == before
 
 
-def test_malformed_ids_in_filters_match_nothing(api, keys, world):
-    # In a filter a malformed id is an id that names nothing, as in a path: no match.
+def test_malformed_ids_in_filters_are_400_naming_them(api, keys, world):
+    # In a filter a malformed id is bad input, as the schema's id pattern says (a path's is a
+    # 404: it names an object).
     acc = world["acc"]
     for name in ("task_id", "provider_event_id"):
         response = api.get(f"/api/accounts/{acc}/jobs?{name}=notanid", key=keys.a)
-        assert response.status_code == 200 and response.json()["results"] == []
+        assert response.status_code == 400 and name in response.json()["error"]["fields"]
         own_id = world["tsk" if name == "task_id" else "evt"]
         right = api.get(f"/api/accounts/{acc}/jobs?{name}={own_id}", key=keys.a)
         assert [j["id"] for j in right.json()["results"]] == [world["job"]]

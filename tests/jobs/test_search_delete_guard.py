@@ -29,7 +29,7 @@ ALWAYS_TRUE = [
     {"created_after": "1970-01-01T00:00:00Z"},
     {"updated_before": "9999-12-31T00:00:00Z"},
     {"status": ["scheduled", "queued", "running", "succeeded", "failed", "stalled", "resolved"]},
-    {"q": "", "attempt_count_max": 1_000_000},
+    {"attempt_count_max": 1_000_000},
 ]
 SEARCH_DELETE = reverse("admin:jobs_job_search_delete")
 

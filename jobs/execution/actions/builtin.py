@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from core.api.serializers import json_integer
 from jobs.execution.actions.registry import (
     ActionContext,
     JobError,
@@ -42,27 +43,48 @@ def fail(ctx: ActionContext) -> None:
 # imap_sync_messages is registered by jobs.execution.actions.imap (imported below).
 
 
-@task_kind("mailbox_sync")
+# The params (or payload) the mailbox kinds and events read: `folders`, a list of folder names
+# or null (every folder of the account); other keys are ignored.
+FOLDERS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "folders": {
+            "type": ["array", "null"],
+            "items": {"type": "string", "minLength": 1},
+            "description": "Folder names; null or absent: the account's folders.",
+        }
+    },
+}
+MAX_NOOP_BATCH = 10_000
+
+
+@task_kind("mailbox_sync", params_schema=FOLDERS_SCHEMA)
 def mailbox_sync(params: dict[str, Any]) -> list[JobSpec]:
     return [JobSpec("imap_sync_messages", {"full": False, **_folders(params)})]
 
 
-@task_kind("mailbox_resync")
+@task_kind("mailbox_resync", params_schema=FOLDERS_SCHEMA)
 def mailbox_resync(params: dict[str, Any]) -> list[JobSpec]:
     return [JobSpec("imap_sync_messages", {"full": True, **_folders(params)})]
 
 
-@task_kind("noop_batch")
+@task_kind(
+    "noop_batch",
+    params_schema={
+        "type": "object",
+        "properties": {"count": {"type": "integer", "minimum": 1, "maximum": MAX_NOOP_BATCH}},
+    },
+)
 def noop_batch(params: dict[str, Any]) -> list[JobSpec]:
-    """`count` no-op jobs (up to 10,000): for benchmarks of batched creation."""
-    count = int(params.get("count", 1))
-    if not 1 <= count <= 10_000:
-        raise ValueError("count must be between 1 and 10000")
+    """`count` no-op jobs (up to 10,000; 1 by default): for benchmarks of batched creation."""
+    count = json_integer(params.get("count", 1))
+    if count is None or not 1 <= count <= MAX_NOOP_BATCH:
+        raise ValueError(f"count must be a whole number from 1 to {MAX_NOOP_BATCH}")
     return [JobSpec("noop", {"n": n}) for n in range(count)]
 
 
-@provider_event_type("imap", "mailbox.changed", coalesce=True)
-@provider_event_type("imap", "message.created", coalesce=True)
+@provider_event_type("imap", "mailbox.changed", coalesce=True, payload_schema=FOLDERS_SCHEMA)
+@provider_event_type("imap", "message.created", coalesce=True, payload_schema=FOLDERS_SCHEMA)
 def imap_changed(payload: dict[str, Any]) -> list[JobSpec]:
     return [JobSpec("imap_sync_messages", {"full": False, **_folders(payload)})]
 

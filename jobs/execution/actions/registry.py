@@ -140,31 +140,44 @@ class EventRoute:
     # While a job of the same account and action is scheduled or queued, a new event joins it
     # instead of creating another (ten "mailbox changed" pings need one sync, not ten).
     coalesce: bool = False
+    # The JSON schema of the payloads `produce` accepts (the OpenAPI schema shows it).
+    payload_schema: dict[str, Any] | None = None
 
 
 _TASK_KINDS: dict[str, Callable[[dict[str, Any]], list[JobSpec]]] = {}
+_TASK_PARAMS_SCHEMAS: dict[str, dict[str, Any] | None] = {}
 # A registered function of a task's params or an event's payload, returning job specs.
 _Produce = TypeVar("_Produce", bound=Callable[[dict[str, Any]], list[JobSpec]])
 _EVENT_TYPES: dict[tuple[str, str], EventRoute] = {}
 
 
-def task_kind(name: str) -> Callable[[_Produce], _Produce]:
-    """Register a task kind: a function of the task's params returning the jobs to create."""
+def task_kind(
+    name: str, *, params_schema: dict[str, Any] | None = None
+) -> Callable[[_Produce], _Produce]:
+    """Register a task kind: a function of the task's params returning the jobs to create; it
+    raises ValueError or TypeError for params it refuses. `params_schema`: the JSON schema of
+    exactly the params it accepts (None: any object), shown in the OpenAPI schema."""
 
     def register(produce: _Produce) -> _Produce:
         _TASK_KINDS[name] = produce
+        _TASK_PARAMS_SCHEMAS[name] = params_schema
         return produce
 
     return register
 
 
 def provider_event_type(
-    provider: str, type_: str, *, coalesce: bool = False
+    provider: str,
+    type_: str,
+    *,
+    coalesce: bool = False,
+    payload_schema: dict[str, Any] | None = None,
 ) -> Callable[[_Produce], _Produce]:
-    """Register a provider event type: a function of the event payload returning job specs."""
+    """Register a provider event type: a function of the event payload returning job specs
+    (ValueError or TypeError for a payload it refuses; `payload_schema` as for task kinds)."""
 
     def register(produce: _Produce) -> _Produce:
-        _EVENT_TYPES[(provider, type_)] = EventRoute(produce, coalesce)
+        _EVENT_TYPES[(provider, type_)] = EventRoute(produce, coalesce, payload_schema)
         return produce
 
     return register
@@ -172,6 +185,10 @@ def provider_event_type(
 
 def get_task_kind(name: str) -> Callable[[dict[str, Any]], list[JobSpec]] | None:
     return _TASK_KINDS.get(name)
+
+
+def task_params_schema(name: str) -> dict[str, Any] | None:
+    return _TASK_PARAMS_SCHEMAS.get(name)
 
 
 def task_kind_names() -> list[str]:
