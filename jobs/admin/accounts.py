@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts import services
 from accounts.models import Account
 from core.actors import Actor
+from core.admin.messages import DomainErrorMessageMixin
 from core.admin.paginators import NoCountAdminMixin
 from core.errors import DomainError
 from jobs import reports
@@ -28,7 +29,7 @@ from jobs.states import JobStatus
 
 
 @admin.register(Account)
-class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
+class AccountAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     form = AccountForm
     list_display = ("name", "id", "email", "state_column", "imap_host", "queue_column")
     search_fields = ("name", "email", "=id")
@@ -125,11 +126,7 @@ class AccountAdmin(NoCountAdminMixin, admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as exc:
-            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(request.path)
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def render_change_form(
         self,

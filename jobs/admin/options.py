@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from core.actors import Actor, ActorType
+from core.admin.messages import DomainErrorMessageMixin
 from core.admin.paginators import NoCountAdminMixin
 from core.audit import AuditCommand
 from core.errors import DomainError, ValidationFailed
@@ -120,7 +121,7 @@ class JobAttemptInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
+class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     form = JobChangeForm
     list_display = (
         "id",
@@ -414,19 +415,6 @@ class JobAdmin(NoCountAdminMixin, admin.ModelAdmin):
         }
         if changes:
             services.job_update(job_id=obj.pk, actor=Actor.user(request.user), changes=changes)
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as exc:
-            self.message_user(request, f"Not saved: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(request.path)
 
     def get_deleted_objects(
         self, objs: Sequence[Job] | QuerySet[Job], request: HttpRequest
