@@ -25,6 +25,7 @@ from core.ids import is_valid_id
 from jobs.execution.actions.registry import action_names
 from jobs.filters import FILTER_FIELDS, filter_jobs, normalize_filter_params
 from jobs.models import Job
+from jobs.reports import failing_error_codes
 from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
 
 if TYPE_CHECKING:
@@ -270,8 +271,6 @@ class ErrorCodeFilter(QueueListFilter):
     parameters = ("last_error_code",)
 
     def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
-        from jobs.reports import failing_error_codes  # reports imports this module
-
         current = set(self.value("last_error_code"))
         yield self._all(changelist)
         for code in sorted(set(failing_error_codes()) | current):

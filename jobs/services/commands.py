@@ -142,9 +142,7 @@ def job_update(*, job_id: str, actor: Actor, changes: Mapping[str, Any]) -> Job:
             setattr(job, name, value)
         fields = list(cleaned)
         if "run_at" in cleaned and job.status == JobStatus.QUEUED and job.run_at > now:
-            job.status = JobStatus.SCHEDULED
-            job.enqueued_at = None
-            fields += ["status", "enqueued_at"]
+            fields += _rows.move_to(job, JobStatus.SCHEDULED, now=now)
         _rows.save(job, fields, now=now)
         audit(
             actor=actor,
