@@ -23,6 +23,8 @@ class AuditCommand(models.TextChoices):
     UPDATE = "update", "update"
     DELETE = "delete", "delete"
     SEARCH_DELETE = "search_delete", "search_delete"
+    # A cancel requested on a running job (the job stays running until its run stops).
+    CANCEL = "cancel", "cancel"
     # Creation of work.
     CREATE = "create", "create"
     CREATE_TASK = "create_task", "create_task"
@@ -34,6 +36,10 @@ class AuditCommand(models.TextChoices):
     FAIL = "fail", "fail"
     STALL = "stall", "stall"
     RESCHEDULE = "reschedule", "reschedule"
+    # A run with a cancel requested, closed as cancelled by its worker, or by the sweeper when
+    # the run was lost.
+    STOP = "stop", "stop"
+    STOP_LOST = "stop_lost", "stop_lost"
     # A job whose row could not be read or processed, taken out of the way (failed).
     QUARANTINE = "quarantine", "quarantine"
     # Accounts and API keys.

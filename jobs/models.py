@@ -128,6 +128,12 @@ class Job(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # A cancel an operator asked for while the job ran (jobs.services.job_cancel): when, by
+    # whom, why. The worker's heartbeat reads it; the run's end turns it into the resolution.
+    # Cleared when the job is queued again (a retry or trigger of the resolved job).
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.CharField(max_length=200, blank=True)
+    cancel_note = models.TextField(blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -187,6 +193,7 @@ class Job(models.Model):
             ("retry_job", "Can retry jobs"),
             ("resolve_job", "Can resolve jobs"),
             ("trigger_job", "Can trigger jobs"),
+            ("cancel_job", "Can cancel running jobs"),
         ]
 
     def __str__(self) -> str:
@@ -200,6 +207,9 @@ class AttemptOutcome(models.TextChoices):
     RETRY_SCHEDULED = "retry_scheduled", "Failed, retry scheduled"
     TIMEOUT = "timeout", "Timed out"
     WORKER_LOST = "worker_lost", "Worker lost"
+    # Stopped because an operator cancelled the job (at an ownership check, at its timeout,
+    # by a failure, or lost after the request): the job is resolved as cancelled.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class JobAttempt(models.Model):

@@ -48,6 +48,9 @@ class Command(models.TextChoices):
     TRIGGER = "trigger", "Trigger"
     UPDATE = "update", "Update"
     DELETE = "delete", "Delete"
+    # Asks the worker running the job to stop it (jobs.services.job_cancel); the job stays
+    # running until the worker (or the sweeper, for a lost run) closes the run as cancelled.
+    CANCEL = "cancel", "Cancel"
 
     @property
     def audit_command(self) -> AuditCommand:
@@ -67,6 +70,7 @@ ALLOWED_FROM: dict[Command, frozenset[JobStatus]] = {
     ),
     Command.UPDATE: ALL_STATUSES - {_S.RUNNING},
     Command.DELETE: ALL_STATUSES - {_S.RUNNING},
+    Command.CANCEL: frozenset({_S.RUNNING}),
 }
 
 # Where each command leaves the job.
@@ -76,7 +80,14 @@ TARGET_OF: dict[Command, JobStatus | None] = {
     Command.TRIGGER: _S.QUEUED,
     Command.UPDATE: None,  # unchanged
     Command.DELETE: None,  # gone
+    # Not at once: the request is recorded and the job stays running until the worker stops
+    # the run (SYSTEM_TRANSITIONS[STOP], or STOP_LOST for a lost run), which resolves it with
+    # the code CANCELLED_CODE.
+    Command.CANCEL: _S.RESOLVED,
 }
+
+# The resolution code of a job whose run was stopped by a cancel.
+CANCELLED_CODE = "cancelled"
 
 # Statuses in which a job is waiting for an operator (the triage view's subject).
 NEEDS_OPERATOR = frozenset({_S.FAILED, _S.STALLED})
@@ -142,6 +153,18 @@ SYSTEM_TRANSITIONS: dict[AuditCommand, Transition] = {
             frozenset({_S.SCHEDULED}),
             SYSTEM_SWEEPER,
         ),
+        # job_fail of a run an operator asked to cancel (jobs.services.job_cancel): stopped at
+        # an ownership check, at its timeout, or by a failure; resolved, never retried.
+        Transition(
+            AuditCommand.STOP, frozenset({_S.RUNNING}), frozenset({_S.RESOLVED}), SYSTEM_WORKER
+        ),
+        # jobs_sweep_lost of a lost run that had a cancel requested: resolved, not retried.
+        Transition(
+            AuditCommand.STOP_LOST,
+            frozenset({_S.RUNNING}),
+            frozenset({_S.RESOLVED}),
+            SYSTEM_SWEEPER,
+        ),
         # job_quarantine: a pending job whose row a step could not read or process is failed
         # with internal_error, so it stops nobody else's work and waits for an operator.
         Transition(
@@ -167,6 +190,9 @@ MUTABLE_FIELDS = ("priority", "run_at", "max_attempts", "payload", "labels")
 NEEDS_OPERATOR_Q = Q(status__in=sorted(NEEDS_OPERATOR))
 RUNNING_Q = Q(status=_S.RUNNING)
 QUEUED_Q = Q(status=_S.QUEUED)
+# A running job no one has asked to cancel yet: what a cancel request may be recorded on
+# (jobs.services._rows.request_cancel, one job or a batch).
+CANCELLABLE_Q = RUNNING_Q & Q(cancel_requested_at__isnull=True)
 
 
 def sql_list(statuses: frozenset[JobStatus]) -> str:

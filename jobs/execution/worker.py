@@ -7,7 +7,8 @@ SIGALRM-based hard timeout (django_q.worker / django_q.timeout). Here we:
   late message is a no-op;
 - keep a heartbeat while the handler runs, from a thread with its own database connection, so
   the sweeper can tell a slow run from a lost one; a worker whose beats cannot reach the
-  database for nearly the grace gives the run up (see _Heartbeat);
+  database for nearly the grace gives the run up (see _Heartbeat); the beat also brings
+  news of a cancel, which stops the handler at its next ownership check (RunCancelled);
 - enforce the action's own timeout with SIGALRM (shorter than the cluster's hard limit, which
   kills the whole process), so a timed-out run is recorded as `timeout` and the worker process
   goes on with the next job;
@@ -36,7 +37,13 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from jobs import services, sql
-from jobs.execution.actions.registry import ActionContext, JobError, RunLost, get_action
+from jobs.execution.actions.registry import (
+    ActionContext,
+    JobError,
+    RunCancelled,
+    RunLost,
+    get_action,
+)
 from jobs.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -71,8 +78,8 @@ class ActionTimeout(BaseException):
 
 def run_job(job_id: str) -> str:
     """Run the job `job_id` once, if it is still queued. Returns the outcome, for django-q2's
-    task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout", "lost" or
-    "quarantined" (its row could not be claimed, loaded or closed: the job was failed with
+    task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout", "cancelled",
+    "lost" or "quarantined" (its row could not be claimed, loaded or closed: the job was failed with
     internal_error instead, see jobs.services.quarantine; the message is consumed and the job
     is not sent again)."""
     try:
@@ -111,6 +118,7 @@ def _run(job_id: str) -> str:
         attempt=number,
         task_id=run.task_id,
         is_lost=lambda: heartbeat.lost(job_id, number),
+        is_cancelled=lambda: heartbeat.cancelled(job_id, number),
     )
     timeout = registered.policy.effective_timeout
     try:
@@ -140,6 +148,14 @@ def _run(job_id: str) -> str:
             heartbeat.lease,
         )
         return "lost"
+    except RunCancelled:
+        stopped = _with_db_retry(
+            lambda: services.job_stop(job_id=job_id, attempt=number), what="stop"
+        )
+        if stopped is None:
+            _discarded(job_id, number)
+            return "lost"
+        return "cancelled"
     except JobError as exc:
         return _fail(job_id, number, code=exc.code, detail=exc.detail, retryable=exc.retryable)
     except Exception as exc:
@@ -174,6 +190,8 @@ def _fail(job_id: str, number: int, **error: Any) -> str:
     if job is None:
         _discarded(job_id, number)
         return "lost"
+    if job.status == JobStatus.RESOLVED:  # a cancel was requested (services.job_cancel)
+        return "cancelled"
     if error.get("timed_out"):
         return "timeout"
     return "retry_scheduled" if job.status == JobStatus.SCHEDULED else "failed"
@@ -279,6 +297,7 @@ class _Heartbeat(threading.Thread):
         self._lock = threading.Lock()
         self._run: tuple[str, int] | None = None
         self._lost: tuple[str, int] | None = None
+        self._cancelled: tuple[str, int] | None = None  # a run an operator cancelled
         self._beat_sent = 0.0  # time.monotonic() when the last beat that got through was sent
 
     def watch(self, job_id: str, attempt: int, *, since: float) -> None:
@@ -300,6 +319,11 @@ class _Heartbeat(threading.Thread):
             expired = time.monotonic() - self._beat_sent > self.lease
             return self._run == (job_id, attempt) and expired
 
+    def cancelled(self, job_id: str, attempt: int) -> bool:
+        """Whether a beat found that an operator cancelled this run."""
+        with self._lock:
+            return self._cancelled == (job_id, attempt)
+
     def run(self) -> None:
         while True:
             time.sleep(self.interval)
@@ -311,10 +335,13 @@ class _Heartbeat(threading.Thread):
             try:
                 close_old_connections()
                 sent = time.monotonic()
-                if services.job_heartbeat(job_id=current[0], attempt=current[1]):
+                beat = services.job_heartbeat(job_id=current[0], attempt=current[1])
+                if beat is not services.Beat.LOST:
                     with self._lock:
                         if self._run == current:
                             self._beat_sent = sent
+                            if beat is services.Beat.CANCEL_REQUESTED:
+                                self._cancelled = current
                 else:
                     # The sweeper declared the run lost, or the job was deleted: stop beating
                     # for a run that is no longer ours.

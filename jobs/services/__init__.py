@@ -3,7 +3,7 @@ the public services from here (`from jobs import services`).
 
 - creation: jobs, tasks and provider events;
 - commands: the operators' commands, one job at a time or by search;
-- execution: a worker's claim, heartbeat, success and failure;
+- execution: a worker's claim, heartbeat, success, failure and stop (a cancelled run);
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
@@ -14,6 +14,7 @@ tasks by id), checks jobs.states, writes, audits and sends broker messages after
 
 from jobs.services.commands import (
     SEARCH_DELETE_BATCH,
+    job_cancel,
     job_command,
     job_delete,
     job_resolve,
@@ -24,10 +25,12 @@ from jobs.services.commands import (
 )
 from jobs.services.creation import job_create, jobs_create, provider_event_ingest, task_create
 from jobs.services.execution import (
+    Beat,
     ClaimedRun,
     job_claim,
     job_fail,
     job_heartbeat,
+    job_stop,
     job_succeed,
 )
 from jobs.services.maintenance import (
@@ -39,8 +42,10 @@ from jobs.services.quarantine import JobQuarantined, job_quarantine
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
+    "Beat",
     "ClaimedRun",
     "JobQuarantined",
+    "job_cancel",
     "job_claim",
     "job_command",
     "job_create",
@@ -50,6 +55,7 @@ __all__ = [
     "job_quarantine",
     "job_resolve",
     "job_retry",
+    "job_stop",
     "job_succeed",
     "job_trigger",
     "job_update",

@@ -1,6 +1,7 @@
 """Row helpers shared by the service modules of jobs.services, and by nothing else: locking a
 job, checking the state table, the bookkeeping every status change writes, saving, the task's
-derived status, and set-based deletes. Each runs inside its caller's transaction."""
+derived status, set-based deletes, and recording and carrying out a cancel. Each runs inside
+its caller's transaction."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.actors import Actor
+from core.audit import AuditCommand, audit
 from core.errors import Conflict, InvalidTransition, NotFound
 from jobs import sql
-from jobs.models import Job, JobAttempt, Task
+from jobs.models import AttemptOutcome, Job, JobAttempt, Task
 from jobs.states import (
+    CANCELLABLE_Q,
+    CANCELLED_CODE,
     MAX_ATTEMPT_COUNT,
     TERMINAL,
     Command,
@@ -62,7 +67,12 @@ def requeue(job: Job, *, now: datetime) -> list[str]:
     job.run_at = now
     job.worker = ""
     job.resolution = None
-    return [*fields, "run_at", "worker", "resolution"]
+    fields += ["run_at", "worker", "resolution"]
+    if job.cancel_requested_at is not None:
+        # The cancel was for the run that ended; the next run must not stop at once.
+        job.cancel_requested_at, job.cancel_requested_by, job.cancel_note = None, "", ""
+        fields += CANCEL_REQUEST_FIELDS
+    return fields
 
 
 def grant_attempt_if_spent(job: Job, fields: list[str]) -> None:
@@ -151,3 +161,87 @@ def as_datetime(value: Any) -> datetime:
     if isinstance(value, str):
         value = parse_datetime(value)
     return timezone.make_aware(value, UTC) if timezone.is_naive(value) else value
+
+
+# --- cancel ---------------------------------------------------------------------------------
+
+CANCEL_REQUEST_FIELDS = ["cancel_requested_at", "cancel_requested_by", "cancel_note"]
+
+
+def cancel_request_values(*, actor: Actor, note: str, now: datetime) -> dict[str, Any]:
+    """The columns a cancel request writes, the same for one job and for a batch."""
+    return {
+        "cancel_requested_at": now,
+        "cancel_requested_by": actor.name,
+        "cancel_note": note,
+        "updated_at": now,
+    }
+
+
+def request_cancel(job_ids: Iterable[str], *, actor: Actor, note: str, now: datetime) -> list[str]:
+    """Record a cancel request on each job of `job_ids` that is running without one: one
+    locking read (in id order, as every command locks) and one UPDATE, for one job
+    (job_cancel) or a whole batch (a bulk operation). Returns the ids it recorded it on, in
+    order; the caller audits them (AuditCommand.CANCEL). Nothing else is sent anywhere: the
+    worker running each job reads the request with its next heartbeat (jobs.services.
+    job_heartbeat) and the sweeper with a lost run (jobs_sweep_lost)."""
+    ids = list(
+        Job.objects.filter(CANCELLABLE_Q, pk__in=list(job_ids))
+        .select_for_update(no_key=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        Job.objects.filter(pk__in=ids).update(
+            **cancel_request_values(actor=actor, note=note, now=now)
+        )
+    return ids
+
+
+def close_cancelled(
+    job: Job,
+    attempt: int,
+    *,
+    now: datetime,
+    actor: Actor,
+    command: AuditCommand,
+    stopped: str,
+    code: str = "",
+    detail: str = "",
+    tb: str = "",
+) -> None:
+    """End the locked run `attempt` of a job with a cancel requested: the attempt `cancelled`
+    (with the error that ended it, if any: `code`, `detail`, `tb`), the job `resolved` with the
+    code `cancelled` and the requester's note and name, audited as `command` by `actor` (the
+    worker's STOP, the sweeper's STOP_LOST). `stopped` says how the run ended, for the audit
+    event: ownership_check, timeout, error, lost. The job's last error is left as it was: a
+    cancel is no failure of the job."""
+    close_attempt(
+        job, attempt, now=now, outcome=AttemptOutcome.CANCELLED, code=code, detail=detail, tb=tb
+    )
+    fields = move_to(job, JobStatus.RESOLVED, now=now)
+    job.resolution = {
+        "code": CANCELLED_CODE,
+        "note": job.cancel_note,
+        "by": job.cancel_requested_by,
+        "at": now.isoformat(),
+    }
+    save(job, [*fields, "resolution"], now=now)
+    requested_at = job.cancel_requested_at
+    audit(
+        actor=actor,
+        command=command,
+        account_id=job.account_id,
+        job=job,
+        from_status=JobStatus.RUNNING,
+        to_status=JobStatus.RESOLVED,
+        reason=job.cancel_note,
+        data={
+            "attempt": attempt,
+            "stopped": stopped,
+            "error_code": code or None,
+            "requested_by": job.cancel_requested_by,
+            "requested_at": requested_at.isoformat() if requested_at else None,
+        },
+        now=now,
+    )

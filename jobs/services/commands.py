@@ -1,5 +1,5 @@
-"""The operators' commands on one job (retry, trigger, resolve, update, delete) and delete by
-search. Each is one transaction: lock the row, check the state table, write with update_fields,
+"""The operators' commands on one job (retry, trigger, resolve, update, delete, cancel) and
+delete by search. Each is one transaction: lock the row, check the state table, write with update_fields,
 audit, refresh the task's status, and send broker messages after commit. Rows are locked in a
 fixed order (jobs by id, then their tasks by id) so two commands never deadlock."""
 
@@ -126,6 +126,44 @@ def job_resolve(*, job_id: str, actor: Actor, code: str, note: str) -> Job:
             data={"code": code},
         )
         _rows.refresh_task_statuses([job.task_id])
+    return job
+
+
+def job_cancel(*, job_id: str, actor: Actor, note: str = "") -> Job:
+    """Ask the worker running a job to stop it. Only a running job can be cancelled (409 with
+    the current status otherwise, so a cancel that arrives as the run ends loses cleanly).
+
+    The request is recorded on the row (_rows.request_cancel) and audited; the job stays
+    running. The worker learns of it with its next heartbeat (within JOBS_HEARTBEAT_SECONDS)
+    and the handler stops at its next ownership check (ctx.ensure_owned), or at the latest at
+    its timeout; the worker then records the attempt `cancelled` and resolves the job with
+    the code `cancelled`, this note and this actor (jobs.services.job_stop, job_fail). A run
+    that is lost meanwhile is resolved the same way by the sweeper, never retried.
+
+    A run that succeeds before its worker saw the request stays succeeded: its work is done
+    and its effects happened, so the job says so; the request stays on the row and in the
+    audit log. A second cancel of a job whose cancel is pending changes nothing and records
+    nothing: the first request stands."""
+    note = rules.clean_note(note, required=False)
+    with transaction.atomic():
+        job = _rows.lock_job(job_id)
+        _rows.check_allowed(job, Command.CANCEL)
+        if job.cancel_requested_at is not None:
+            return job
+        now = timezone.now()
+        _rows.request_cancel([job.pk], actor=actor, note=note, now=now)
+        job.refresh_from_db(fields=[*_rows.CANCEL_REQUEST_FIELDS, "updated_at"])
+        audit(
+            actor=actor,
+            command=AuditCommand.CANCEL,
+            account_id=job.account_id,
+            job=job,
+            from_status=job.status,
+            to_status=job.status,
+            reason=note,
+            data={"attempt": job.attempt_count, "worker": job.worker},
+            now=now,
+        )
     return job
 
 
@@ -290,7 +328,8 @@ def job_command(
     """Run one operator command on one job with the inputs its form or body gave: the one map
     from a command to its service, for the API, the admin's bulk actions and the job page's
     buttons. `inputs` holds what the command takes (note; code for resolve; force for trigger;
-    changes for update). Returns the job, or None for delete."""
+    changes for update). Returns the job (for cancel, still running: the request is recorded),
+    or None for delete."""
     command = Command(command)
     note = inputs.get("note", "")
     if command is Command.RETRY:
@@ -301,5 +340,7 @@ def job_command(
         return job_resolve(job_id=job_id, actor=actor, code=inputs["code"], note=note)
     if command is Command.UPDATE:
         return job_update(job_id=job_id, actor=actor, changes=inputs["changes"])
+    if command is Command.CANCEL:
+        return job_cancel(job_id=job_id, actor=actor, note=note)
     job_delete(job_id=job_id, actor=actor)
     return None

@@ -1,5 +1,6 @@
-"""What a worker does to the job it runs: claim it (opening an attempt), heart-beat, and close
-the run as succeeded or failed. Every outcome is checked against the run the worker owns, so a
+"""What a worker does to the job it runs: claim it (opening an attempt), heart-beat (which also
+tells it of a cancel an operator asked for), and close the run as succeeded, failed or stopped
+(cancelled). Every outcome is checked against the run the worker owns, so a
 run the sweeper declared lost cannot overwrite the newer state.
 
 A job whose row cannot be claimed, loaded or closed for a reason in its data (an attempt count
@@ -11,6 +12,7 @@ worker."""
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from contextlib import nullcontext
@@ -145,16 +147,30 @@ def _claimed_run(job_id: str, row: tuple[Any, ...]) -> ClaimedRun:
     return ClaimedRun(job_id, account_id, task_id, action, payload, int(number))
 
 
-def job_heartbeat(*, job_id: str, attempt: int) -> bool:
-    """Record that the run is alive. False when the run is no longer this attempt's (it was
-    declared lost and rescheduled, or deleted). Stamped with the database's clock, which the
-    sweeper compares against: workers on other hosts may have clocks that disagree by more
-    than the grace."""
-    return bool(
-        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempt_count=attempt).update(
-            heartbeat_at=Now()
-        )
-    )
+class Beat(enum.Enum):
+    """What a heartbeat found of the run it beat for."""
+
+    OWNED = "owned"  # still this worker's
+    CANCEL_REQUESTED = "cancel_requested"  # still this worker's, and an operator cancelled it
+    LOST = "lost"  # no longer this worker's: declared lost and rescheduled, or deleted
+
+
+def job_heartbeat(*, job_id: str, attempt: int) -> Beat:
+    """Record that the run is alive and say whether it is still this attempt's, and whether a
+    cancel was requested (jobs.services.job_cancel). Stamped with the database's clock, which
+    the sweeper compares against: workers on other hosts may have clocks that disagree by
+    more than the grace.
+
+    One UPDATE per beat, as before cancels existed: the common beat (no cancel) matches the
+    first statement. Only when it matches nothing does a second one tell a cancelled run
+    (which must keep beating until it stops, or the sweeper would take it for lost) from a
+    lost one."""
+    run = Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempt_count=attempt)
+    if run.filter(cancel_requested_at__isnull=True).update(heartbeat_at=Now()):
+        return Beat.OWNED
+    if run.update(heartbeat_at=Now()):
+        return Beat.CANCEL_REQUESTED
+    return Beat.LOST
 
 
 def _lock_own_run(job_id: str, attempt: int) -> Job | None:
@@ -282,6 +298,22 @@ def _fail(
         policy = policy_for(job.action)
         retry = policy.is_retryable(code, retryable) and job.attempt_count < job.max_attempts
         fields = _rows.move_to(job, JobStatus.SCHEDULED if retry else JobStatus.FAILED, now=now)
+        if job.cancel_requested_at is not None:
+            # An operator cancelled the run: however it ended, the job is resolved as
+            # cancelled, never retried; the attempt keeps the error that ended it.
+            _rows.close_cancelled(
+                job,
+                attempt,
+                now=now,
+                actor=SYSTEM_WORKER,
+                command=AuditCommand.STOP,
+                stopped="timeout" if timed_out else "error",
+                code=code,
+                detail=detail,
+                tb=traceback,
+            )
+            _rows.refresh_task_statuses([job.task_id])
+            return job
         if retry:
             job.run_at = now + timedelta(seconds=policy.backoff_seconds(attempt))
         job.last_error_code = code
@@ -316,3 +348,30 @@ def _fail(
         )
         _rows.refresh_task_statuses([job.task_id])
     return job
+
+
+def job_stop(*, job_id: str, attempt: int) -> Job | None:
+    """Close a run whose handler stopped at an ownership check because a cancel was requested
+    (RunCancelled): the attempt `cancelled`, the job resolved with the code `cancelled` and the
+    requester's note. None when the run is not ours any more (as job_fail). A row that cannot
+    be read or written quarantines the job: JobQuarantined."""
+    try:
+        with transaction.atomic():
+            job = _lock_own_run(job_id, attempt)
+            if job is None:
+                return None
+            check_readable(job)
+            _rows.close_cancelled(
+                job,
+                attempt,
+                now=timezone.now(),
+                actor=SYSTEM_WORKER,
+                command=AuditCommand.STOP,
+                stopped="ownership_check",
+                code="cancelled",
+                detail=f"Stopped at an ownership check: cancelled by {job.cancel_requested_by}.",
+            )
+            _rows.refresh_task_statuses([job.task_id])
+        return job
+    except DATA_ERRORS as exc:
+        _quarantine(job_id, exc, step="stop", status=JobStatus.RUNNING, attempt=attempt)

@@ -84,7 +84,8 @@ def _batch_or_rows(
 def jobs_sweep_lost(*, now: datetime | None = None, limit: int = 500) -> list[str]:
     """Declare lost the running jobs whose worker stopped heart-beating (killed, lost, cut off)
     or that outran their timeout plus the grace: `stalled` with error `worker_lost`, then
-    rescheduled at once when attempts remain."""
+    rescheduled at once when attempts remain. A lost run an operator had cancelled is
+    resolved as cancelled instead (never run again)."""
     grace = timedelta(seconds=settings.JOBS_STALL_GRACE_SECONDS)
     candidates = Job.objects.filter(stale_heartbeat(now))
     now = now or timezone.now()
@@ -198,6 +199,21 @@ def _declare_lost(job: Job, *, now: datetime, detail: str = "") -> None:
         f"Worker {job.worker or '?'} stopped heart-beating "
         f"(last heartbeat {job.heartbeat_at.isoformat() if job.heartbeat_at else 'never'})."
     )
+    if job.cancel_requested_at is not None:
+        # An operator asked for this run to stop, and it did stop, one way or another (its
+        # worker killed, stuck or cut off): the job is resolved as cancelled, as its worker
+        # would have done, not stalled and run again. The attempt records why it ended.
+        _rows.close_cancelled(
+            job,
+            job.attempt_count,
+            now=now,
+            actor=SYSTEM_SWEEPER,
+            command=AuditCommand.STOP_LOST,
+            stopped="lost",
+            code="worker_lost",
+            detail=detail,
+        )
+        return
     _rows.close_attempt(
         job,
         job.attempt_count,

@@ -7,6 +7,7 @@ import pytest
 from django.db.models import Q
 from django.utils import timezone
 
+from core.actors import Actor
 from core.audit import AuditCommand
 from core.models import AuditEvent
 from jobs import services, sql
@@ -87,12 +88,24 @@ def test_system_services_audit_only_the_transitions_the_table_declares(
     lost_for_good = make_job(
         status=JobStatus.RUNNING, heartbeat_at=long_ago, attempt_count=3, max_attempts=3
     )
+    # A lost run an operator had cancelled is resolved as cancelled, not stalled.
+    lost_cancelled = make_job(
+        status=JobStatus.RUNNING,
+        heartbeat_at=long_ago,
+        max_attempts=3,
+        cancel_requested_at=long_ago,
+        cancel_requested_by="user:ops",
+    )
     # A lost run whose row the sweeper cannot read is quarantined instead.
     unreadable = make_job(status=JobStatus.RUNNING, heartbeat_at=long_ago)
     corrupt(unreadable.pk, run_at=unreadable_timestamps()[0])
     with django_capture_on_commit_callbacks(execute=False):
         assert services.jobs_dispatch_due() == [due.pk]
-        assert set(services.jobs_sweep_lost()) == {lost_with_attempts.pk, lost_for_good.pk}
+        assert set(services.jobs_sweep_lost()) == {
+            lost_with_attempts.pk,
+            lost_for_good.pk,
+            lost_cancelled.pk,
+        }
     worker = "test-worker"
     run = services.job_claim(job_id=due.pk, worker=worker)
     assert run is not None
@@ -111,6 +124,23 @@ def test_system_services_audit_only_the_transitions_the_table_declares(
         detail="x",
         retryable=False,
     )
+    # A run its worker stops after a cancel (at an ownership check, and at its timeout).
+    for timed_out in (False, True):
+        cancelled = make_job(status=JobStatus.QUEUED, max_attempts=3)
+        run = services.job_claim(job_id=cancelled.pk, worker=worker)
+        services.job_cancel(job_id=cancelled.pk, actor=Actor.system("ops"), note="stop it")
+        if timed_out:
+            services.job_fail(
+                job_id=cancelled.pk,
+                attempt=run.number,
+                code="timeout",
+                detail="x",
+                retryable=True,
+                timed_out=True,
+            )
+        else:
+            services.job_stop(job_id=cancelled.pk, attempt=run.number)
+        assert Job.objects.get(pk=cancelled.pk).status == JobStatus.RESOLVED
 
     events = AuditEvent.objects.filter(Q(command__in=list(SYSTEM_TRANSITIONS)))
     seen = set()

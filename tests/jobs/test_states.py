@@ -22,6 +22,9 @@ CALLS = {
         job_id=job.pk, actor=actor, changes={"priority": 7}
     ),
     Command.DELETE: lambda job, actor: services.job_delete(job_id=job.pk, actor=actor),
+    Command.CANCEL: lambda job, actor: services.job_cancel(
+        job_id=job.pk, actor=actor, note="provider is down"
+    ),
 }
 
 EXPECTED_STATUS = {
@@ -63,6 +66,11 @@ def test_command_from_status(make_job, actor, status, command, django_capture_on
         if command == Command.UPDATE:
             assert job.priority == 7
             assert job.status == status
+        if command == Command.CANCEL:
+            # Only requested: the worker running the job stops it (tests/jobs/test_cancel.py).
+            assert job.status == status == event.to_status
+            assert (job.cancel_requested_by, job.cancel_note) == (actor.name, "provider is down")
+            assert job.cancel_requested_at is not None
         # Only commands that queue the job hand it to the broker, and only after commit.
         assert len(callbacks) == (
             1 if job.status == JobStatus.QUEUED and command != Command.UPDATE else 0

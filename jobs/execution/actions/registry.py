@@ -31,6 +31,13 @@ class RunLost(BaseException):
     swallow it."""
 
 
+class RunCancelled(BaseException):
+    """An operator cancelled the job while it ran (jobs.services.job_cancel). Raised by
+    ActionContext.ensure_owned so the handler stops at its next ownership check; the worker
+    records the attempt `cancelled` and the job is resolved. A BaseException, so a handler's
+    `except Exception` cannot swallow it."""
+
+
 @dataclass(frozen=True)
 class ActionPolicy:
     max_attempts: int | None = None  # None: settings.JOBS_DEFAULT_MAX_ATTEMPTS
@@ -74,12 +81,18 @@ class ActionContext:
     task_id: str | None = None
     # Set by the worker: whether the sweeper has taken this run away (see RunLost).
     is_lost: Callable[[], bool] = field(default=lambda: False, repr=False, compare=False)
+    # Set by the worker: whether an operator cancelled the job (see RunCancelled).
+    is_cancelled: Callable[[], bool] = field(default=lambda: False, repr=False, compare=False)
 
     def ensure_owned(self) -> None:
-        """Raise RunLost if this run is no longer ours. Long handlers call it between units of
-        work (the IMAP sync between batches), before writing anything."""
+        """Raise RunLost if this run is no longer ours, RunCancelled if an operator cancelled
+        it. Long handlers call it between units of work (the IMAP sync between batches),
+        before writing anything. A cancel reaches the worker with its next heartbeat, so it
+        is seen here within JOBS_HEARTBEAT_SECONDS of the request."""
         if self.is_lost():
             raise RunLost(f"run {self.attempt} of {self.job_id} was declared lost")
+        if self.is_cancelled():
+            raise RunCancelled(f"run {self.attempt} of {self.job_id} was cancelled")
 
 
 Handler = Callable[[ActionContext], dict[str, Any] | None]
