@@ -1,7 +1,8 @@
 """The operators' commands on one job (retry, trigger, resolve, update, delete, cancel) and
-delete by search. Each is one transaction: lock the row, check the state table, write with update_fields,
-audit, refresh the task's status, and send broker messages after commit. Rows are locked in a
-fixed order (jobs by id, then their tasks by id) so two commands never deadlock."""
+delete by search. Each is one transaction: lock the row, check the state table, write with
+update_fields, audit, refresh the task's status, and send broker messages after commit. Rows
+are locked in a fixed order (jobs by id, then their tasks by id) so two commands never
+deadlock."""
 
 from __future__ import annotations
 
