@@ -35,6 +35,7 @@ from jobs.serializers import (
     JOB_VALUES,
     AuditEventPageSerializer,
     AuditEventSerializer,
+    CancelInput,
     JobPageSerializer,
     JobSearchDeleteInput,
     JobSearchInput,
@@ -107,7 +108,7 @@ def _audit_filter_params() -> list[OpenApiParameter]:
 
 
 class JobViewSet(viewsets.ViewSet):
-    """One job: GET, PATCH, DELETE, and the commands retry, resolve, trigger."""
+    """One job: GET, PATCH, DELETE, and the commands retry, resolve, trigger, cancel."""
 
     staff_permissions = {
         "retrieve": "jobs.view_job",
@@ -116,6 +117,7 @@ class JobViewSet(viewsets.ViewSet):
         "retry": "jobs.retry_job",
         "resolve": "jobs.resolve_job",
         "trigger": "jobs.trigger_job",
+        "cancel": "jobs.cancel_job",
     }
 
     @extend_schema(
@@ -207,14 +209,41 @@ class JobViewSet(viewsets.ViewSet):
         data = validated(TriggerInput, request)
         return self._command(request, job, Command.TRIGGER, data)
 
+    @extend_schema(
+        operation_id="jobs_cancel",
+        summary="Cancel job",
+        description="Ask the worker running the job to stop it. 202 with the job, still "
+        "`running`, its `cancel_requested_at` set: the worker learns of the request with its "
+        "next heartbeat, the handler stops at its next ownership check or at the latest at its "
+        "timeout, the run is recorded `cancelled` and the job ends `resolved` with the code "
+        "`cancelled` and this note. A run that succeeds before its worker saw the request "
+        "stays succeeded. A job that is not running (it finished first, or never started) is "
+        "a 409 with its current status. Cancelling a job whose cancel is pending changes "
+        "nothing (202).",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        request=CancelInput,
+        responses={202: JobSerializer, **error_responses(409, 422, body=True)},
+        tags=["jobs"],
+    )
+    @idempotent
+    def cancel(self, request: Request, job_id: str) -> Response:
+        job = selectors.job_get(principal(request), job_id)
+        data = validated(CancelInput, request)
+        return self._command(request, job, Command.CANCEL, data, status.HTTP_202_ACCEPTED)
+
     def _command(
-        self, request: Request, job: Job, command: Command, data: dict[str, Any]
+        self,
+        request: Request,
+        job: Job,
+        command: Command,
+        data: dict[str, Any],
+        status_code: int = status.HTTP_200_OK,
     ) -> Response:
         done = services.job_command(
             command, job_id=job.pk, actor=principal(request).actor, inputs=data
         )
         assert done is not None  # None only for delete, which has its own endpoint
-        return Response(job_data(done))
+        return Response(job_data(done), status=status_code)
 
 
 def _shaped(serializer_class: type[StrictSerializer], request: Request) -> dict[str, Any]:

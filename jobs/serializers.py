@@ -50,6 +50,15 @@ class RetryInput(StrictSerializer):
     note = StrictCharField(required=False, allow_blank=True, max_length=rules.MAX_NOTE)
 
 
+class CancelInput(StrictSerializer):
+    note = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=rules.MAX_NOTE,
+        help_text="Why: it becomes the note of the job's resolution.",
+    )
+
+
 class TriggerInput(StrictSerializer):
     force = StrictBooleanField(
         required=False,
@@ -365,6 +374,12 @@ class JobSerializer(serializers.ModelSerializer):
     last_error_detail = BlankAsNullCharField(allow_null=True)
     result = serializers.DictField(allow_null=True)
     resolution = ResolutionSerializer(allow_null=True)
+    cancel_requested_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When an operator asked for the run to stop (POST /api/jobs/:id/cancel); "
+        "null when no cancel is pending or past. The job stays running until its worker "
+        "stops the run and resolves it with the code `cancelled`.",
+    )
     allowed_commands = serializers.SerializerMethodField()
 
     class Meta:
@@ -391,6 +406,7 @@ class JobSerializer(serializers.ModelSerializer):
             "updated_at",
             "started_at",
             "finished_at",
+            "cancel_requested_at",
             "allowed_commands",
         ]
         read_only_fields = fields
@@ -406,7 +422,15 @@ class JobSerializer(serializers.ModelSerializer):
 # fraction of a ModelSerializer over model instances. JobSerializer documents the same shape
 # (the schemathesis test checks that they agree).
 JOB_VALUES = tuple(name for name in JobSerializer.Meta.fields if name != "allowed_commands")
-_DATETIMES = ("run_at", "last_error_at", "created_at", "updated_at", "started_at", "finished_at")
+_DATETIMES = (
+    "run_at",
+    "last_error_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "cancel_requested_at",
+)
 _BLANK_AS_NULL = ("last_error_code", "last_error_detail")
 _ALLOWED = {status: [c.value for c in allowed_commands(status)] for status in JobStatus.values}
 

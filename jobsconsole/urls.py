@@ -59,6 +59,7 @@ api = [
     path("jobs/<str:job_id>/retry", JobViewSet.as_view({"post": "retry"})),
     path("jobs/<str:job_id>/resolve", JobViewSet.as_view({"post": "resolve"})),
     path("jobs/<str:job_id>/trigger", JobViewSet.as_view({"post": "trigger"})),
+    path("jobs/<str:job_id>/cancel", JobViewSet.as_view({"post": "cancel"})),
     path("tasks/<str:task_id>", TaskViewSet.as_view({"get": "retrieve"})),
     path("provider-events/<str:event_id>", ProviderEventViewSet.as_view({"get": "retrieve"})),
     path("audit-events", AuditEventViewSet.as_view({"get": "list"})),

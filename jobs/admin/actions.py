@@ -22,13 +22,15 @@ from jobs.states import Command
 BULK_LIMIT = 5000
 
 # The commands the job page offers as buttons (a POST form each).
-BUTTON_COMMANDS = (Command.RETRY, Command.TRIGGER, Command.RESOLVE)
+BUTTON_COMMANDS = (Command.RETRY, Command.TRIGGER, Command.RESOLVE, Command.CANCEL)
 
 PAST_TENSE = {
     "retry": "retried",
     "resolve": "resolved",
     "trigger": "triggered",
     "delete": "deleted",
+    # A cancel is a request: the job's worker stops the run (jobs.services.job_cancel).
+    "cancel": "asked to stop",
 }
 
 

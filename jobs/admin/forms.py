@@ -47,6 +47,16 @@ class ResolveForm(forms.Form):
     )
 
 
+class CancelForm(forms.Form):
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.TextInput(attrs={"size": 50}),
+        help_text="Why: it becomes the note of the job's resolution. The worker stops the run "
+        "at its next ownership check, or at the latest at its timeout.",
+    )
+
+
 class DeleteForm(forms.Form):
     """Deleting takes no input; the confirmation is the input."""
 
@@ -55,6 +65,7 @@ COMMAND_FORMS: dict[str, type[forms.Form]] = {
     "retry": RetryForm,
     "trigger": TriggerForm,
     "resolve": ResolveForm,
+    "cancel": CancelForm,
     "delete": DeleteForm,
 }
 

@@ -33,7 +33,7 @@ from jobs.admin.forms import COMMAND_FORMS, JobChangeForm
 from jobs.filters import filter_jobs, normalize_filter_params
 from jobs.models import Job, JobAttempt
 from jobs.selectors import job_timeline
-from jobs.states import MUTABLE_FIELDS, JobStatus, allowed_commands
+from jobs.states import MUTABLE_FIELDS, Command, JobStatus, allowed_commands
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
@@ -145,7 +145,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     ordering = ("-id",)
     # Sorting on an unindexed column would sort the whole table for each page.
     sortable_by = ()
-    actions = ["retry_jobs", "resolve_jobs", "trigger_jobs", "delete_jobs"]
+    actions = ["retry_jobs", "resolve_jobs", "trigger_jobs", "cancel_jobs", "delete_jobs"]
     inlines = [JobAttemptInline]
 
     # --- permissions ---------------------------------------------------------------------
@@ -163,6 +163,9 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
 
     def has_trigger_permission(self, request: HttpRequest) -> bool:
         return self.has_command_permission(request, "trigger")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return self.has_command_permission(request, "cancel")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Jobs come from tasks, provider events and the API, never from a blank form.
@@ -263,6 +266,10 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     def trigger_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         return admin_views.bulk_command(self, request, queryset, "trigger")
 
+    @admin.action(description="Cancel the selected running jobs…", permissions=["cancel"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+        return admin_views.bulk_command(self, request, queryset, "cancel")
+
     @admin.action(description="Delete the selected jobs…", permissions=["delete"])
     def delete_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         if request.POST.get("select_across") == "1":
@@ -293,6 +300,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                         "task_column",
                         "provider_event_id",
                         "resolution_column",
+                        "cancel_column",
                     ]
                 },
             ),
@@ -356,6 +364,17 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
             r.get("at", ""),
         )
 
+    @admin.display(description="cancel requested")
+    def cancel_column(self, job: Job) -> str:
+        if job.cancel_requested_at is None:
+            return "—"
+        return format_html(
+            "{} <span class='quiet'>by {} at {}</span>",
+            job.cancel_note or "(no note)",
+            job.cancel_requested_by,
+            job.cancel_requested_at,
+        )
+
     @admin.display(description="last error detail")
     def last_error_detail_column(self, job: Job) -> str:
         if not job.last_error_detail:
@@ -398,6 +417,8 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                 for command in allowed_commands(obj.status)
                 if command in BUTTON_COMMANDS
                 and self.has_command_permission(request, command.value)
+                # A second cancel would change nothing: the page says the first is pending.
+                and not (command is Command.CANCEL and obj.cancel_requested_at is not None)
             ]
             context.update(
                 title=f"Job {obj.pk}",
@@ -406,6 +427,8 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                 audit_events=list(job_timeline(obj)),
                 queue_url=urls.queue_url(account=obj.account_id),
                 is_running=obj.status == JobStatus.RUNNING,
+                cancel_pending=obj.status == JobStatus.RUNNING
+                and obj.cancel_requested_at is not None,
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 

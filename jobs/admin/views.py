@@ -214,13 +214,17 @@ def job_command_view(
         )
     else:
         assert updated is not None  # None only for delete, which is no button
-        model_admin.message_user(
-            request,
-            format_html(
+        if command == Command.CANCEL:
+            text = format_html(
+                "Job {} asked to stop: its worker stops the run at its next ownership check, "
+                "or at the latest at its timeout, and the job is then resolved as cancelled.",
+                job.pk,
+            )
+        else:
+            text = format_html(
                 "Job {} {}: it is now <b>{}</b>.", job.pk, PAST_TENSE[command], updated.status
-            ),
-            messages.SUCCESS,
-        )
+            )
+        model_admin.message_user(request, text, messages.SUCCESS)
     return HttpResponseRedirect(page)
 
 

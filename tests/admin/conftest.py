@@ -10,6 +10,7 @@ OPERATOR_PERMS = [
     "jobs.retry_job",
     "jobs.resolve_job",
     "jobs.trigger_job",
+    "jobs.cancel_job",
     "jobs.delete_job",
     "accounts.change_account",
 ]

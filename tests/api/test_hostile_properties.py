@@ -191,13 +191,14 @@ VALID_BODIES: dict[str, dict] = {
     "jobs_retry": {"note": "again"},
     "jobs_resolve": {"code": "ignored", "note": "checked"},
     "jobs_trigger": {"force": False},
+    "jobs_cancel": {"note": "stop"},
 }
 VALID_QUERIES: dict[str, dict[str, str]] = {"jobs_list": {"status": "failed"}}
 
 
 def test_every_operation_and_field_is_covered():
     operations = {target.operation for target in TARGETS}
-    assert len(operations) == 21, sorted(operations)
+    assert len(operations) == 22, sorted(operations)
     with_body = {t.operation for t in TARGETS if t.location == "whole"}
     assert with_body == set(VALID_BODIES), with_body ^ set(VALID_BODIES)
     assert len(TARGETS) > 120

@@ -19,7 +19,7 @@ JOB_FIELDS = {
     "id", "account_id", "task_id", "provider_event_id", "action", "payload", "status",
     "priority", "run_at", "attempt_count", "max_attempts", "last_error_code",
     "last_error_detail", "last_error_at", "result", "resolution", "created_at", "updated_at",
-    "started_at", "finished_at", "labels", "allowed_commands",
+    "started_at", "finished_at", "labels", "allowed_commands", "cancel_requested_at",
 }  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from tests.factories import AccountFactory, JobFactory, TaskFactory
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES_PER_OPERATION = 100
-OPERATIONS = 21  # every operation of the schema is tested
+OPERATIONS = 22  # every operation of the schema is tested
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 # The operations that take an Idempotency-Key: the same key with another body is a 422 (the
 # IETF idempotency-key draft's answer). Which keys were used before is state, as a 409 is, so a
@@ -47,6 +47,7 @@ IDEMPOTENT_OPERATIONS = [
     "jobs_retry",
     "jobs_resolve",
     "jobs_trigger",
+    "jobs_cancel",
 ]
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 # A budget for the whole run (both keys), not a benchmark: it keeps CI's time in check.

@@ -55,6 +55,7 @@ ENDPOINTS = [
     ("POST", "/api/jobs/{job}/retry", {}, True, False),
     ("POST", "/api/jobs/{job}/resolve", {"code": "ignored", "note": "n"}, True, False),
     ("POST", "/api/jobs/{job}/trigger", {}, True, False),
+    ("POST", "/api/jobs/{job}/cancel", {"note": "stop"}, True, False),
     ("GET", "/api/tasks/{tsk}", None, False, False),
     ("GET", "/api/provider-events/{evt}", None, False, False),
 ]
@@ -164,7 +165,9 @@ def test_no_key_or_a_bad_key_is_401(api, keys, world, method, template, body, wr
 def test_owner_and_operator_keys_succeed(
     api, keys, world, method, template, body, write, operator_only
 ):
-    ok = {200, 201, 204}
+    ok = {200, 201, 202, 204}
+    if template.endswith("/cancel"):  # only a running job can be cancelled
+        Job.objects.filter(pk__in=[world["a"]["job"], world["b"]["job"]]).update(status=S.RUNNING)
     if not operator_only:
         own = call(api, method, template, body, world["a"], keys.a)
         assert own.status_code in ok, own.content
