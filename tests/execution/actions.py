@@ -69,6 +69,14 @@ def hang_first(ctx: ActionContext) -> dict[str, Any]:
     return {"attempt": ctx.attempt}
 
 
+@action("test_stubborn", max_attempts=3, timeout=4, backoff_base=0.2)
+def stubborn(ctx: ActionContext) -> dict[str, Any]:
+    """Sleeps payload["seconds"] without ever checking ownership: only its 4 s timeout stops it
+    (tests/execution/test_cancel_cluster.py)."""
+    time.sleep(float(ctx.payload.get("seconds", 30)))
+    return {"slept": True}
+
+
 # --- the fault suite's recorder (tests/execution/test_faults.py, tests/execution/faults.py) ---
 
 
