@@ -168,7 +168,8 @@ def _sync_folder(
     # logged out, not whenever the generator is garbage collected.
     with contextlib.closing(_prefetched(fetch, batches)) as fetched:
         for uids, envelopes in fetched:
-            # Stop before writing if the sweeper gave this run away: its new run syncs on.
+            # Stop before writing if the sweeper gave this run away (its new run syncs on) or an
+            # operator cancelled it (what is stored so far stays).
             ensure_owned()
             _run_hooks("fetched", name, uids)
             stored = store.store_batch(
