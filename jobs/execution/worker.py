@@ -79,9 +79,9 @@ class ActionTimeout(BaseException):
 def run_job(job_id: str) -> str:
     """Run the job `job_id` once, if it is still queued. Returns the outcome, for django-q2's
     task log: "skipped", "succeeded", "failed", "retry_scheduled", "timeout", "cancelled",
-    "lost" or "quarantined" (its row could not be claimed, loaded or closed: the job was failed with
-    internal_error instead, see jobs.services.quarantine; the message is consumed and the job
-    is not sent again)."""
+    "lost" or "quarantined" (its row could not be claimed, loaded or closed: the job was failed
+    with internal_error instead, see jobs.services.quarantine; the message is consumed and the
+    job is not sent again)."""
     try:
         return _run(job_id)
     except services.JobQuarantined:

@@ -1,7 +1,7 @@
 """What a worker does to the job it runs: claim it (opening an attempt), heart-beat (which also
 tells it of a cancel an operator asked for), and close the run as succeeded, failed or stopped
-(cancelled). Every outcome is checked against the run the worker owns, so a
-run the sweeper declared lost cannot overwrite the newer state.
+(cancelled). Every outcome is checked against the run the worker owns, so a run the sweeper
+declared lost cannot overwrite the newer state.
 
 A job whose row cannot be claimed, loaded or closed for a reason in its data (an attempt count
 at the integer maximum, a payload that is no object or cannot be parsed, a timestamp Python
@@ -295,9 +295,6 @@ def _fail(
             return None
         check_readable(job)
         now = timezone.now()
-        policy = policy_for(job.action)
-        retry = policy.is_retryable(code, retryable) and job.attempt_count < job.max_attempts
-        fields = _rows.move_to(job, JobStatus.SCHEDULED if retry else JobStatus.FAILED, now=now)
         if job.cancel_requested_at is not None:
             # An operator cancelled the run: however it ended, the job is resolved as
             # cancelled, never retried; the attempt keeps the error that ended it.
@@ -314,6 +311,9 @@ def _fail(
             )
             _rows.refresh_task_statuses([job.task_id])
             return job
+        policy = policy_for(job.action)
+        retry = policy.is_retryable(code, retryable) and job.attempt_count < job.max_attempts
+        fields = _rows.move_to(job, JobStatus.SCHEDULED if retry else JobStatus.FAILED, now=now)
         if retry:
             job.run_at = now + timedelta(seconds=policy.backoff_seconds(attempt))
         job.last_error_code = code
