@@ -17,6 +17,7 @@ from django.http import QueryDict
 from accounts.permissions import Principal
 from accounts.selectors import get_in_scope
 from core.actors import ActorType
+from core.audit import for_job as audit_for_job
 from core.errors import ValidationFailed
 from core.ids import id_pattern
 from core.models import AuditEvent
@@ -96,8 +97,13 @@ ID_FILTER_PREFIXES = {"job_id": "job", "account_id": "acc", "task_id": "tsk"}
 AUDIT_ID_FILTERS = {name: id_pattern(prefix) for name, prefix in ID_FILTER_PREFIXES.items()}
 
 
+def _filter_job_id(queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
+    return queryset.filter(audit_for_job(value)) if value else queryset
+
+
 class AuditEventFilter(django_filters.FilterSet):
-    job_id = django_filters.CharFilter(validators=[id_validator("job")])
+    # Every event that touched the job, the events about many jobs included (core.audit.for_job).
+    job_id = django_filters.CharFilter(validators=[id_validator("job")], method=_filter_job_id)
     account_id = django_filters.CharFilter(validators=[id_validator("acc")])
     task_id = django_filters.CharFilter(validators=[id_validator("tsk")])
     actor = django_filters.CharFilter()
@@ -144,9 +150,10 @@ def audit_events_search(
 
 
 def job_timeline(job: Job, *, limit: int = 200) -> QuerySet[AuditEvent]:
-    """The audit events of one job, newest first, with the creation of its task (a task's jobs
-    are recorded by the task's `create_task` event, not one event each)."""
-    condition = Q(job_id=job.pk)
+    """The audit events of one job, newest first: its own, and those about many jobs that
+    touched it (its task's creation, bulk operations, search-delete; core.audit.for_job)."""
+    condition = audit_for_job(job.pk)
     if job.task_id:
+        # A job created before the links existed is found by its task's creation event.
         condition |= Q(task_id=job.task_id, command="create_task")
     return AuditEvent.objects.filter(condition).order_by("-id")[:limit]
