@@ -8,11 +8,13 @@ id) and never shows up in a list, a count or an error message.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import django_filters
 from django.db.models import Count, Q, QuerySet
 from django.http import QueryDict
+from django.utils import timezone
 
 from accounts.permissions import Principal
 from accounts.selectors import get_in_scope
@@ -22,7 +24,8 @@ from core.errors import ValidationFailed
 from core.ids import id_pattern
 from core.models import AuditEvent
 from jobs.filters import UtcDateTimeFilter, filter_jobs, id_validator, normalize_filter_params
-from jobs.models import Job, ProviderEvent, Task
+from jobs.models import BulkOperation, Job, ProviderEvent, Task
+from jobs.states import BulkStatus
 
 # --- jobs --------------------------------------------------------------------------------------
 
@@ -157,3 +160,47 @@ def job_timeline(job: Job, *, limit: int = 200) -> QuerySet[AuditEvent]:
         # A job created before the links existed is found by its task's creation event.
         condition |= Q(task_id=job.task_id, command="create_task")
     return AuditEvent.objects.filter(condition).order_by("-id")[:limit]
+
+
+def bulk_operations_visible(principal: Principal) -> QuerySet[BulkOperation]:
+    """Operations of the caller's account; an operator sees all, those across accounts too."""
+    qs = BulkOperation.objects.all()
+    return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
+
+
+def bulk_operation_get(principal: Principal, operation_id: str) -> BulkOperation:
+    """The operation `operation_id` if the caller may see it, else NotFound."""
+    return get_in_scope(bulk_operations_visible(principal), operation_id, "bop")
+
+
+# --- bulk operations --------------------------------------------------------------------------
+
+
+def bulk_progress(operation: BulkOperation, *, now: datetime | None = None) -> dict[str, Any]:
+    """The figures the admin and the API show alike: matched, done, skipped (total and by
+    reason), failed, remaining, rate (jobs/s so far) and the estimated seconds left."""
+    now = now or timezone.now()
+    skipped_total = sum(operation.skipped.values())
+    handled = operation.done + skipped_total + operation.failed
+    remaining = max(operation.matched - handled, 0)
+    rate = None
+    eta = None
+    if operation.started_at and handled:
+        end = operation.finished_at or now
+        elapsed = max((end - operation.started_at).total_seconds(), 0.001)
+        rate = round(handled / elapsed, 1)
+        if operation.status == BulkStatus.RUNNING:
+            pace = min(rate, operation.rate) if operation.rate else rate
+            eta = round(remaining / pace, 1) if pace else None
+    if operation.status != BulkStatus.RUNNING:
+        eta = 0.0 if operation.status == BulkStatus.SUCCEEDED else None
+    return {
+        "matched": operation.matched,
+        "done": operation.done,
+        "skipped": skipped_total,
+        "skipped_by_reason": dict(sorted(operation.skipped.items())),
+        "failed": operation.failed,
+        "remaining": remaining,
+        "rate": rate,
+        "eta_seconds": eta,
+    }

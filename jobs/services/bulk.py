@@ -576,36 +576,3 @@ def bulk_operation_cancel(*, operation_id: str, actor: Actor, note: str = "") ->
             },
         )
     return operation
-
-
-# --- progress ----------------------------------------------------------------------------------
-
-
-def progress(operation: BulkOperation, *, now: datetime | None = None) -> dict[str, Any]:
-    """The figures the admin and the API show alike: matched, done, skipped (total and by
-    reason), failed, remaining, rate (jobs/s so far) and the estimated seconds left."""
-    now = now or timezone.now()
-    skipped_total = sum(operation.skipped.values())
-    handled = operation.done + skipped_total + operation.failed
-    remaining = max(operation.matched - handled, 0)
-    rate = None
-    eta = None
-    if operation.started_at and handled:
-        end = operation.finished_at or now
-        elapsed = max((end - operation.started_at).total_seconds(), 0.001)
-        rate = round(handled / elapsed, 1)
-        if operation.status == BulkStatus.RUNNING:
-            pace = min(rate, operation.rate) if operation.rate else rate
-            eta = round(remaining / pace, 1) if pace else None
-    if operation.status != BulkStatus.RUNNING:
-        eta = 0.0 if operation.status == BulkStatus.SUCCEEDED else None
-    return {
-        "matched": operation.matched,
-        "done": operation.done,
-        "skipped": skipped_total,
-        "skipped_by_reason": dict(sorted(operation.skipped.items())),
-        "failed": operation.failed,
-        "remaining": remaining,
-        "rate": rate,
-        "eta_seconds": eta,
-    }

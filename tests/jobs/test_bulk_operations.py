@@ -13,8 +13,8 @@ from core.errors import Conflict, ValidationFailed
 from core.models import AuditEvent, AuditEventJob
 from jobs import services
 from jobs.models import BulkOperation, BulkOperationChunk, Job
+from jobs.selectors import bulk_progress as progress
 from jobs.selectors import job_timeline
-from jobs.services.bulk import progress
 from jobs.states import BulkStatus, JobStatus
 
 FAILED = {"status": ["failed"]}
