@@ -185,6 +185,14 @@ IDS_MATCH = {
 }
 
 
+# The same batch as a subquery of ids, for the ORM's `pk__in` (jobs.services.bulk): one
+# parameter however many ids, where `pk__in=[...]` binds one placeholder per id.
+IDS_SUBQUERY = {
+    "postgresql": "SELECT UNNEST(STRING_TO_ARRAY(%s, ','))",
+    "sqlite": "SELECT value FROM json_each(%s)",
+}
+
+
 def delete_statements(vendor: str) -> tuple[str, str, str]:
     """Attempts of the jobs, then the links of their provider events, then the jobs."""
     matches = IDS_MATCH[vendor]

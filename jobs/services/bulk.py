@@ -30,6 +30,7 @@ no pacing.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -42,6 +43,7 @@ from typing import Any
 from django.conf import settings
 from django.db import router, transaction
 from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -92,13 +94,20 @@ def skip_reason(command: Command, status: str) -> str | None:
     return "running" if status == JobStatus.RUNNING else f"status_changed:{status}"
 
 
+def _ids_in(ids: list[str]) -> RawSQL:
+    """`ids` as a subquery for `pk__in`, bound as one parameter (jobs.sql.IDS_SUBQUERY)."""
+    vendor = transaction.get_connection(router.db_for_write(Job)).vendor
+    param = ",".join(ids) if vendor == "postgresql" else json.dumps(ids)
+    return RawSQL(sql.IDS_SUBQUERY[vendor], [param])
+
+
 def _lock_rows(ids: list[str], *, for_delete: bool) -> list[tuple[Any, ...]]:
     """The jobs among `ids` that still exist, locked in id order (one statement), as
     (id, status, task_id, account_id, action, attempt_count). NO KEY UPDATE, as for one job,
     except for a delete."""
     return list(
         Job.objects.select_for_update(no_key=not for_delete, of=("self",))
-        .filter(pk__in=ids)
+        .filter(pk__in=_ids_in(ids))
         .order_by("pk")
         .values_list("pk", "status", "task_id", "account_id", "action", "attempt_count")
     )
@@ -167,7 +176,7 @@ def apply_batch(
 def _queue_now(ids: list[str], *, ahead: bool, now: datetime) -> None:
     """_rows.requeue and _rows.grant_attempt_if_spent for a set: queued now, a fresh start,
     one more attempt when the budget is spent."""
-    Job.objects.filter(pk__in=ids).update(
+    Job.objects.filter(pk__in=_ids_in(ids)).update(
         status=JobStatus.QUEUED,
         heartbeat_at=None,
         enqueued_at=now,
@@ -192,7 +201,7 @@ def _trigger(ids: list[str], *, now: datetime, **_: Any) -> None:
 def _resolve(
     ids: list[str], *, actor: Actor, note: str, inputs: Mapping[str, Any], now: datetime
 ) -> None:
-    Job.objects.filter(pk__in=ids).update(
+    Job.objects.filter(pk__in=_ids_in(ids)).update(
         status=JobStatus.RESOLVED,
         resolution={"code": inputs["code"], "note": note, "by": actor.name, "at": now.isoformat()},
         finished_at=now,
