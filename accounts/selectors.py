@@ -21,7 +21,13 @@ from core.input import shown
 
 _M = TypeVar("_M", bound=Model)
 
-_NAMES = {"acc": "Account", "job": "Job", "tsk": "Task", "evt": "Provider event"}
+_NAMES = {
+    "acc": "Account",
+    "job": "Job",
+    "tsk": "Task",
+    "evt": "Provider event",
+    "bop": "Bulk operation",
+}
 
 
 def not_found(prefix: str, object_id: Any) -> NotFound:

@@ -3,14 +3,17 @@ and the one list of the commands an audit event can name."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from core.actors import Actor
-from core.models import AuditEvent
+from core.db import insert_rows
+from core.models import AuditEvent, AuditEventJob
 
 
 class AuditCommand(models.TextChoices):
@@ -25,6 +28,10 @@ class AuditCommand(models.TextChoices):
     SEARCH_DELETE = "search_delete", "search_delete"
     # A cancel requested on a running job (the job stays running until its run stops).
     CANCEL = "cancel", "cancel"
+    # Bulk operations (jobs.services.bulk): created, cancelled; each batch is an event of the
+    # operation's own command (retry, resolve, ...) with the operation's id in its data.
+    BULK_CREATE = "bulk_create", "bulk_create"
+    BULK_CANCEL = "bulk_cancel", "bulk_cancel"
     # Creation of work.
     CREATE = "create", "create"
     CREATE_TASK = "create_task", "create_task"
@@ -95,3 +102,19 @@ def audit_fields(
         "reason": reason,
         "data": data or {},
     }
+
+
+def link_jobs(event: AuditEvent | int, job_ids: Iterable[str]) -> None:
+    """Record that `event` touched each of `job_ids` (one COPY on PostgreSQL), so each job's
+    own audit query finds it (for_job)."""
+    event_id = event if isinstance(event, int) else event.pk
+    insert_rows([AuditEventJob(event_id=event_id, job_id=job_id) for job_id in job_ids])
+
+
+def for_job(job_id: str) -> Q:
+    """The condition of every audit event that touched the job: its own events (`job_id`), and
+    the events about many jobs linked to it (link_jobs). Two index probes: audit_job and the
+    link table's primary key."""
+    return Q(job_id=job_id) | Q(
+        pk__in=AuditEventJob.objects.filter(job_id=job_id).values("event_id")
+    )

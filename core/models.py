@@ -40,6 +40,28 @@ class AuditEvent(models.Model):
         return f"{self.command} {self.job_id or self.account_id} by {self.actor}"
 
 
+class AuditEventJob(models.Model):
+    """A job that an audit event about many jobs touched: a batch of a bulk operation, a
+    search-delete, the creation of a task's jobs. A job's audit query (core.audit.for_job) finds
+    such an event through this link; an event about one job names it in its own `job_id`.
+    Written with COPY beside the event (core.audit.link_jobs). The primary key, job first, is
+    the index that query reads."""
+
+    pk = models.CompositePrimaryKey("job_id", "event_id")
+    job_id = models.CharField(max_length=32)
+    event = models.ForeignKey(
+        AuditEvent, on_delete=models.CASCADE, related_name="job_links", db_index=False
+    )
+
+    class Meta:
+        db_table = "core_auditeventjob"
+        # The event's own index: deleting an event (retention) finds its links.
+        indexes = [models.Index(fields=["event"], name="audit_event_job_event")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.job_id}"
+
+
 class IdempotencyRecord(models.Model):
     """The stored answer to a POST sent with an Idempotency-Key, replayed for 24 hours."""
 

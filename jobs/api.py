@@ -10,6 +10,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -17,7 +18,15 @@ from accounts import selectors as account_selectors
 from accounts.permissions import principal
 from core.api.idempotency import idempotent
 from core.api.pagination import int_id, page_params, paginate, prefixed_id
-from core.api.params import ACCOUNT_ID, EVENT_ID, IDEMPOTENCY_KEY, JOB_ID, TASK_ID, page_parameters
+from core.api.params import (
+    ACCOUNT_ID,
+    BULK_OPERATION_ID,
+    EVENT_ID,
+    IDEMPOTENCY_KEY,
+    JOB_ID,
+    TASK_ID,
+    page_parameters,
+)
 from core.api.serializers import DATE_TIME_SCHEMA, TEXT, StrictSerializer, ecma, error_responses
 from core.api.views import (
     json_object,
@@ -26,6 +35,7 @@ from core.api.views import (
     reject_unknown_params,
     validated,
 )
+from core.errors import ValidationFailed
 from jobs import selectors, services
 from jobs.filters import MULTI_VALUED, JobFilter
 from jobs.models import Job, Task
@@ -35,6 +45,11 @@ from jobs.serializers import (
     JOB_VALUES,
     AuditEventPageSerializer,
     AuditEventSerializer,
+    BulkCancelInput,
+    BulkDryRunSerializer,
+    BulkOperationInput,
+    BulkOperationPageSerializer,
+    BulkOperationSerializer,
     CancelInput,
     JobPageSerializer,
     JobSearchDeleteInput,
@@ -507,6 +522,132 @@ class AuditEventViewSet(viewsets.ViewSet):
         return page_response(request, page, AuditEventSerializer)
 
 
+# --- bulk operations -----------------------------------------------------------------------------
+
+# The permission a staff user needs for each bulk command: the same as for the command on one job.
+BULK_PERMISSIONS = {
+    Command.RETRY: "jobs.retry_job",
+    Command.RESOLVE: "jobs.resolve_job",
+    Command.TRIGGER: "jobs.trigger_job",
+    Command.DELETE: "jobs.delete_job",
+}
+
+
+class BulkOperationViewSet(viewsets.ViewSet):
+    """Commands over everything a filter matches, run in the background (jobs.services.bulk)."""
+
+    staff_permissions = {
+        "list": "jobs.view_bulkoperation",
+        "retrieve": "jobs.view_bulkoperation",
+        "cancel": "jobs.view_bulkoperation",
+    }
+
+    @extend_schema(
+        operation_id="bulk_operations_create",
+        summary="Start a bulk operation",
+        description="Runs `command` (retry, resolve, trigger, delete) on every job the "
+        "`filter` (the search body's filters) matches in `account_id`, or across accounts "
+        "when it is null (operators only; an account key's own account otherwise, 404 for any "
+        "other). The set is fixed now: jobs that match later are not swept in. 202 with the "
+        "operation, which runs in the background in batches; 200 with the count for a "
+        "`dry_run`. resolve takes `code` and `note`; trigger `force`; retry and trigger "
+        "`pace`. A staff user needs the command's own permission.",
+        parameters=[IDEMPOTENCY_KEY],
+        request=BulkOperationInput,
+        responses={
+            202: OpenApiResponse(BulkOperationSerializer, description="Started."),
+            200: OpenApiResponse(BulkDryRunSerializer, description="A dry run: the count."),
+            **error_responses(422, body=True),
+        },
+        tags=["bulk operations"],
+    )
+    @idempotent
+    def create(self, request: Request) -> Response:
+        caller = principal(request)
+        data = validated(BulkOperationInput, request)
+        command = Command(data["command"])
+        if caller.user is not None and not caller.user.has_perm(BULK_PERMISSIONS[command]):
+            raise PermissionDenied(f"You do not have the permission {BULK_PERMISSIONS[command]}.")
+        account_id = data["account_id"]
+        if account_id is None:
+            if not caller.is_operator:
+                raise ValidationFailed.for_field(
+                    "account_id", "Only operators may run an operation across accounts."
+                )
+        else:
+            account_id = account_selectors.account_get(caller, account_id).pk
+        body = json_object(request)
+        inputs = {"code": data.get("code", ""), "force": data.get("force", False)}
+        result = services.bulk_operation_create(
+            command=command,
+            filters=body.get("filter") or {},
+            account_id=account_id,
+            actor=caller.actor,
+            note=data.get("note", ""),
+            inputs=inputs,
+            pace=data.get("pace"),
+            default_pace="pace" not in body,
+            dry_run=data["dry_run"],
+        )
+        if isinstance(result, int):
+            return Response({"matched": result, "dry_run": True})
+        return Response(BulkOperationSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="bulk_operations_list",
+        summary="List bulk operations",
+        description="Newest first, with their progress.",
+        parameters=page_parameters(prefixed_id("bop")),
+        responses={200: BulkOperationPageSerializer, **error_responses()},
+        tags=["bulk operations"],
+    )
+    def list(self, request: Request) -> Response:
+        reject_unknown_params(request)
+        limit, cursor = page_params(request.query_params)
+        page = paginate(
+            selectors.bulk_operations_visible(principal(request)),
+            limit=limit,
+            cursor=cursor,
+            parse_id=prefixed_id("bop"),
+        )
+        return page_response(request, page, BulkOperationSerializer)
+
+    @extend_schema(
+        operation_id="bulk_operations_get",
+        summary="Get bulk operation",
+        description="Its progress: matched, done, skipped by reason, failed, rate, time left.",
+        parameters=[BULK_OPERATION_ID],
+        responses={200: BulkOperationSerializer, **error_responses()},
+        tags=["bulk operations"],
+    )
+    def retrieve(self, request: Request, operation_id: str) -> Response:
+        operation = selectors.bulk_operation_get(principal(request), operation_id)
+        return Response(BulkOperationSerializer(operation).data)
+
+    @extend_schema(
+        operation_id="bulk_operations_cancel",
+        summary="Cancel bulk operation",
+        description="Stops it after the batch in progress; what was done stays done and "
+        "counted. 409 with its status when it has already ended.",
+        parameters=[BULK_OPERATION_ID, IDEMPOTENCY_KEY],
+        request=BulkCancelInput,
+        responses={200: BulkOperationSerializer, **error_responses(409, body=True)},
+        tags=["bulk operations"],
+    )
+    @idempotent
+    def cancel(self, request: Request, operation_id: str) -> Response:
+        caller = principal(request)
+        operation = selectors.bulk_operation_get(caller, operation_id)
+        command = Command(operation.command)
+        if caller.user is not None and not caller.user.has_perm(BULK_PERMISSIONS[command]):
+            raise PermissionDenied(f"You do not have the permission {BULK_PERMISSIONS[command]}.")
+        data = validated(BulkCancelInput, request)
+        operation = services.bulk_operation_cancel(
+            operation_id=operation.pk, actor=caller.actor, note=data.get("note", "")
+        )
+        return Response(BulkOperationSerializer(operation).data)
+
+
 # --- OpenAPI links -------------------------------------------------------------------------------
 # How the answer of one operation feeds the next (OpenAPI links): a client, or schemathesis'
 # stateful tests, can walk from a new account to its tasks and jobs and the commands on them.
@@ -572,6 +713,9 @@ def _openapi_links() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
         ("jobs_list", "200"): first_job,
         ("jobs_search", "200"): first_job,
         **{(op, "200"): job_ops for op in _JOB_OPERATIONS if op != "jobs_delete"},
+        ("bulk_operations_create", "202"): _links(
+            ["bulk_operations_get", "bulk_operations_cancel"], "operation_id", "$response.body#/id"
+        ),
     }
 
 

@@ -8,7 +8,14 @@ from django.utils import timezone
 from accounts.models import Account
 from core.ids import PublicIdField
 from core.unreadable import Unreadable
-from jobs.states import NEEDS_OPERATOR_Q, QUEUED_Q, RUNNING_Q, JobStatus, TaskStatus
+from jobs.states import (
+    NEEDS_OPERATOR_Q,
+    QUEUED_Q,
+    RUNNING_Q,
+    BulkStatus,
+    JobStatus,
+    TaskStatus,
+)
 
 
 class ReadableJSONField(models.JSONField):
@@ -235,3 +242,81 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} #{self.number} {self.outcome}"
+
+
+class BulkOperation(models.Model):
+    """An operator's command over everything a filter matched (jobs.services.bulk).
+
+    Its set is fixed when it is created: the matched ids are written, in id order, into
+    BulkOperationChunk rows of `batch_size` ids each, and batch N acts on chunk N. The workers
+    run the batches in order (`next_batch` is the first one not done); each batch commits its
+    changes to the jobs together with the operation's counters and `next_batch`, so a batch
+    is done exactly once whoever runs it, and a run killed midway leaves the batch to be done
+    again from the start. `lease_until`: while in the future, someone is running it or a
+    message to run it is on its way; once past (a killed worker), the scheduler sends another
+    (jobs.services.bulk.bulk_operations_dispatch)."""
+
+    id = PublicIdField("bop")
+    command = models.CharField(max_length=16)
+    # None: across accounts (operators only).
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # The normalized filter ({name: [values]}), as jobs.filters reads it.
+    filter = models.JSONField(default=dict, blank=True)
+    # What the command takes besides the note: {"code": ...} for resolve, {"force": ...} for
+    # trigger.
+    inputs = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True)
+    actor_type = models.CharField(max_length=10)
+    actor = models.CharField(max_length=200)
+    # Jobs per second for retry and trigger (None: as fast as the batches go).
+    rate = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=BulkStatus.choices, default=BulkStatus.RUNNING)
+    batch_size = models.PositiveIntegerField()
+    batches = models.PositiveIntegerField(default=0)
+    next_batch = models.PositiveIntegerField(default=0)
+    next_batch_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    matched = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # {reason: count}: "running", "gone", "status_changed:succeeded", "sibling_running", ...
+    skipped = models.JSONField(default=dict, blank=True)
+    cancelled_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="bulk_account_id"),
+            # The scheduler's look for operations to (re)start.
+            models.Index(
+                fields=["next_batch_at"],
+                name="bulk_active_due",
+                condition=models.Q(status=BulkStatus.RUNNING),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.command} {self.id}"
+
+
+class BulkOperationChunk(models.Model):
+    """One batch's share of an operation's fixed set: up to batch_size job ids, in id order,
+    comma-separated (ids never hold a comma). A few hundred rows for 100,000 jobs: cheap to
+    write inside the request that creates the operation."""
+
+    pk = models.CompositePrimaryKey("operation_id", "number")
+    operation = models.ForeignKey(
+        BulkOperation, on_delete=models.CASCADE, related_name="chunks", db_index=False
+    )
+    number = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    job_ids = models.TextField()
+
+    def __str__(self) -> str:
+        return f"{self.operation_id} #{self.number}"

@@ -8,20 +8,24 @@ id) and never shows up in a list, a count or an error message.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import django_filters
 from django.db.models import Count, Q, QuerySet
 from django.http import QueryDict
+from django.utils import timezone
 
 from accounts.permissions import Principal
 from accounts.selectors import get_in_scope
 from core.actors import ActorType
+from core.audit import for_job as audit_for_job
 from core.errors import ValidationFailed
 from core.ids import id_pattern
 from core.models import AuditEvent
 from jobs.filters import UtcDateTimeFilter, filter_jobs, id_validator, normalize_filter_params
-from jobs.models import Job, ProviderEvent, Task
+from jobs.models import BulkOperation, Job, ProviderEvent, Task
+from jobs.states import BulkStatus
 
 # --- jobs --------------------------------------------------------------------------------------
 
@@ -96,8 +100,13 @@ ID_FILTER_PREFIXES = {"job_id": "job", "account_id": "acc", "task_id": "tsk"}
 AUDIT_ID_FILTERS = {name: id_pattern(prefix) for name, prefix in ID_FILTER_PREFIXES.items()}
 
 
+def _filter_job_id(queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
+    return queryset.filter(audit_for_job(value)) if value else queryset
+
+
 class AuditEventFilter(django_filters.FilterSet):
-    job_id = django_filters.CharFilter(validators=[id_validator("job")])
+    # Every event that touched the job, the events about many jobs included (core.audit.for_job).
+    job_id = django_filters.CharFilter(validators=[id_validator("job")], method=_filter_job_id)
     account_id = django_filters.CharFilter(validators=[id_validator("acc")])
     task_id = django_filters.CharFilter(validators=[id_validator("tsk")])
     actor = django_filters.CharFilter()
@@ -144,9 +153,54 @@ def audit_events_search(
 
 
 def job_timeline(job: Job, *, limit: int = 200) -> QuerySet[AuditEvent]:
-    """The audit events of one job, newest first, with the creation of its task (a task's jobs
-    are recorded by the task's `create_task` event, not one event each)."""
-    condition = Q(job_id=job.pk)
+    """The audit events of one job, newest first: its own, and those about many jobs that
+    touched it (its task's creation, bulk operations, search-delete; core.audit.for_job)."""
+    condition = audit_for_job(job.pk)
     if job.task_id:
+        # A job created before the links existed is found by its task's creation event.
         condition |= Q(task_id=job.task_id, command="create_task")
     return AuditEvent.objects.filter(condition).order_by("-id")[:limit]
+
+
+def bulk_operations_visible(principal: Principal) -> QuerySet[BulkOperation]:
+    """Operations of the caller's account; an operator sees all, those across accounts too."""
+    qs = BulkOperation.objects.all()
+    return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
+
+
+def bulk_operation_get(principal: Principal, operation_id: str) -> BulkOperation:
+    """The operation `operation_id` if the caller may see it, else NotFound."""
+    return get_in_scope(bulk_operations_visible(principal), operation_id, "bop")
+
+
+# --- bulk operations --------------------------------------------------------------------------
+
+
+def bulk_progress(operation: BulkOperation, *, now: datetime | None = None) -> dict[str, Any]:
+    """The figures the admin and the API show alike: matched, done, skipped (total and by
+    reason), failed, remaining, rate (jobs/s so far) and the estimated seconds left."""
+    now = now or timezone.now()
+    skipped_total = sum(operation.skipped.values())
+    handled = operation.done + skipped_total + operation.failed
+    remaining = max(operation.matched - handled, 0)
+    rate = None
+    eta = None
+    if operation.started_at and handled:
+        end = operation.finished_at or now
+        elapsed = max((end - operation.started_at).total_seconds(), 0.001)
+        rate = round(handled / elapsed, 1)
+        if operation.status == BulkStatus.RUNNING:
+            pace = min(rate, operation.rate) if operation.rate else rate
+            eta = round(remaining / pace, 1) if pace else None
+    if operation.status != BulkStatus.RUNNING:
+        eta = 0.0 if operation.status == BulkStatus.SUCCEEDED else None
+    return {
+        "matched": operation.matched,
+        "done": operation.done,
+        "skipped": skipped_total,
+        "skipped_by_reason": dict(sorted(operation.skipped.items())),
+        "failed": operation.failed,
+        "remaining": remaining,
+        "rate": rate,
+        "eta_seconds": eta,
+    }

@@ -23,6 +23,7 @@ from core.api.serializers import (
     PageSerializer,
     StrictBooleanField,
     StrictCharField,
+    StrictChoiceField,
     StrictIntegerField,
     StrictSerializer,
     ecma,
@@ -38,8 +39,9 @@ from jobs.execution.actions.registry import (
     task_kind_names,
     task_params_schema,
 )
-from jobs.models import Job, ProviderEvent, Task
-from jobs.states import Command, JobStatus, TaskStatus, allowed_commands
+from jobs.models import BulkOperation, Job, ProviderEvent, Task
+from jobs.selectors import bulk_progress
+from jobs.states import BULK_COMMANDS, Command, JobStatus, TaskStatus, allowed_commands
 
 # --- input -------------------------------------------------------------------------------------
 # Each field states the rule the server applies (jobs.rules, jobs.filters, the services), so the
@@ -578,3 +580,135 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 class AuditEventPageSerializer(PageSerializer):
     results = AuditEventSerializer(many=True)
+
+
+# --- bulk operations -----------------------------------------------------------------------------
+
+
+class StrictNumberField(serializers.FloatField):
+    """A JSON number: not a string or a boolean DRF would turn into one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+MAX_BULK_RATE = 100_000.0
+MAX_BULK_WINDOW = 7 * 86_400.0
+
+
+class PaceInput(StrictSerializer):
+    """Exactly one of a rate and a window."""
+
+    schema_extra = {"minProperties": 1, "maxProperties": 1}
+
+    rate = StrictNumberField(
+        required=False,
+        min_value=0.1,
+        max_value=MAX_BULK_RATE,
+        help_text="Jobs per second.",
+    )
+    window_seconds = StrictNumberField(
+        required=False,
+        min_value=1,
+        max_value=MAX_BULK_WINDOW,
+        help_text="Spread the set over this many seconds.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if len(attrs) != 1:
+            raise serializers.ValidationError("Give exactly one of rate and window_seconds.")
+        return attrs
+
+
+class BulkOperationInput(StrictSerializer):
+    command = StrictChoiceField(choices=[command.value for command in BULK_COMMANDS])
+    filter = JobFilterInput(
+        required=False, help_text="The filters of a search body (`{}`: every job in scope)."
+    )
+    account_id = StrictCharField(
+        allow_null=True,
+        pattern=id_pattern("acc"),
+        help_text="One account, or null across accounts (operators only).",
+    )
+    note = StrictCharField(required=False, allow_blank=True, max_length=rules.MAX_NOTE)
+    code = StrictCharField(
+        required=False,
+        max_length=50,
+        pattern=whole(rules.RESOLUTION_CODE),
+        help_text="resolve: the resolution code (required with a note).",
+    )
+    force = StrictBooleanField(
+        required=False, default=False, help_text="trigger: run beside a running twin."
+    )
+    pace = PaceInput(
+        required=False,
+        allow_null=True,
+        help_text="retry and trigger: a rate or a window; omitted: JOBS_BULK_DEFAULT_RATE "
+        "jobs/s; null: unpaced.",
+    )
+    dry_run = StrictBooleanField(required=False, default=False, help_text="Count only.")
+
+
+class BulkDryRunSerializer(serializers.Serializer):
+    matched = serializers.IntegerField()
+    dry_run = serializers.BooleanField()
+
+
+@extend_schema_field(
+    {"type": "object", "additionalProperties": {"type": "integer"}, "description": "By reason."}
+)
+class SkippedField(serializers.DictField):
+    pass
+
+
+class BulkProgressSerializer(serializers.Serializer):
+    matched = serializers.IntegerField()
+    done = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    skipped_by_reason = SkippedField()
+    failed = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True, help_text="Jobs handled per second so far.")
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="Estimated time left.")
+
+
+class BulkOperationSerializer(serializers.ModelSerializer):
+    account_id = serializers.CharField(allow_null=True)
+    filter = serializers.DictField()
+    inputs = serializers.DictField()
+    pace_rate = serializers.FloatField(source="rate", allow_null=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BulkOperation
+        fields = [
+            "id",
+            "command",
+            "account_id",
+            "filter",
+            "inputs",
+            "note",
+            "actor",
+            "status",
+            "pace_rate",
+            "progress",
+            "cancelled_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(BulkProgressSerializer)
+    def get_progress(self, operation: BulkOperation) -> dict[str, Any]:
+        return bulk_progress(operation)
+
+
+class BulkOperationPageSerializer(PageSerializer):
+    results = BulkOperationSerializer(many=True)
+
+
+class BulkCancelInput(StrictSerializer):
+    note = StrictCharField(required=False, allow_blank=True, max_length=rules.MAX_NOTE)

@@ -9,7 +9,8 @@ Who runs what:
 - the reports (jobs.reports): FAILING_ERROR_CODES, STATUS_FREQUENCIES;
 - a worker's connection (jobs.execution.worker): ASYNC_COMMIT;
 - taking a job whose row cannot be read out of the way (jobs.services.quarantine):
-  JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT.
+  JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT;
+- fixing the set of a bulk operation (jobs.services.bulk): bulk_snapshot_statement.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.db.models import DateTimeField
 from core.audit import AuditCommand
 from core.db import HotStatement
 from core.models import AuditEvent
-from jobs.models import AttemptOutcome, Job, JobAttempt, ProviderEvent, Task
+from jobs.models import AttemptOutcome, BulkOperationChunk, Job, JobAttempt, ProviderEvent, Task
 from jobs.states import NEEDS_OPERATOR, SYSTEM_TRANSITIONS, JobStatus, TaskStatus, sql_list
 
 INTERNAL_ERROR = "internal_error"
@@ -184,6 +185,14 @@ IDS_MATCH = {
 }
 
 
+# The same batch as a subquery of ids, for the ORM's `pk__in` (jobs.services.bulk): one
+# parameter however many ids, where `pk__in=[...]` binds one placeholder per id.
+IDS_SUBQUERY = {
+    "postgresql": "SELECT UNNEST(STRING_TO_ARRAY(%s, ','))",
+    "sqlite": "SELECT value FROM json_each(%s)",
+}
+
+
 def delete_statements(vendor: str) -> tuple[str, str, str]:
     """Attempts of the jobs, then the links of their provider events, then the jobs."""
     matches = IDS_MATCH[vendor]
@@ -287,3 +296,39 @@ SET outcome = '{AttemptOutcome.FAILED.value}', finished_at = %(now)s,
     error_code = '{INTERNAL_ERROR}', error_detail = %(detail)s
 WHERE job_id = %(job_id)s AND outcome = '{AttemptOutcome.RUNNING.value}'
 """
+
+
+# --- bulk operations (jobs.services.bulk) ---------------------------------------------------------
+
+# Fixing an operation's set when it is created: the ids the filter matches, numbered in id order
+# and cut into chunks of %(size)s, each chunk one row of comma-separated ids. One statement
+# inside the database, whatever the count (100,000 ids: a few hundred rows written, against
+# 100,000 rows and index entries for a table of single ids); nothing crosses to Python. The
+# filter's own SELECT (the ORM's, from jobs.filters, selecting the id as `bulk_id`) goes in as
+# {matched}, its parameters after the operation's id. Not the ORM: an INSERT ... SELECT with a
+# window and an aggregate.
+_BULK_CHUNK = BulkOperationChunk._meta.db_table
+_SNAPSHOT_TEMPLATE = """
+INSERT INTO {chunk_table} (operation_id, number, size, job_ids)
+SELECT %s, (n - 1) / {size}, COUNT(*), {aggregate}
+FROM (
+    SELECT m.bulk_id AS id, ROW_NUMBER() OVER (ORDER BY m.bulk_id) AS n FROM ({matched}) m
+) numbered
+GROUP BY (n - 1) / {size}
+"""
+_SNAPSHOT_AGGREGATE = {
+    "postgresql": "STRING_AGG(id, ',' ORDER BY id)",
+    # SQLite's group_concat keeps no order: the batch sorts its ids itself.
+    "sqlite": "GROUP_CONCAT(id, ',')",
+}
+
+
+def bulk_snapshot_statement(vendor: str, matched: str, size: int) -> str:
+    """The INSERT of an operation's chunks; parameters: the operation's id, then those of
+    `matched` (the filter's SELECT of job ids)."""
+    return _SNAPSHOT_TEMPLATE.format(
+        chunk_table=_BULK_CHUNK,
+        size=int(size),
+        aggregate=_SNAPSHOT_AGGREGATE[vendor],
+        matched=matched,
+    )

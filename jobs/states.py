@@ -88,6 +88,31 @@ TARGET_OF: dict[Command, JobStatus | None] = {
 
 # The resolution code of a job whose run was stopped by a cancel.
 CANCELLED_CODE = "cancelled"
+# The commands a bulk operation (jobs.services.bulk) runs over everything a filter matched. Each
+# batch acts on the jobs whose status ALLOWED_FROM[command] holds and counts the others as
+# skipped. Cancel joins this tuple when the per-job `job_cancel` lands (see
+# jobs.services.bulk.BATCH_WRITERS, where its set-based twin goes).
+BULK_COMMANDS: tuple[Command, ...] = (
+    Command.RETRY,
+    Command.RESOLVE,
+    Command.TRIGGER,
+    Command.DELETE,
+)
+
+
+class BulkStatus(models.TextChoices):
+    """Where a bulk operation is (jobs.models.BulkOperation)."""
+
+    # Created, its set fixed; batches still to run.
+    RUNNING = "running", "Running"
+    # Every batch ran.
+    SUCCEEDED = "succeeded", "Succeeded"
+    # Stopped by an operator: the batches that ran stay done and counted.
+    CANCELLED = "cancelled", "Cancelled"
+
+
+BULK_ACTIVE = frozenset({BulkStatus.RUNNING})
+
 
 # Statuses in which a job is waiting for an operator (the triage view's subject).
 NEEDS_OPERATOR = frozenset({_S.FAILED, _S.STALLED})

@@ -249,6 +249,14 @@ JOBS_EXTRA_ACTION_MODULES = env_list("JOBS_EXTRA_ACTION_MODULES", [])
 # IMAP sync: seconds per connect or read, and envelopes fetched per batch (one transaction each).
 JOBS_IMAP_TIMEOUT = env_float("JOBS_IMAP_TIMEOUT", 10.0)
 JOBS_IMAP_BATCH_SIZE = env_int("JOBS_IMAP_BATCH_SIZE", 500)
+# Bulk operations (jobs.services.bulk): jobs per batch (one transaction each); how long a
+# worker's hold on an operation lasts before the scheduler hands it to another (a worker killed
+# mid-operation); how long one worker runs batches before passing the operation on; the pace
+# of retry and trigger when the operator gives none (jobs per second, 0: unpaced).
+JOBS_BULK_BATCH_SIZE = env_int("JOBS_BULK_BATCH_SIZE", 1000)
+JOBS_BULK_LEASE_SECONDS = env_float("JOBS_BULK_LEASE_SECONDS", 60.0)
+JOBS_BULK_RUN_SECONDS = env_float("JOBS_BULK_RUN_SECONDS", 30.0)
+JOBS_BULK_DEFAULT_RATE = env_float("JOBS_BULK_DEFAULT_RATE", 500.0)
 JOBS_IDEMPOTENCY_TTL_HOURS = env_int("JOBS_IDEMPOTENCY_TTL_HOURS", 24)
 # Key for encrypting mailbox credentials at rest (Fernet, urlsafe base64 of 32 bytes). When unset
 # it is derived from SECRET_KEY, so rotating SECRET_KEY makes stored passwords unreadable.

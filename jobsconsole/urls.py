@@ -17,6 +17,7 @@ from core.views import favicon
 from jobs.api import (
     AccountJobsViewSet,
     AuditEventViewSet,
+    BulkOperationViewSet,
     JobViewSet,
     ProviderEventViewSet,
     TaskViewSet,
@@ -63,6 +64,16 @@ api = [
     path("tasks/<str:task_id>", TaskViewSet.as_view({"get": "retrieve"})),
     path("provider-events/<str:event_id>", ProviderEventViewSet.as_view({"get": "retrieve"})),
     path("audit-events", AuditEventViewSet.as_view({"get": "list"})),
+    path("bulk-operations", BulkOperationViewSet.as_view({"get": "list", "post": "create"})),
+    path(
+        "bulk-operations/<str:operation_id>",
+        BulkOperationViewSet.as_view({"get": "retrieve"}),
+        name="api-bulk-operation",
+    ),
+    path(
+        "bulk-operations/<str:operation_id>/cancel",
+        BulkOperationViewSet.as_view({"post": "cancel"}),
+    ),
     path(
         "schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),

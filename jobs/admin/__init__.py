@@ -2,6 +2,7 @@
 
 - options: the model admins (jobs, their attempts, the audit log) and their pages;
 - accounts: the account pages (queue summary, pause and resume, write-only password);
+- bulk: the bulk operations' list and progress pages (live), and their Cancel button;
 - actions: admin actions and the bulk commands behind them;
 - views: the console's own pages (confirmations, delete by search, triage, dashboard);
 - filters: the queue's sidebar filters and the filter read from a changelist URL;
@@ -12,6 +13,6 @@ Every change goes through jobs.services or accounts.services; nothing here holds
 Importing this package registers the model admins (Django's autodiscover imports it).
 """
 
-from jobs.admin import accounts, options
+from jobs.admin import accounts, bulk, options
 
-__all__ = ["accounts", "options"]
+__all__ = ["accounts", "bulk", "options"]

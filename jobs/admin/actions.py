@@ -1,5 +1,7 @@
-"""Running an operator command over many jobs from the admin: one service call per job, each
-refusal caught and counted, so a bulk command reports "120 jobs retried, 3 skipped: running"."""
+"""Running an operator command over the rows an operator selected on the queue's page: one
+service call per job, each refusal caught and counted, so the command reports "12 jobs retried,
+3 skipped: running". Everything a filter matches ("All N matching", the triage's groups) is a
+bulk operation instead (jobs.services.bulk, jobs.admin.bulk), with no cap."""
 
 from __future__ import annotations
 
@@ -16,10 +18,6 @@ from core.errors import DomainError, InvalidTransition, NotFound
 from jobs import services
 from jobs.models import Job
 from jobs.states import Command
-
-# A request should answer while the operator waits: a bigger selection is done in runs. Each
-# run takes the jobs still matching, so running the action again continues where it stopped.
-BULK_LIMIT = 5000
 
 # The commands the job page offers as buttons (a POST form each).
 BUTTON_COMMANDS = (Command.RETRY, Command.TRIGGER, Command.RESOLVE, Command.CANCEL)
@@ -39,8 +37,6 @@ class BulkOutcome:
     command: str
     done: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
-    remaining: bool = False
-    limit: int = 0
 
     def message(self) -> str:
         """ "120 jobs retried, 3 skipped: running, 1 skipped: sibling running." """
@@ -50,10 +46,7 @@ class BulkOutcome:
         ]
         for reason, count in sorted(self.skipped.items(), key=lambda item: -item[1]):
             parts.append(f"{count} skipped: {reason}")
-        text = ", ".join(parts) + "."
-        if self.remaining:
-            text += f" Stopped after {BULK_LIMIT:,} jobs: run the command again for the rest."
-        return text
+        return ", ".join(parts) + "."
 
 
 def skip_reason(error: DomainError) -> str:
@@ -86,17 +79,8 @@ def run_each(command: str, job_ids: Iterable[str], run: Callable[[str], object])
 
 
 def run_bulk(
-    command: str,
-    queryset: QuerySet[Job],
-    *,
-    actor: Actor,
-    data: dict[str, Any],
-    limit: int | None = None,
+    command: str, queryset: QuerySet[Job], *, actor: Actor, data: dict[str, Any]
 ) -> BulkOutcome:
-    """Run `command` on each job of `queryset` (up to `limit`, BULK_LIMIT by default), oldest
-    first."""
-    limit = limit or BULK_LIMIT
-    ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: limit + 1])
-    outcome = run_each(command, ids[:limit], command_runner(command, actor, data))
-    outcome.remaining, outcome.limit = len(ids) > limit, limit
-    return outcome
+    """Run `command` on each selected job of `queryset` (a page's selection), oldest first."""
+    ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+    return run_each(command, ids, command_runner(command, actor, data))

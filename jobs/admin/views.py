@@ -19,12 +19,12 @@ from accounts.models import Account
 from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
 from jobs import reports, services
-from jobs.admin import actions as admin_commands
+from jobs.admin import bulk as bulk_urls
 from jobs.admin import urls
 from jobs.admin.actions import BUTTON_COMMANDS, PAST_TENSE, command_runner, run_bulk
 from jobs.admin.filters import QueueFilter
 from jobs.admin.forms import COMMAND_FORMS
-from jobs.models import Job
+from jobs.models import BulkOperation, Job
 from jobs.states import ALLOWED_FROM, Command, JobStatus
 
 if TYPE_CHECKING:
@@ -51,10 +51,40 @@ def bulk_command(
     select_across = request.POST.get("select_across") == "1"
     form_class = COMMAND_FORMS[command]
     form = form_class(request.POST if CONFIRM in request.POST else None)
+    try:
+        queue_filter = QueueFilter.from_query(request.GET)
+    except ValidationFailed:
+        queue_filter = QueueFilter()
+    # "All N matching" becomes a bulk operation (no cap, in the background) whenever the
+    # queue's filter is one a search body can say; "stalled now" (running jobs, which no bulk
+    # command acts on) and a selection of rows stay one service call per job.
+    as_operation = select_across and not queue_filter.stalled_now
     if CONFIRM in request.POST and form.is_valid():
-        outcome = run_bulk(
-            command, queryset, actor=Actor.user(request.user), data=form.cleaned_data
-        )
+        actor = Actor.user(request.user)
+        if as_operation:
+            data = form.cleaned_data
+            try:
+                operation = services.bulk_operation_create(
+                    command=command,
+                    filters=queue_filter.filter_dict(),
+                    account_id=queue_filter.account_id or None,
+                    actor=actor,
+                    note=data.get("note", ""),
+                    inputs=data,
+                    default_pace=True,
+                )
+            except DomainError as exc:
+                model_admin.message_user(request, f"Not started: {exc.message}", messages.ERROR)
+                return None
+            assert isinstance(operation, BulkOperation)
+            model_admin.message_user(
+                request,
+                f"Started: {command} of {operation.matched:,} job"
+                f"{'s' if operation.matched != 1 else ''}, in the background.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(bulk_urls.progress_url(operation.pk))
+        outcome = run_bulk(command, queryset, actor=actor, data=form.cleaned_data)
         level = messages.SUCCESS if outcome.done else messages.WARNING
         model_admin.message_user(request, outcome.message(), level)
         return None  # Django redirects back to the changelist, filters kept
@@ -64,10 +94,6 @@ def bulk_command(
     allowed = ALLOWED_FROM[Command(command)]
     acting = sum(n for status, n in breakdown if status in allowed)
     skipped = [(status, n) for status, n in breakdown if status not in allowed]
-    try:
-        queue_filter = QueueFilter.from_query(request.GET)
-    except ValidationFailed:
-        queue_filter = QueueFilter()
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
@@ -81,8 +107,7 @@ def bulk_command(
         "total": total,
         "acting": acting,
         "skipped": skipped,
-        "over_limit": acting > admin_commands.BULK_LIMIT,
-        "bulk_limit": admin_commands.BULK_LIMIT,
+        "as_operation": as_operation,
         "sample": list(queryset.select_related("account").order_by("-id")[:10]),
         "form": form,
         "cancel_url": request.get_full_path(),

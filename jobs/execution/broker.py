@@ -38,6 +38,8 @@ from core.db import insert_rows
 logger = logging.getLogger(__name__)
 
 WORKER_ENTRY = "jobs.execution.worker.run_job"
+# A bulk operation's batches run on the workers too (jobs.services.bulk): "run operation X".
+BULK_ENTRY = "jobs.execution.worker.run_bulk_operation"
 BATCH_SIZE = 1000
 # The lane ahead of the line on the ORM broker: messages visible since the epoch.
 AHEAD_OF_THE_LINE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -104,6 +106,14 @@ def enqueue(job_ids: Iterable[str], *, ahead: bool = False) -> None:
         _push_logging_failure(ids[start : start + BATCH_SIZE], ahead=ahead)
 
 
+def enqueue_bulk_operations_on_commit(operation_ids: list[str]) -> None:
+    """After commit, one message per bulk operation, in the lane ahead of the line: the work
+    of running the operation must not wait behind the jobs it queues."""
+    if operation_ids:
+        ids = list(operation_ids)
+        transaction.on_commit(lambda: _push_logging_failure(ids, ahead=True, func=BULK_ENTRY))
+
+
 def enqueue_again(waiting_since: Mapping[str, datetime | None]) -> None:
     """Send a new message for jobs whose message may be lost, back in their place in the line
     (when each was queued, `waiting_since`; see the module's docstring). One push: on Redis,
@@ -141,6 +151,7 @@ def _push(
     *,
     ahead: bool = False,
     since: Mapping[str, datetime | None] | None = None,
+    func: str = WORKER_ENTRY,
 ) -> None:
     from django_q.brokers import get_broker
     from django_q.models import OrmQ
@@ -149,9 +160,9 @@ def _push(
     broker = _broker(get_broker, Conf)
     if Conf.SYNC or not isinstance(broker, ORM | Redis):
         for job_id in job_ids:
-            async_task(WORKER_ENTRY, job_id, task_name=job_id)
+            async_task(func, job_id, task_name=job_id)
         return
-    packages = [_package(job_id, Conf) for job_id in job_ids]
+    packages = [_package(job_id, Conf, func) for job_id in job_ids]
     if isinstance(broker, ORM):
         now = timezone.now()
         if ahead:
@@ -188,8 +199,8 @@ def _broker(get_broker: Callable[[], Any], conf: Any) -> Any:
     return _brokers[key]
 
 
-def _package(job_id: str, conf: Any) -> str:
-    """The signed package async_task(WORKER_ENTRY, job_id, task_name=job_id) would push."""
+def _package(job_id: str, conf: Any, func: str = WORKER_ENTRY) -> str:
+    """The signed package async_task(func, job_id, task_name=job_id) would push."""
     from django_q.signing import SignedPackage
 
     task = {
@@ -197,7 +208,7 @@ def _package(job_id: str, conf: Any) -> str:
         # computes and async_task throws away.
         "id": uuid.uuid4().hex,
         "name": job_id,
-        "func": WORKER_ENTRY,
+        "func": func,
         "args": (job_id,),
         "kwargs": {},
         "started": timezone.now(),

@@ -178,6 +178,13 @@ def _run(job_id: str) -> str:
     return "succeeded" if ours else "lost"
 
 
+def run_bulk_operation(operation_id: str) -> str:
+    """Run the due batches of a bulk operation (jobs.services.bulk_operation_run). Each batch
+    is one transaction: a worker killed in one leaves nothing of it, and the scheduler sends
+    the operation again once its lease expires. Returns what stopped it, for django-q2's log."""
+    return _with_db_retry(lambda: services.bulk_operation_run(operation_id), what="bulk operation")
+
+
 def worker_identity() -> str:
     """hostname:pid of this worker process, recorded on the job and its attempt."""
     return f"{socket.gethostname()}:{os.getpid()}"

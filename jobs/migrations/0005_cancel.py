@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0003_audit_moves_to_core'),
+        ('jobs', '0004_bulk_operations'),
     ]
 
     operations = [

@@ -4,6 +4,7 @@ the public services from here (`from jobs import services`).
 - creation: jobs, tasks and provider events;
 - commands: the operators' commands, one job at a time or by search;
 - execution: a worker's claim, heartbeat, success, failure and stop (a cancelled run);
+- bulk: bulk operations, a command over a filter's fixed set in set-based batches on the workers;
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
@@ -12,6 +13,12 @@ Each service is one transaction that locks its rows in a fixed order (jobs by id
 tasks by id), checks jobs.states, writes, audits and sends broker messages after commit.
 """
 
+from jobs.services.bulk import (
+    bulk_operation_cancel,
+    bulk_operation_create,
+    bulk_operation_run,
+    bulk_operations_dispatch,
+)
 from jobs.services.commands import (
     SEARCH_DELETE_BATCH,
     job_cancel,
@@ -45,6 +52,10 @@ __all__ = [
     "Beat",
     "ClaimedRun",
     "JobQuarantined",
+    "bulk_operation_cancel",
+    "bulk_operation_create",
+    "bulk_operation_run",
+    "bulk_operations_dispatch",
     "job_cancel",
     "job_claim",
     "job_command",

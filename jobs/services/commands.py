@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.actors import Actor
-from core.audit import AuditCommand, audit
+from core.audit import AuditCommand, audit, link_jobs
 from core.errors import Conflict, ValidationFailed
 from core.models import AuditEvent
 from jobs import rules
@@ -22,6 +22,7 @@ from jobs.execution.broker import enqueue_on_commit
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
 from jobs.models import Job
 from jobs.services import _rows
+from jobs.services.bulk import apply_batch
 from jobs.states import (
     Command,
     JobStatus,
@@ -285,15 +286,13 @@ def jobs_search_delete(
     try:
         while not complete:
             with transaction.atomic():
-                rows = list(
-                    deletable.select_for_update(of=("self",))
-                    .order_by("pk")
-                    .values_list("pk", "task_id")[:batch_size]
-                )
-                ids = [pk for pk, _ in rows]
+                # The set-based batch of bulk operations: locks the rows in id order, checks
+                # them against the state table again (a job may have started meanwhile),
+                # deletes and refreshes their tasks; each deleted job is linked to the event.
+                found = list(deletable.order_by("pk").values_list("pk", flat=True)[:batch_size])
+                ids = apply_batch(Command.DELETE, found, actor=actor).acted if found else []
                 if ids:
-                    _rows.delete_job_rows(ids)
-                    _rows.refresh_task_statuses(task_id for _, task_id in rows)
+                    link_jobs(event, ids)
                     # The count is kept exact batch by batch; the id list is written once at the
                     # end (rewriting a growing list per batch would be quadratic).
                     AuditEvent.objects.filter(pk=event.pk).update(
@@ -304,7 +303,7 @@ def jobs_search_delete(
                         }
                     )
             deleted_ids += ids
-            complete = len(ids) < batch_size
+            complete = len(found) < batch_size
     finally:
         AuditEvent.objects.filter(pk=event.pk).update(
             data={

@@ -7,9 +7,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from core.models import AuditEvent
-from jobs.models import Job, JobAttempt
+from jobs import services
+from jobs.models import BulkOperation, Job, JobAttempt
 from jobs.states import JobStatus
-from tests.factories import JobFactory
 
 S = JobStatus
 URL = reverse("admin:jobs_job_changelist")
@@ -22,6 +22,17 @@ def status_of(*jobs) -> list[str]:
 
 def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def ran_in_the_background(done) -> BulkOperation:
+    """The operation a confirmed "All N matching" started, after its page was the redirect and
+    a worker ran it."""
+    operation = BulkOperation.objects.get()
+    assert done.status_code == 302
+    assert done["Location"] == reverse("admin:jobs_bulkoperation_change", args=[operation.pk])
+    services.bulk_operation_run(operation.pk)
+    operation.refresh_from_db()
+    return operation
 
 
 def run_action(client, action, ids, *, query="", select_across=False, **confirm):
@@ -75,8 +86,10 @@ def test_retry_everything_the_filter_matches(operator_client, account, other_acc
     html = page.content.decode()
     assert 'id="bulk-total">3<' in html
     assert f"account {account.name} ({account.pk}); status failed" in html
-    assert messages_of(done) == ["3 jobs retried."]
-    assert done["Location"].endswith(f"?{query}")
+    assert 'id="bulk-as-operation"' in html
+    operation = ran_in_the_background(done)
+    assert messages_of(done) == ["Started: retry of 3 jobs, in the background."]
+    assert (operation.command, operation.account_id, operation.matched) == ("retry", account.pk, 3)
     assert status_of(*mine, succeeded, theirs) == ["queued"] * 3 + ["succeeded", "failed"]
 
 
@@ -113,8 +126,10 @@ def test_resolve_everything_the_filter_matches(operator_client, account, make_jo
         code="ignored",
         note="mailbox gone",
     )
-    assert messages_of(done) == ["2 jobs resolved."]
+    operation = ran_in_the_background(done)
+    assert operation.done == 2 and operation.inputs == {"code": "ignored"}
     assert status_of(*jobs, kept) == ["resolved", "resolved", "failed"]
+    assert Job.objects.get(pk=jobs[0].pk).resolution["note"] == "mailbox gone"
 
 
 def test_trigger_selection_and_sibling_conflict(operator_client, make_job):
@@ -141,7 +156,7 @@ def test_trigger_everything_the_filter_matches(operator_client, account, make_jo
         query=f"account={account.pk}&status=scheduled",
         select_across=True,
     )
-    assert messages_of(done) == ["3 jobs triggered."]
+    assert ran_in_the_background(done).done == 3
     assert status_of(*jobs) == ["queued"] * 3
 
 
@@ -250,17 +265,8 @@ def test_search_delete_link_only_on_an_account_queue(operator_client, account, m
     assert f"{SEARCH_DELETE}?account={account.pk}&amp;status=failed" in html
 
 
-def test_bulk_limit_stops_and_says_so(operator_client, account, monkeypatch):
-    from jobs.admin import actions as admin_commands
-
-    monkeypatch.setattr(admin_commands, "BULK_LIMIT", 2)
-    jobs = [JobFactory(account=account, status=S.FAILED) for _ in range(3)]
-    _, done = run_action(
-        operator_client,
-        "retry_jobs",
-        [jobs[0].pk],
-        query=f"account={account.pk}&status=failed",
-        select_across=True,
-    )
-    assert messages_of(done)[0].startswith("2 jobs retried. Stopped after 2 jobs")
-    assert sorted(status_of(*jobs)) == ["failed", "queued", "queued"]
+def test_a_selection_has_no_cap_and_runs_in_the_request(operator_client, make_job):
+    jobs = [make_job(status=S.FAILED) for _ in range(3)]
+    _, done = run_action(operator_client, "retry_jobs", [j.pk for j in jobs])
+    assert messages_of(done) == ["3 jobs retried."]
+    assert not BulkOperation.objects.exists()

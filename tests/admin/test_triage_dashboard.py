@@ -8,8 +8,8 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import reports
-from jobs.models import Job
+from jobs import reports, services
+from jobs.models import BulkOperation, Job
 from jobs.states import JobStatus
 from tests.factories import AccountFactory, JobFactory
 
@@ -72,7 +72,12 @@ def test_triage_page_and_group_retry_after_preview(operator_client, account, oth
             "note": "",
         },
     )
-    assert [str(m) for m in get_messages(done.wsgi_request)] == ["2 jobs retried."]
+    assert [str(m) for m in get_messages(done.wsgi_request)] == [
+        "Started: retry of 2 jobs, in the background."
+    ]
+    operation = BulkOperation.objects.get()
+    assert done["Location"] == reverse("admin:jobs_bulkoperation_change", args=[operation.pk])
+    services.bulk_operation_run(operation.pk)
     assert Job.objects.filter(status=S.QUEUED, action="sleep").count() == 2
     assert Job.objects.filter(status=S.STALLED).count() == 1  # other groups untouched
 

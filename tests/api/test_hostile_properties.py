@@ -29,8 +29,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import Account, ApiKey
+from core.actors import Actor
 from core.models import AuditEvent, IdempotencyRecord
-from jobs.models import Job, JobAttempt, ProviderEvent, Task
+from jobs import services
+from jobs.models import BulkOperation, BulkOperationChunk, Job, JobAttempt, ProviderEvent, Task
 from jobs.states import JobStatus
 from tests.api.conftest import error_of
 from tests.factories import JobFactory, TaskFactory
@@ -192,13 +194,16 @@ VALID_BODIES: dict[str, dict] = {
     "jobs_resolve": {"code": "ignored", "note": "checked"},
     "jobs_trigger": {"force": False},
     "jobs_cancel": {"note": "stop"},
+    # account_id: the world's (_send).
+    "bulk_operations_create": {"command": "retry", "filter": {"status": "failed"}, "dry_run": True},
+    "bulk_operations_cancel": {"note": "stop"},
 }
 VALID_QUERIES: dict[str, dict[str, str]] = {"jobs_list": {"status": "failed"}}
 
 
 def test_every_operation_and_field_is_covered():
     operations = {target.operation for target in TARGETS}
-    assert len(operations) == 22, sorted(operations)
+    assert len(operations) == 26, sorted(operations)
     with_body = {t.operation for t in TARGETS if t.location == "whole"}
     assert with_body == set(VALID_BODIES), with_body ^ set(VALID_BODIES)
     assert len(TARGETS) > 120
@@ -245,6 +250,8 @@ _TABLES = {
     ProviderEvent: (),
     JobAttempt: (),
     IdempotencyRecord: (),
+    BulkOperation: (),
+    BulkOperationChunk: (),
 }
 
 
@@ -256,7 +263,8 @@ def _statements() -> list[str]:
         columns = ", ".join(
             quote_name(f.column) for f in model._meta.concrete_fields if f.attname not in skipped
         )
-        table, pk = quote_name(model._meta.db_table), quote_name(model._meta.pk.column)
+        table = quote_name(model._meta.db_table)
+        pk = ", ".join(quote_name(field.column) for field in model._meta.pk_fields)
         statements.append(f"SELECT {columns} FROM {table} ORDER BY {pk}")
     events = quote_name(AuditEvent._meta.db_table)
     statements.append(f"SELECT COUNT(*), MAX(id) FROM {events}")  # append-only: count and last
@@ -292,6 +300,15 @@ def _ids(target: Target, world: dict) -> dict:
     ids = {name: value for name, value in world.items() if name != "key"}
     if "{job_id}" in target.path:
         ids["job_id"] = JobFactory(account_id=world["account_id"], status=JobStatus.FAILED).pk
+    if "{operation_id}" in target.path:
+        # A running operation, made fresh for each request (a cancel ends it).
+        ids["operation_id"] = services.bulk_operation_create(
+            command="retry",
+            filters={},
+            account_id=world["account_id"],
+            actor=Actor.system("test"),
+            pace=None,
+        ).pk
     return ids
 
 
@@ -312,6 +329,8 @@ def _send(target: Target, world: dict, ids: dict, hostile: Any):
     if target.operation == "provider_events_create":
         # A new external id each time: a seen one is answered from the first event, unread.
         body = {**body, "external_id": f"evt-{next(_EVENT_NUMBERS)}"}
+    if target.operation == "bulk_operations_create":
+        body = {**body, "account_id": world["account_id"]}
     data = b""
     if body is not None:
         if target.location == "whole":

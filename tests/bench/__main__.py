@@ -1,4 +1,4 @@
-"""Benchmarks: `python3 dev.py bench [api|execution|admin|imap|all] [options]`.
+"""Benchmarks: `python3 dev.py bench [api|execution|admin|imap|bulk|all] [options]`.
 
 Each reports its figures beside a baseline measured in the same run (raw SQL, raw django-q2,
 a bare imaplib loop), as ratios. They are not tests: nothing here asserts a time.
@@ -15,6 +15,7 @@ SUITES = {
     "execution": "tests.bench.bench_execution",
     "admin": "tests.bench.bench_admin",
     "imap": "tests.bench.bench_imap",
+    "bulk": "tests.bench.bench_bulk",
 }
 
 

@@ -4,11 +4,13 @@
 there, so the API and admin benchmarks share one load. The data looks like production: one
 large account (30% of the jobs) and many small ones; mostly succeeded jobs, a fifth failed with
 a handful of error codes, some stalled, queued, scheduled, running and resolved; ids that sort by
-creation time over the last 30 days. Random choices use a fixed seed, so every load is the same.
+creation time over the last 30 days, rows interleaved across accounts in creation order, payloads
+as each action takes them. Random choices use a fixed seed, so every load is the same.
 """
 
 from __future__ import annotations
 
+import heapq
 import io
 import random
 import time
@@ -78,6 +80,15 @@ def _weighted(choices, rng: random.Random, n: int) -> list:
     return rng.choices(values, weights=weights, k=n)
 
 
+# What a job's payload holds, by action (JSON text for COPY: no tab, newline or backslash).
+PAYLOADS = {
+    "imap_sync_messages": '{"folders": ["INBOX", "Sent"], "full": false}',
+    "noop": '{"n": 1}',
+    "sleep": '{"seconds": 0.01}',
+    "fail": '{"code": "provider_timeout", "retryable": true}',
+}
+
+
 def _job_lines(
     account_id: str,
     count: int,
@@ -85,9 +96,11 @@ def _job_lines(
     end_ms: int,
     rng: random.Random,
     status: str | None = None,
+    *,
+    stamped: bool = False,
 ):
     """COPY text lines of `count` jobs of one account, created between start and end (all in
-    `status` when given)."""
+    `status` when given), in creation order; `stamped`: as (epoch ms, line)."""
     stamps = sorted(rng.randrange(start_ms, end_ms) for _ in range(count))
     statuses = [status] * count if status else _weighted(STATUSES, rng, count)
     actions = _weighted(ACTIONS, rng, count)
@@ -112,11 +125,12 @@ def _job_lines(
             enqueued = ts
         if status == "running":
             heartbeat, worker = later, "bench-worker"
-        yield (
-            f"job_{_ulid(ms, rng)}\t{account_id}\t{action}\t{{}}\t{{}}\t{status}\t0\t{ts}\t"
-            f"{attempts}\t5\t{code}\t{detail}\t{error_at}\t{worker}\t{ts}\t{later}\t{started}\t"
-            f"{finished}\t{enqueued}\t{heartbeat}\n"
+        line = (
+            f"job_{_ulid(ms, rng)}\t{account_id}\t{action}\t{PAYLOADS[action]}\t{{}}\t{status}\t"
+            f"0\t{ts}\t{attempts}\t5\t{code}\t{detail}\t{error_at}\t{worker}\t{ts}\t{later}\t"
+            f"{started}\t{finished}\t{enqueued}\t{heartbeat}\n"
         )
+        yield (ms, line) if stamped else line
 
 
 def copy_jobs(lines) -> int:
@@ -185,8 +199,17 @@ def ensure_dataset(jobs: int = 1_000_000, accounts: int = 1_000) -> Dataset:
     counts = [hot_jobs] + [rest // small + (1 if i < rest % small else 0) for i in range(small)]
 
     def lines():
-        for account_id, count in zip(ids, counts, strict=True):
-            yield from _job_lines(account_id, count, start_ms, now_ms, rng)
+        # Interleaved as a live table is: rows lie in the order they were created, every
+        # account's among the others' (a merge of the accounts' streams by creation time), so
+        # a batch of ids in order touches rows all over the table, as it would in production.
+        streams = [
+            _job_lines(
+                account_id, count, start_ms, now_ms, random.Random(rng.random()), stamped=True
+            )
+            for account_id, count in zip(ids, counts, strict=True)
+        ]
+        for _, line in heapq.merge(*streams, key=lambda stamped: stamped[0]):
+            yield line
 
     # One transaction: an interrupted load leaves neither half the rows nor missing indexes.
     with (

@@ -51,6 +51,9 @@ class Command(BaseCommand):
                     services.jobs_sweep_lost()
                     services.jobs_requeue_unclaimed()
                     next_sweep = time.monotonic() + settings.JOBS_SWEEP_INTERVAL
+                # Bulk operations whose next batch is due and that no worker holds (paced ones
+                # are due every second or so: every round, not every sweep).
+                services.bulk_operations_dispatch()
                 backoff = 0.0
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
