@@ -449,13 +449,33 @@ def trigger(deployment: Deployment, args: argparse.Namespace) -> None:
             f"POST (seen by the bench after {seen * 1000:.0f} ms)",
             flush=True,
         )
-        _wait(lambda: not _any_waiting(deployment.account.pk), "the backlog to drain")
+        _drop_backlog(deployment)
     worst = max(results)
     print(
         f"  trigger: worst {worst * 1000:.0f} ms (target < {TRIGGER_TARGET_S:.0f} s: "
         f"{_verdict(worst < TRIGGER_TARGET_S)})",
         flush=True,
     )
+
+
+def _drop_backlog(deployment: Deployment) -> None:
+    """Remove what is left of a backlog (its queued jobs and their messages) instead of waiting
+    for it to drain: on a loaded machine 10,000 jobs take minutes and measure nothing more."""
+    from django.db import router
+    from django_q.brokers import get_broker
+    from django_q.models import OrmQ
+
+    from jobs.models import Job
+
+    Job.objects.filter(account=deployment.account, status="queued")._raw_delete(
+        router.db_for_write(Job)
+    )
+    if deployment.broker == "redis":
+        get_broker(deployment.queue).delete_queue()
+    else:
+        OrmQ.objects.filter(key=deployment.queue).delete()
+    # Messages a cluster already took claim nothing (their jobs are gone); running ones finish.
+    _wait(lambda: not _any_waiting(deployment.account.pk), "the backlog's running jobs")
 
 
 def memory(deployment: Deployment) -> None:
