@@ -427,8 +427,9 @@ def trigger(deployment: Deployment, args: argparse.Namespace) -> None:
             specs=[JobSpec("noop", {}, run_at=datetime.fromtimestamp(far, UTC))],
             actor=actor,
         )
-        for _ in range(0, BACKLOG, 1000):
-            jobs_create(account=deployment.account, specs=[JobSpec("noop", {})] * 1000, actor=actor)
+        # One call: one transaction whose 10,000 messages are sent at its commit, so that the
+        # cluster has not drained thousands of them before the trigger.
+        jobs_create(account=deployment.account, specs=[JobSpec("noop", {})] * BACKLOG, actor=actor)
         queued = Job.objects.filter(account=deployment.account, status="queued").count()
         posted = time.perf_counter()
         wall = time.time()
