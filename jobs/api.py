@@ -38,7 +38,7 @@ from core.api.views import (
 from core.errors import ValidationFailed
 from jobs import selectors, services
 from jobs.filters import MULTI_VALUED, JobFilter
-from jobs.models import Job, Task
+from jobs.models import Job
 from jobs.selectors import AUDIT_ID_FILTERS
 from jobs.serializers import (
     FILTER_VALUE_SCHEMAS,
@@ -357,13 +357,6 @@ class AccountJobsViewSet(viewsets.ViewSet):
 # --- tasks ---------------------------------------------------------------------------------------
 
 
-def _task_data(tasks: list[Task], many: bool = False) -> dict[str, Any]:
-    context = {"job_counts": selectors.task_job_counts(task.pk for task in tasks)}
-    if many:
-        return context
-    return TaskSerializer(tasks[0], context=context).data
-
-
 class TaskViewSet(viewsets.ViewSet):
     """Tasks: created under an account, shown with a status derived from their jobs."""
 
@@ -390,7 +383,7 @@ class TaskViewSet(viewsets.ViewSet):
             cursor=cursor,
             parse_id=prefixed_id("tsk"),
         )
-        return page_response(request, page, TaskSerializer, context=_task_data(page.items, True))
+        return page_response(request, page, TaskSerializer)
 
     @extend_schema(
         operation_id="tasks_create",
@@ -411,7 +404,7 @@ class TaskViewSet(viewsets.ViewSet):
             params=data["params"],
             actor=principal(request).actor,
         )
-        return Response(_task_data([task]), status=status.HTTP_201_CREATED)
+        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="tasks_get",
@@ -421,7 +414,7 @@ class TaskViewSet(viewsets.ViewSet):
         tags=["tasks"],
     )
     def retrieve(self, request: Request, task_id: str) -> Response:
-        return Response(_task_data([selectors.task_get(principal(request), task_id)]))
+        return Response(TaskSerializer(selectors.task_get(principal(request), task_id)).data)
 
 
 # --- provider events -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from jobs.states import (
     NEEDS_OPERATOR_Q,
     QUEUED_Q,
     RUNNING_Q,
+    TASK_COUNTER,
     BulkStatus,
     JobStatus,
     TaskStatus,
@@ -50,6 +51,17 @@ class Task(models.Model):
     kind = models.CharField(max_length=100)
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    # How many of its jobs are in each status (jobs.states.TASK_COUNTER), moved by every
+    # transition in its own statement (jobs.services._rows): `status` is derived from them, so
+    # no transition scans the task's jobs. Not PositiveIntegerField: a CHECK constraint would
+    # turn a miscount into a failed transition instead of a wrong number an operator can see.
+    jobs_scheduled = models.IntegerField(default=0, editable=False)
+    jobs_queued = models.IntegerField(default=0, editable=False)
+    jobs_running = models.IntegerField(default=0, editable=False)
+    jobs_succeeded = models.IntegerField(default=0, editable=False)
+    jobs_failed = models.IntegerField(default=0, editable=False)
+    jobs_stalled = models.IntegerField(default=0, editable=False)
+    jobs_resolved = models.IntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,6 +71,11 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"
+
+    def job_counts(self) -> dict[str, int]:
+        """{job status: count} of the statuses its jobs are in (none with 0)."""
+        counts = {status.value: getattr(self, TASK_COUNTER[status]) for status in JobStatus}
+        return {status: n for status, n in counts.items() if n}
 
 
 class ProviderEvent(models.Model):

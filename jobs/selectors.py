@@ -7,12 +7,12 @@ id) and never shows up in a list, a count or an error message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import django_filters
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -65,21 +65,6 @@ def tasks_visible(principal: Principal) -> QuerySet[Task]:
 def task_get(principal: Principal, task_id: str) -> Task:
     """The task `task_id` if the caller may see it, else NotFound."""
     return get_in_scope(tasks_visible(principal), task_id, "tsk")
-
-
-def task_job_counts(task_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-    """{task id: {job status: count}} in one grouped query."""
-    ids = list(task_ids)
-    counts: dict[str, dict[str, int]] = {task_id: {} for task_id in ids}
-    rows = (
-        Job.objects.filter(task_id__in=ids)
-        .values_list("task_id", "status")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    for task_id, status, n in rows:
-        counts[task_id][status] = n
-    return counts
 
 
 def provider_events_visible(principal: Principal) -> QuerySet[ProviderEvent]:

@@ -509,7 +509,7 @@ class TaskSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(CountsField())
     def get_job_counts(self, task: Task) -> dict[str, int]:
-        return self.context.get("job_counts", {}).get(task.pk, {})
+        return task.job_counts()
 
 
 class TaskPageSerializer(PageSerializer):

@@ -5,6 +5,8 @@ partial indexes they define. Everything else goes through the ORM.
 
 Who runs what:
 - the worker's claim and success (jobs.services.execution): CLAIM_*, OWN_CLAIM, SUCCEED_*;
+- a task's counters and status, moved by one job's transition (jobs.services._rows):
+  task_job_moved (and task_counters_moved inside the claim and the success);
 - set-based deletes (jobs.services._rows.delete_job_rows): DELETE_*, UNLINK_PROVIDER_EVENTS;
 - the reports (jobs.reports): FAILING_ERROR_CODES, STATUS_FREQUENCIES;
 - a worker's connection (jobs.execution.worker): ASYNC_COMMIT;
@@ -15,13 +17,27 @@ Who runs what:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from django.db.models import DateTimeField
 
 from core.audit import AuditCommand
 from core.db import HotStatement
 from core.models import AuditEvent
 from jobs.models import AttemptOutcome, BulkOperationChunk, Job, JobAttempt, ProviderEvent, Task
-from jobs.states import NEEDS_OPERATOR, SYSTEM_TRANSITIONS, JobStatus, TaskStatus, sql_list
+from jobs.states import (
+    NEEDS_OPERATOR,
+    SYSTEM_TRANSITIONS,
+    TASK_COUNTER,
+    TASK_DONE_BAD,
+    TASK_DONE_OK,
+    TASK_RUNNING,
+    TASK_WAITING,
+    JobStatus,
+    TaskStatus,
+    sql_list,
+)
 
 INTERNAL_ERROR = "internal_error"
 
@@ -58,8 +74,8 @@ _AUDIT_INSERT = """INSERT INTO {audit_table}
     (created_at, actor_type, actor, command, account_id, job_id, task_id, from_status, to_status,
      reason, data)"""
 
-# Once one of its jobs runs, a task is `running` whatever its other jobs do (derive_task_status),
-# so the claim sets that directly instead of probing the task's jobs.
+# The job's task, if it has one, moves its counters (queued - 1, running + 1) and derives its
+# status from them in the same statement (task_counters_moved).
 _CLAIM_TEMPLATE_POSTGRESQL = """
 WITH claimed AS ({claim_update}),
 attempt AS (
@@ -76,8 +92,7 @@ event AS (
     FROM claimed
 ),
 task AS (
-    UPDATE {task_table} SET status = '{task_running}', updated_at = %(now)s
-    WHERE id = (SELECT task_id FROM claimed) AND status <> '{task_running}'
+    UPDATE {task_table} SET {task_claimed} WHERE id = (SELECT task_id FROM claimed)
 )
 SELECT account_id, task_id, action, payload, attempt_count FROM claimed
 """
@@ -87,7 +102,6 @@ UPDATE {job_table}
 SET status = '{succeeded}', result = %(result)s, finished_at = %(now)s, heartbeat_at = NULL,
     updated_at = %(now)s
 WHERE id = %(job_id)s AND status {status_is} '{running}' AND attempt_count = %(attempt)s
-    {only_taskless}
 RETURNING account_id, task_id, started_at, id
 """
 
@@ -105,9 +119,68 @@ event AS (
     SELECT %(now)s, '{actor_type}', '{actor}', '{succeed}', account_id, id, COALESCE(task_id, ''),
         '{running}', '{succeeded}', '', jsonb_build_object('attempt', %(attempt)s::int)
     FROM done
+),
+task AS (
+    UPDATE {task_table} SET {task_succeeded} WHERE id = (SELECT task_id FROM done)
 )
 SELECT account_id, task_id, started_at FROM done
 """
+
+# --- a task's counters ---------------------------------------------------------------------------
+
+# A task counts its jobs in each status (jobs.states.TASK_COUNTER) and derives its status from
+# those counts. A job's transition moves two counters and re-derives the status in one UPDATE
+# of the task's row: no scan of the task's jobs, whatever their number. Concurrent transitions
+# of two jobs of one task queue on that row for the rest of their statement (PostgreSQL
+# evaluates the SET again on the row the other one committed), so the last one to commit
+# derives from every count: two jobs finishing at once leave the task `succeeded`.
+
+
+def task_status_case(count: Callable[[JobStatus], str]) -> str:
+    """jobs.states.derive_task_status as an SQL expression, `count(status)` being the SQL of
+    the number of the task's jobs in that status (tests/jobs/test_task_status.py checks that
+    the two agree)."""
+
+    def group(statuses: frozenset[JobStatus]) -> str:
+        return "(" + " + ".join(count(status) for status in sorted(statuses)) + ")"
+
+    waiting, running = group(TASK_WAITING), group(TASK_RUNNING)
+    done_ok, done_bad = group(TASK_DONE_OK), group(TASK_DONE_BAD)
+    total = f"({waiting} + {running} + {done_ok} + {done_bad})"
+    return (
+        f"CASE WHEN {total} = 0 THEN '{TaskStatus.EMPTY.value}'"
+        f" WHEN {waiting} = {total} THEN '{TaskStatus.PENDING.value}'"
+        f" WHEN {waiting} + {running} > 0 THEN '{TaskStatus.RUNNING.value}'"
+        f" WHEN {done_bad} > 0 THEN '{TaskStatus.FAILED.value}'"
+        f" ELSE '{TaskStatus.SUCCEEDED.value}' END"
+    )
+
+
+def task_counters_moved(source: JobStatus | None, target: JobStatus | None) -> str:
+    """The SET clause of an UPDATE of a task for one of its jobs moving from `source` to
+    `target` (None: the job was inserted, or deleted): both counters, the derived status, and
+    `updated_at` (%(now)s) when the status changes."""
+    moves = {source: -1, target: 1} if source != target else {}
+
+    def count(status: JobStatus) -> str:
+        column, delta = TASK_COUNTER[status], moves.get(status, 0)
+        return f"({column} {'+' if delta > 0 else '-'} 1)" if delta else column
+
+    status = task_status_case(count)
+    sets = [f"{TASK_COUNTER[s]} = {count(s)}" for s in JobStatus if moves.get(s)]
+    sets += [
+        f"status = {status}",
+        f"updated_at = CASE WHEN status = {status} THEN updated_at ELSE %(now)s END",
+    ]
+    return ", ".join(sets)
+
+
+@functools.cache
+def task_job_moved(source: JobStatus | None, target: JobStatus | None) -> str:
+    """The UPDATE of task %(task_id)s for one of its jobs moving from `source` to `target`
+    (jobs.services._rows.task_job_moved)."""
+    return f"UPDATE {_TASK} SET {task_counters_moved(source, target)} WHERE id = %(task_id)s"
+
 
 # The code's own constants are written into the statements; only a job's values are sent as
 # parameters (each one costs the worker an adaptation on every run).
@@ -115,7 +188,6 @@ _SQL_CONSTANTS = {
     "queued": JobStatus.QUEUED.value,
     "running": JobStatus.RUNNING.value,
     "succeeded": JobStatus.SUCCEEDED.value,
-    "task_running": TaskStatus.RUNNING.value,
     "attempt_running": AttemptOutcome.RUNNING.value,
     "attempt_succeeded": AttemptOutcome.SUCCEEDED.value,
     "actor_type": _WORKER.type.value,
@@ -128,6 +200,8 @@ _SQL_CONSTANTS = {
     "audit_table": _AUDIT,
 }
 _SQL_CONSTANTS["audit_insert"] = _AUDIT_INSERT.format(**_SQL_CONSTANTS)
+_SQL_CONSTANTS["task_claimed"] = task_counters_moved(JobStatus.QUEUED, JobStatus.RUNNING)
+_SQL_CONSTANTS["task_succeeded"] = task_counters_moved(JobStatus.RUNNING, JobStatus.SUCCEEDED)
 
 
 def _statement(template: str, **parts: str) -> str:
@@ -151,20 +225,10 @@ CLAIM_SQL_POSTGRESQL = _statement(
     _CLAIM_TEMPLATE_POSTGRESQL,
     claim_update=_statement(_CLAIM_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL),
 )
-SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, status_is="=", only_taskless="")
+SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, status_is="=")
 SUCCEED_SQL_POSTGRESQL = _statement(
     _SUCCEED_TEMPLATE_POSTGRESQL,
-    succeed_update=_statement(
-        _SUCCEED_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL, only_taskless=""
-    ),
-)
-SUCCEED_TASKLESS_SQL_POSTGRESQL = _statement(
-    _SUCCEED_TEMPLATE_POSTGRESQL,
-    succeed_update=_statement(
-        _SUCCEED_UPDATE_TEMPLATE,
-        status_is=_STATUS_IS_POSTGRESQL,
-        only_taskless="AND task_id IS NULL",
-    ),
+    succeed_update=_statement(_SUCCEED_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL),
 )
 
 
@@ -172,7 +236,6 @@ SUCCEED_TASKLESS_SQL_POSTGRESQL = _statement(
 CLAIM_POSTGRESQL = HotStatement(CLAIM_SQL_POSTGRESQL, types={"now": "timestamptz"})
 _SUCCEED_TYPES = {"now": "timestamptz", "attempt": "int4", "result": "jsonb"}
 SUCCEED_POSTGRESQL = HotStatement(SUCCEED_SQL_POSTGRESQL, types=_SUCCEED_TYPES)
-SUCCEED_TASKLESS_POSTGRESQL = HotStatement(SUCCEED_TASKLESS_SQL_POSTGRESQL, types=_SUCCEED_TYPES)
 
 
 # --- set-based deletes ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ tests/jobs/test_states.py checks that the services, the SQL and the indexes agre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -253,7 +254,7 @@ def allowed_commands(status: JobStatus | str) -> list[Command]:
 
 
 class TaskStatus(models.TextChoices):
-    """A task's status, derived from its jobs (see jobs.services._rows.refresh_task_statuses)."""
+    """A task's status, derived from its jobs (see derive_task_status)."""
 
     PENDING = "pending", "Pending"  # no job has started yet
     RUNNING = "running", "Running"  # some job is running or done, others still to go
@@ -262,20 +263,36 @@ class TaskStatus(models.TextChoices):
     EMPTY = "empty", "Empty"  # no jobs (all deleted)
 
 
-def derive_task_status(counts: dict[str, int]) -> TaskStatus:
-    """Task status from a {job status: count} mapping."""
-    total = sum(counts.values())
+# The groups of job statuses a task's status is derived from (derive_task_status, and its SQL
+# rendering jobs.sql.task_status_case).
+TASK_WAITING = frozenset({_S.SCHEDULED, _S.QUEUED})
+TASK_RUNNING = frozenset({_S.RUNNING})
+TASK_DONE_OK = frozenset({_S.SUCCEEDED, _S.RESOLVED})
+TASK_DONE_BAD = NEEDS_OPERATOR
+
+# The Task column counting its jobs in each status (jobs.models.Task). Every change of a job's
+# status, and every job inserted into or deleted from a task, moves these counters in the same
+# statement or transaction (jobs.services._rows: task_job_moved, refresh_task_statuses), so
+# the task's status is derived from one row, never from a scan of its jobs.
+TASK_COUNTER: dict[JobStatus, str] = {status: f"jobs_{status.value}" for status in JobStatus}
+
+
+def derive_task_status(counts: Mapping[str, int]) -> TaskStatus:
+    """Task status from a {job status: count} mapping (statuses no JobStatus names are not
+    counted: such a job can only be deleted)."""
+
+    def count(group: frozenset[JobStatus]) -> int:
+        return sum(counts.get(status, 0) for status in group)
+
+    waiting, running = count(TASK_WAITING), count(TASK_RUNNING)
+    done_ok, done_bad = count(TASK_DONE_OK), count(TASK_DONE_BAD)
+    total = waiting + running + done_ok + done_bad
     if total == 0:
         return TaskStatus.EMPTY
-    pending = counts.get(_S.SCHEDULED, 0) + counts.get(_S.QUEUED, 0)
-    running = counts.get(_S.RUNNING, 0)
-    done_ok = counts.get(_S.SUCCEEDED, 0) + counts.get(_S.RESOLVED, 0)
-    done_bad = counts.get(_S.FAILED, 0) + counts.get(_S.STALLED, 0)
-    if pending == total:
+    if waiting == total:
         return TaskStatus.PENDING
-    if pending or running:
+    if waiting or running:
         return TaskStatus.RUNNING
     if done_bad:
         return TaskStatus.FAILED
-    assert done_ok == total
     return TaskStatus.SUCCEEDED

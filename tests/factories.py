@@ -11,6 +11,7 @@ from django.utils import timezone
 from accounts.models import Account
 from core.ids import new_id
 from jobs.models import Job, Task
+from jobs.services import _rows
 from jobs.states import JobStatus
 
 
@@ -74,3 +75,6 @@ class JobFactory(factory.django.DjangoModelFactory):
             }
         if create:
             obj.save()
+            if obj.task_id:
+                # Counted into its task, as the services count every job they create.
+                _rows.refresh_task_statuses([obj.task_id])

@@ -1,7 +1,7 @@
 """Row helpers shared by the service modules of jobs.services, and by nothing else: locking a
 job, checking the state table, the bookkeeping every status change writes, saving, the task's
-derived status, set-based deletes, and recording and carrying out a cancel. Each runs inside
-its caller's transaction."""
+counters and derived status, set-based deletes, and recording and carrying out a cancel. Each
+runs inside its caller's transaction."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import router, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -24,6 +24,7 @@ from jobs.states import (
     CANCELLABLE_Q,
     CANCELLED_CODE,
     MAX_ATTEMPT_COUNT,
+    TASK_COUNTER,
     TERMINAL,
     Command,
     JobStatus,
@@ -95,33 +96,73 @@ def save(job: Job, fields: list[str], *, now: datetime) -> None:
     job.save(update_fields=sorted({*fields, "updated_at"}))
 
 
-def refresh_task_statuses(task_ids: Iterable[str | None]) -> None:
-    """Recompute the derived status of each task from its jobs, under the task's row lock so
-    concurrent transitions of two jobs of one task serialize and the last one sees both.
+def task_job_moved(
+    task_id: str | None,
+    source: JobStatus | str | None,
+    target: JobStatus | str | None,
+    *,
+    now: datetime,
+) -> None:
+    """One job of task `task_id` moved from `source` to `target` (None: it was inserted, or
+    deleted): move the task's two counters and derive its status from them, in one UPDATE of
+    the task's row (jobs.sql.task_job_moved). That statement waits for any other transition of
+    a job of the task until it commits, and then reads the counts it committed: the last
+    transition to commit derives from all of them. A status no JobStatus names (written by
+    SQL) was never counted: the task is counted again from its jobs."""
+    if not task_id or source == target:
+        return
+    statuses = [None if s is None else JobStatus(s) for s in (source, target) if s in _KNOWN]
+    if len(statuses) < 2:
+        refresh_task_statuses([task_id])
+        return
+    with transaction.get_connection(router.db_for_write(Task)).cursor() as cursor:
+        cursor.execute(sql.task_job_moved(*statuses), {"task_id": task_id, "now": now})
 
-    The status depends only on which job statuses are present, so each task costs one index
-    probe per status (`job_task_status`), however many jobs it has."""
+
+_KNOWN = {None, *JobStatus.values}
+
+
+def refresh_task_statuses(task_ids: Iterable[str | None]) -> None:
+    """Count the jobs of each task again, by status, and derive its status: after a change of
+    many jobs at once (dispatch, sweeps, deletes), where one counter move per job would cost
+    more than a count. Under the task's row lock, so that concurrent transitions of its jobs
+    (task_job_moved, the worker's claim and success) serialize with it: a move that commits
+    after the count applies on top of it, one that committed before is in it.
+
+    The count reads the task's entries of the index job_task_status, one per job."""
     ids = sorted({task_id for task_id in task_ids if task_id})
     if not ids:
         return
-    current = dict(
-        Task.objects.select_for_update(no_key=True)
+    current = {
+        pk: (status, counts)
+        for pk, status, *counts in Task.objects.select_for_update(no_key=True)
         .filter(pk__in=ids)
         .order_by("pk")
-        .values_list("pk", "status")
-    )
+        .values_list("pk", "status", *_COUNTERS)
+    }
     # A new statement after the lock: in READ COMMITTED it sees what the previous holder of
     # the lock committed.
-    probes = {
-        status.value: Exists(Job.objects.filter(task_id=OuterRef("pk"), status=status))
-        for status in JobStatus
-    }
-    rows = Task.objects.filter(pk__in=list(current)).annotate(**probes).values("pk", *probes)
+    found: dict[str, dict[str, int]] = {pk: {} for pk in current}
+    rows = (
+        Job.objects.filter(task_id__in=list(current), status__in=JobStatus.values)
+        .values_list("task_id", "status")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    for task_id, status, n in rows:
+        found[task_id][status] = n
     now = timezone.now()
-    for row in rows:
-        status = derive_task_status({name: 1 for name in probes if row[name]})
-        if status != current[row["pk"]]:
-            Task.objects.filter(pk=row["pk"]).update(status=status, updated_at=now)
+    for pk, (old_status, old_counts) in current.items():
+        counts = [found[pk].get(status, 0) for status in JobStatus]
+        status = derive_task_status(found[pk])
+        if counts != old_counts or status != old_status:
+            changes: dict[str, Any] = dict(zip(_COUNTERS, counts, strict=True))
+            if status != old_status:
+                changes |= {"status": status, "updated_at": now}
+            Task.objects.filter(pk=pk).update(**changes)
+
+
+_COUNTERS = [TASK_COUNTER[status] for status in JobStatus]
 
 
 def delete_job_rows(ids: list[str]) -> None:

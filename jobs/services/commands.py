@@ -1,8 +1,7 @@
 """The operators' commands on one job (retry, trigger, resolve, update, delete, cancel) and
 delete by search. Each is one transaction: lock the row, check the state table, write with
-update_fields, audit, refresh the task's status, and send broker messages after commit. Rows
-are locked in a fixed order (jobs by id, then their tasks by id) so two commands never
-deadlock."""
+update_fields, audit, move the task's counters, and send broker messages after commit. Rows are
+locked in a fixed order (jobs by id, then their tasks by id) so two commands never deadlock."""
 
 from __future__ import annotations
 
@@ -97,7 +96,7 @@ def _queue_now(
         reason=note,
         data=data,
     )
-    _rows.refresh_task_statuses([job.task_id])
+    _rows.task_job_moved(job.task_id, from_status, job.status, now=now)
     enqueue_on_commit([job.pk], ahead=ahead)
 
 
@@ -127,7 +126,7 @@ def job_resolve(*, job_id: str, actor: Actor, code: str, note: str) -> Job:
             reason=note,
             data={"code": code},
         )
-        _rows.refresh_task_statuses([job.task_id])
+        _rows.task_job_moved(job.task_id, from_status, job.status, now=now)
     return job
 
 
@@ -198,7 +197,7 @@ def job_update(*, job_id: str, actor: Actor, changes: Mapping[str, Any]) -> Job:
                 }
             },
         )
-        _rows.refresh_task_statuses([job.task_id])
+        _rows.task_job_moved(job.task_id, from_status, job.status, now=now)
     return job
 
 
@@ -216,7 +215,7 @@ def job_delete(*, job_id: str, actor: Actor) -> None:
             data={"action": job.action, "attempt_count": job.attempt_count},
         )
         _rows.delete_job_rows([job.pk])
-        _rows.refresh_task_statuses([job.task_id])
+        _rows.task_job_moved(job.task_id, job.status, None, now=timezone.now())
 
 
 SEARCH_DELETE_BATCH = 10_000

@@ -153,7 +153,7 @@ def task_create(*, account: Account, kind: str, params: dict[str, Any], actor: A
             data={"kind": kind, "jobs": len(specs)},
         )
         jobs_create(account=account, specs=specs, actor=actor, task=task, task_event=event)
-        task.refresh_from_db(fields=["status", "updated_at"])
+        task.refresh_from_db()
     return task
 
 

@@ -136,7 +136,7 @@ def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
             data={"attempt": run.number, "worker": worker},
             now=now,
         )
-        _rows.refresh_task_statuses([run.task_id])
+        _rows.task_job_moved(run.task_id, JobStatus.QUEUED, JobStatus.RUNNING, now=now)
     return run
 
 
@@ -204,44 +204,35 @@ def _succeed(*, job_id: str, attempt: int, result: dict[str, Any] | None) -> boo
         "result": stored_result,
         "now": now,
     }
-    postgresql = connection.vendor == "postgresql"
-    # A job without a task needs nothing beyond the statement, which commits on its own; a
-    # task's status must be derived in the same transaction, below.
-    if (
-        postgresql
-        and not connection.in_atomic_block
-        and sql.SUCCEED_TASKLESS_POSTGRESQL.first_row(params) is not None
-    ):
-        return True
+    if connection.vendor == "postgresql":
+        # One statement that commits on its own: the job, its attempt, its audit event and its
+        # task's counters (jobs.sql).
+        return sql.SUCCEED_POSTGRESQL.first_row(params) is not None
     with transaction.atomic():
-        if postgresql:
-            row = sql.SUCCEED_POSTGRESQL.first_row(params)
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.SUCCEED_UPDATE, params)
-                row = cursor.fetchone()
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SUCCEED_UPDATE, params)
+            row = cursor.fetchone()
         if row is None:
             return False
         account_id, task_id, started_at = row[:3]
-        if not postgresql:
-            duration = now - _rows.as_datetime(started_at)
-            JobAttempt.objects.filter(job_id=job_id, number=attempt).update(
-                finished_at=now,
-                duration_ms=max(0, int(duration.total_seconds() * 1000)),
-                outcome=AttemptOutcome.SUCCEEDED,
-            )
-            audit(
-                actor=SYSTEM_WORKER,
-                command=AuditCommand.SUCCEED,
-                account_id=account_id,
-                job_id=job_id,
-                task_id=task_id,
-                from_status=JobStatus.RUNNING,
-                to_status=JobStatus.SUCCEEDED,
-                data={"attempt": attempt},
-                now=now,
-            )
-        _rows.refresh_task_statuses([task_id])
+        duration = now - _rows.as_datetime(started_at)
+        JobAttempt.objects.filter(job_id=job_id, number=attempt).update(
+            finished_at=now,
+            duration_ms=max(0, int(duration.total_seconds() * 1000)),
+            outcome=AttemptOutcome.SUCCEEDED,
+        )
+        audit(
+            actor=SYSTEM_WORKER,
+            command=AuditCommand.SUCCEED,
+            account_id=account_id,
+            job_id=job_id,
+            task_id=task_id,
+            from_status=JobStatus.RUNNING,
+            to_status=JobStatus.SUCCEEDED,
+            data={"attempt": attempt},
+            now=now,
+        )
+        _rows.task_job_moved(task_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, now=now)
     return True
 
 
@@ -346,7 +337,7 @@ def _fail(
             },
             now=now,
         )
-        _rows.refresh_task_statuses([job.task_id])
+        _rows.task_job_moved(job.task_id, JobStatus.RUNNING, job.status, now=now)
     return job
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from core.models import AuditEvent
+from jobs import services
 from jobs.models import Job, ProviderEvent, Task
 from jobs.states import JobStatus as S
 from tests.api.conftest import error_of
@@ -99,8 +100,9 @@ def test_task_create_list_and_show_with_derived_status(api, keys, account):
     assert response.status_code == 201, response.content
     task = response.json()
     assert task["status"] == "pending" and task["job_counts"] == {"queued": 3}
-    Job.objects.filter(task_id=task["id"]).update(status=S.SUCCEEDED)
-    Task.objects.filter(pk=task["id"]).update(status="succeeded")
+    for job_id in Job.objects.filter(task_id=task["id"]).values_list("pk", flat=True):
+        run = services.job_claim(job_id=job_id, worker="w")
+        services.job_succeed(job_id=job_id, attempt=run.number, result=None)
     shown = api.get(f"/api/tasks/{task['id']}", key=keys.a).json()
     assert shown["job_counts"] == {"succeeded": 3} and shown["status"] == "succeeded"
     listed = api.get(f"/api/accounts/{account.pk}/tasks", key=keys.a).json()

@@ -252,3 +252,27 @@ def test_two_clusters_share_one_database_without_concurrent_double_runs(
     # Every execution is an attempt on record: a duplicate run is visible, never silent.
     assert sum(runs.values()) == JobAttempt.objects.filter(job_id__in=ids).count()
     assert len(workers) >= 3, "both clusters took part"
+
+
+@pytest.mark.parametrize("broker", ["orm", "redis"], indirect=True)
+def test_a_task_run_by_two_workers_ends_succeeded_with_exact_counts(
+    execution: Execution, account
+) -> None:
+    """Two workers close jobs of one task at the same moments, again and again: the last one
+    to commit leaves the task succeeded, and its counters say what its jobs are."""
+    from jobs.models import Task
+    from jobs.states import TaskStatus
+
+    execution.cluster(workers=2)
+    task = services.task_create(
+        account=account, kind="noop_batch", params={"count": 400}, actor=ACTOR
+    )
+    ids = list(task.jobs.values_list("pk", flat=True))
+
+    execution.wait(lambda: all_terminal(ids), timeout=120, what="every job of the task to finish")
+
+    assert status_counts(ids) == Counter({S.SUCCEEDED: 400})
+    task = Task.objects.get(pk=task.pk)
+    assert (task.status, task.job_counts()) == (TaskStatus.SUCCEEDED, {S.SUCCEEDED: 400})
+    workers = set(JobAttempt.objects.filter(job_id__in=ids).values_list("worker", flat=True))
+    assert len(workers) == 2, workers  # both workers took part

@@ -56,7 +56,6 @@ def _literal(status: str) -> str:
         (sql.CLAIM_SQL_POSTGRESQL, AuditCommand.CLAIM),
         (sql.CLAIM_UPDATE, AuditCommand.CLAIM),
         (sql.SUCCEED_SQL_POSTGRESQL, AuditCommand.SUCCEED),
-        (sql.SUCCEED_TASKLESS_SQL_POSTGRESQL, AuditCommand.SUCCEED),
         (sql.SUCCEED_UPDATE, AuditCommand.SUCCEED),
     ],
 )

@@ -170,7 +170,6 @@ def test_claim_and_success_use_the_primary_key_even_when_statistics_say_nothing_
     statements = {
         "claim": job_sql.CLAIM_SQL_POSTGRESQL,
         "succeed": job_sql.SUCCEED_SQL_POSTGRESQL,
-        "succeed without task": job_sql.SUCCEED_TASKLESS_SQL_POSTGRESQL,
     }
     for name, sql in statements.items():
         with connection.cursor() as cursor:
