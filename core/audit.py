@@ -34,6 +34,10 @@ class AuditCommand(models.TextChoices):
     FAIL = "fail", "fail"
     STALL = "stall", "stall"
     RESCHEDULE = "reschedule", "reschedule"
+    # Per-account concurrency limits (jobs.services.limits): a queued job over its limit waits
+    # (hold), and is queued again when a slot frees (release).
+    HOLD = "hold", "hold"
+    RELEASE = "release", "release"
     # A job whose row could not be read or processed, taken out of the way (failed).
     QUARANTINE = "quarantine", "quarantine"
     # Accounts and API keys.

@@ -4,6 +4,7 @@ the public services from here (`from jobs import services`).
 - creation: jobs, tasks and provider events;
 - commands: the operators' commands, one job at a time or by search;
 - execution: a worker's claim, heartbeat, success and failure;
+- limits: per-account concurrency limits (the slot a claim takes, holding and releasing);
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
@@ -30,6 +31,12 @@ from jobs.services.execution import (
     job_heartbeat,
     job_succeed,
 )
+from jobs.services.limits import (
+    account_limit_set,
+    jobs_release_waiting,
+    jobs_release_waiting_all,
+    limits_of_account,
+)
 from jobs.services.maintenance import (
     jobs_dispatch_due,
     jobs_requeue_unclaimed,
@@ -39,6 +46,10 @@ from jobs.services.quarantine import JobQuarantined, job_quarantine
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
+    "account_limit_set",
+    "jobs_release_waiting",
+    "jobs_release_waiting_all",
+    "limits_of_account",
     "ClaimedRun",
     "JobQuarantined",
     "job_claim",

@@ -50,6 +50,8 @@ class Command(BaseCommand):
                 if time.monotonic() >= next_sweep:
                     services.jobs_sweep_lost()
                     services.jobs_requeue_unclaimed()
+                    # Jobs held by a concurrency limit whose slot freed without a release.
+                    services.jobs_release_waiting_all()
                     next_sweep = time.monotonic() + settings.JOBS_SWEEP_INTERVAL
                 backoff = 0.0
             except Exception as exc:
