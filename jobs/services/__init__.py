@@ -46,12 +46,9 @@ from jobs.services.quarantine import JobQuarantined, job_quarantine
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
-    "account_limit_set",
-    "jobs_release_waiting",
-    "jobs_release_waiting_all",
-    "limits_of_account",
     "ClaimedRun",
     "JobQuarantined",
+    "account_limit_set",
     "job_claim",
     "job_command",
     "job_create",
@@ -66,9 +63,12 @@ __all__ = [
     "job_update",
     "jobs_create",
     "jobs_dispatch_due",
+    "jobs_release_waiting",
+    "jobs_release_waiting_all",
     "jobs_requeue_unclaimed",
     "jobs_search_delete",
     "jobs_sweep_lost",
+    "limits_of_account",
     "provider_event_ingest",
     "task_create",
 ]
