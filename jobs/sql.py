@@ -241,6 +241,43 @@ SELECT status, worker, started_at, account_id, action FROM {_JOB} WHERE id = %(j
 LIMIT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 
 
+# --- the fair ORM broker (jobs.execution.broker.OrderedORM) -----------------------------------
+
+
+# django-q2's queue table. Each account has its own line in it (key "<queue>:<account>"); the
+# queue's own key is the lane ahead of the lines (trigger; and messages of no known account).
+# One round trip finds what the broker takes next: the head of the lane, else the head of the
+# line of the first account after the one this broker served last (%(cursor)s), else, wrapping
+# around, of the first account. Each part is one probe of the index jobs_ormq_line (key, lock,
+# id), whatever the lengths of the lines: a flood in one account's line costs the others
+# nothing. Not the ORM: three limited subqueries in one statement.
+def _ormq_table() -> str:
+    from django_q.models import OrmQ
+
+    return str(OrmQ._meta.db_table)
+
+
+_ORMQ = _ormq_table()
+_ORMQ_NEXT = f"""
+SELECT id, key, lock, payload FROM {_ORMQ}
+WHERE key {{where}} AND key LIKE %(prefix)s ESCAPE '\\' AND lock < %(now)s
+ORDER BY key, lock, id LIMIT 1
+"""
+ORMQ_FAIR_DEQUEUE = f"""
+SELECT 0 AS part, id, key, lock, payload FROM (
+    SELECT id, key, lock, payload FROM {_ORMQ}
+    WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(bulk)s
+) AS lane
+UNION ALL
+SELECT 1, id, key, lock, payload FROM ({_ORMQ_NEXT.format(where="> %(cursor)s")}) AS next_line
+UNION ALL
+SELECT 2, id, key, lock, payload FROM ({_ORMQ_NEXT.format(where="<= %(cursor)s")}) AS first_line
+"""
+# Take one message found above: a compare-and-set on the lock it was read with, so two
+# clusters never take the same message (as django-q2's own ORM broker does it).
+ORMQ_TAKE = f"UPDATE {_ORMQ} SET lock = %(until)s WHERE id = %(id)s AND lock = %(lock)s"
+
+
 # --- set-based deletes ------------------------------------------------------------------------
 # A batch of job ids goes in as one text parameter: comma-separated on PostgreSQL (ids never
 # hold a comma), a JSON list on SQLite. For a batch of 10,000 ids, building, binding and parsing

@@ -79,3 +79,42 @@ def test_on_the_orm_broker_a_message_a_dead_cluster_held_comes_back_in_order(
     OrmQ.objects.filter(pk=message_id).update(lock=timezone.now() - timedelta(hours=1))
 
     assert next_job_ids(3) == [first, second, third]
+
+
+def test_accounts_take_turns_so_a_flood_does_not_starve_the_others(
+    any_broker, actor, django_capture_on_commit_callbacks
+):
+    """Fair share: one cluster's broker takes the heads of the accounts' lines in turn; the
+    lane ahead stays ahead of every line."""
+    from django_q.signing import SignedPackage
+
+    from tests.factories import AccountFactory
+
+    flood, small, single = AccountFactory(), AccountFactory(), AccountFactory()
+    a = create_queued(flood, actor, django_capture_on_commit_callbacks, 5)
+    b = create_queued(small, actor, django_capture_on_commit_callbacks, 2)
+    c = create_queued(single, actor, django_capture_on_commit_callbacks, 1)
+    triggered = a[4]
+    trigger(triggered, actor, django_capture_on_commit_callbacks)
+    queue = get_broker()  # one cluster's broker: it remembers whose turn it is
+
+    def take(count: int) -> list[str]:
+        return [SignedPackage.loads(queue.dequeue()[0][1])["args"][0] for _ in range(count)]
+
+    taken = take(9)
+    assert taken[0] == triggered
+    # Round robin over the accounts with messages: A, B, C, A, B, A, A, A (A's triggered job
+    # came first, its own message in the line is a duplicate the claim ignores).
+    assert taken[1:] == [a[0], b[0], c[0], a[1], b[1], a[2], a[3], a[4]]
+    assert not queue.dequeue()
+    assert queue.queue_size() == 0
+
+
+def test_a_message_of_a_job_no_longer_stored_still_goes_out(
+    any_broker, account, actor, django_capture_on_commit_callbacks, next_job_ids
+):
+    """A message whose job is gone (deleted before its message was sent) is sent anyway, on
+    the lane: the broker never drops one (the claim finds nothing and does nothing)."""
+    broker.enqueue(["job_01J00000000000000000000000"])
+
+    assert next_job_ids(1) == ["job_01J00000000000000000000000"]
