@@ -17,6 +17,7 @@ from core.views import favicon
 from jobs.api import (
     AccountJobsViewSet,
     AuditEventViewSet,
+    ConcurrencyLimitViewSet,
     JobViewSet,
     ProviderEventViewSet,
     TaskViewSet,
@@ -46,6 +47,14 @@ api = [
     path(
         "accounts/<str:account_id>/tasks",
         TaskViewSet.as_view({"get": "list", "post": "create"}),
+    ),
+    path(
+        "accounts/<str:account_id>/concurrency-limits",
+        ConcurrencyLimitViewSet.as_view({"get": "list"}),
+    ),
+    path(
+        "accounts/<str:account_id>/concurrency-limits/<str:action>",
+        ConcurrencyLimitViewSet.as_view({"put": "update"}),
     ),
     path(
         "accounts/<str:account_id>/provider-events",
