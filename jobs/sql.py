@@ -246,11 +246,13 @@ LIMIT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
 
 # django-q2's queue table. Each account has its own line in it (key "<queue>:<account>"); the
 # queue's own key is the lane ahead of the lines (trigger; and messages of no known account).
-# One round trip finds what the broker takes next: the head of the lane, else the head of the
-# line of the first account after the one this broker served last (%(cursor)s), else, wrapping
-# around, of the first account. Each part is one probe of the index jobs_ormq_line (key, lock,
-# id), whatever the lengths of the lines: a flood in one account's line costs the others
-# nothing. Not the ORM: three limited subqueries in one statement.
+# One round trip finds what the broker takes next: the head of the lane, else the heads of
+# the lines from the first account after the one this broker served last (%(cursor)s) on, else,
+# wrapping around, from the first account on: up to %(batch)s messages each, in line order.
+# Each part is one range scan of the index jobs_ormq_line (key, lock, id), whatever the lengths
+# of the lines: a flood in one account's line costs the others nothing. Every account key sorts
+# after the lane's key (it extends it), in any collation. Not the ORM: three limited subqueries
+# in one statement.
 def _ormq_table() -> str:
     from django_q.models import OrmQ
 
@@ -261,21 +263,30 @@ _ORMQ = _ormq_table()
 _ORMQ_NEXT = f"""
 SELECT id, key, lock, payload FROM {_ORMQ}
 WHERE key {{where}} AND key LIKE %(prefix)s ESCAPE '\\' AND lock < %(now)s
-ORDER BY key, lock, id LIMIT 1
+ORDER BY key, lock, id LIMIT %(batch)s
 """
 ORMQ_FAIR_DEQUEUE = f"""
 SELECT 0 AS part, id, key, lock, payload FROM (
     SELECT id, key, lock, payload FROM {_ORMQ}
-    WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(bulk)s
+    WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(batch)s
 ) AS lane
 UNION ALL
 SELECT 1, id, key, lock, payload FROM ({_ORMQ_NEXT.format(where="> %(cursor)s")}) AS next_line
 UNION ALL
-SELECT 2, id, key, lock, payload FROM ({_ORMQ_NEXT.format(where="<= %(cursor)s")}) AS first_line
+SELECT 2, id, key, lock, payload FROM (
+    {_ORMQ_NEXT.format(where="> %(lane)s AND key <= %(cursor)s")}
+) AS first_line
 """
-# Take one message found above: a compare-and-set on the lock it was read with, so two
-# clusters never take the same message (as django-q2's own ORM broker does it).
-ORMQ_TAKE = f"UPDATE {_ORMQ} SET lock = %(until)s WHERE id = %(id)s AND lock = %(lock)s"
+
+
+def ormq_take(count: int) -> str:
+    """Take the `count` messages found above (%(id0)s, ...) that nobody took since: a
+    compare-and-set on their lock (a message another cluster took is held until a time to come,
+    so it no longer matches), as django-q2's own ORM broker does it, one statement for all."""
+    ids = ", ".join(f"%(id{n})s" for n in range(count))
+    return (
+        f"UPDATE {_ORMQ} SET lock = %(until)s WHERE id IN ({ids}) AND lock < %(now)s RETURNING id"
+    )
 
 
 # --- set-based deletes ------------------------------------------------------------------------

@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 WORKER_ENTRY = "jobs.execution.worker.run_job"
 BATCH_SIZE = 1000
+# Messages the ORM broker takes per read, in turn across the accounts' lines: one read and one
+# compare-and-set for all of them, so the read's cost (a statement of three parts) is shared;
+# an account with work waits behind at most this many messages per other account with work.
+FAIR_BATCH = 10
 # The lane ahead of the line on the ORM broker: messages visible since the epoch.
 AHEAD_OF_THE_LINE = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -71,13 +75,14 @@ class OrderedORM(ORM):
 
         lane = self.list_key or Conf.CLUSTER_NAME
         db = connections[Conf.ORM or DEFAULT_DB_ALIAS]
-        now = timezone.now()
+        now = db.ops.adapt_datetimefield_value(timezone.now())
+        batch = max(Conf.BULK, FAIR_BATCH)
         params = {
             "lane": lane,
             "prefix": _like_prefix(f"{lane}:"),
-            "cursor": self._cursor,
-            "now": db.ops.adapt_datetimefield_value(now),
-            "bulk": Conf.BULK,
+            "cursor": self._cursor or lane,
+            "now": now,
+            "batch": batch,
         }
         with db.cursor() as cursor:
             cursor.execute(sql.ORMQ_FAIR_DEQUEUE, params)
@@ -85,21 +90,20 @@ class OrderedORM(ORM):
         if not rows:
             sleep(Conf.POLL)  # empty queue: spare the CPU, as ORM.dequeue does
             return None
-        lane_rows = [row for row in rows if row[0] == 0]
-        # The lane's messages, or the next account's head (else the first account's).
-        chosen = lane_rows or [min(rows, key=lambda row: row[0])]
+        # The lane's messages, or the lines' in turn from the next account on.
+        chosen = [row for row in rows if row[0] == 0] or rows
+        chosen = chosen[:batch]
         until = db.ops.adapt_datetimefield_value(timezone.now() + timedelta(seconds=Conf.RETRY))
-        taken = []
+        take = {f"id{n}": row[1] for n, row in enumerate(chosen)}
         with db.cursor() as cursor:
-            for _, pk, key, lock, payload in chosen:
-                # A compare-and-set on the lock it was read with: two clusters never take
-                # the same message; the one that loses asks again at once.
-                cursor.execute(sql.ORMQ_TAKE, {"until": until, "id": pk, "lock": lock})
-                if cursor.rowcount:
-                    taken.append((pk, payload))
-                if key != lane:
-                    self._cursor = key
-        return taken
+            cursor.execute(sql.ormq_take(len(chosen)), {**take, "until": until, "now": now})
+            taken = {row[0] for row in cursor.fetchall()}
+        lines = [row[2] for row in chosen if row[2] != lane]
+        if lines:
+            self._cursor = lines[-1]
+        # In line order; a message another cluster took first is left to it (asked again at
+        # once by django-q2's pusher).
+        return [(row[1], row[4]) for row in chosen if row[1] in taken]
 
     def queue_size(self) -> int:
         return self._lines().filter(lock__lte=timezone.now()).count()

@@ -1,4 +1,4 @@
-"""Benchmarks: `python3 dev.py bench [api|execution|admin|imap|all] [options]`.
+"""Benchmarks: `python3 dev.py bench [api|execution|admin|imap|fairness|scaleout|all] [options]`.
 
 Each reports its figures beside a baseline measured in the same run (raw SQL, raw django-q2,
 a bare imaplib loop), as ratios. They are not tests: nothing here asserts a time.
@@ -15,6 +15,9 @@ SUITES = {
     "execution": "tests.bench.bench_execution",
     "admin": "tests.bench.bench_admin",
     "imap": "tests.bench.bench_imap",
+    # module:function when a module holds more than one suite.
+    "fairness": "tests.bench.bench_fairness:fairness",
+    "scaleout": "tests.bench.bench_fairness:scaleout",
 }
 
 
@@ -31,8 +34,9 @@ def main(argv: list[str]) -> int:
     status = 0
     for suite in SUITES if name == "all" else [name]:
         print(f"\n=== bench {suite}", flush=True)
-        module = importlib.import_module(SUITES[suite])
-        status |= module.main(argv[1:])
+        module_name, _, function = SUITES[suite].partition(":")
+        module = importlib.import_module(module_name)
+        status |= getattr(module, function or "main")(argv[1:])
     return status
 
 
