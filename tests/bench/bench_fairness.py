@@ -200,20 +200,20 @@ def fairness(argv: list[str]) -> int:
         try:
             with _clusters(broker, 1, args.redis_url, workdir):
                 warm = _create(small, "noop", 50)
-                _wait(lambda: _pending(small) == 0, "the warm-up")
+                _wait(lambda small=small: _pending(small) == 0, "the warm-up")
                 Job.objects.filter(pk__in=warm).delete()
                 started = time.perf_counter()
                 _create(flood, "noop", args.flood)
                 created_in = time.perf_counter() - started
                 b = _create(small, "noop", args.small)
                 _wait(
-                    lambda: Job.objects.filter(pk__in=b, started_at__isnull=True).count() == 0,
+                    lambda b=b: Job.objects.filter(pk__in=b, started_at__isnull=True).count() == 0,
                     "B's jobs to start",
                 )
                 a_waiting = Job.objects.filter(account=flood, status="queued").count()
                 rows = Job.objects.filter(pk__in=b).values_list("created_at", "started_at")
                 latency = [(s - c).total_seconds() for c, s in rows]
-                _wait(lambda: _pending(flood) == 0, "the flood to drain", timeout=3600)
+                _wait(lambda f=flood: _pending(f) == 0, "the flood to drain", timeout=3600)
                 flood_rate = args.flood / (time.perf_counter() - started)
             verdict = "ok" if _percentile(latency, 0.99) < 1.0 else "ABOVE TARGET"
             print(
@@ -288,19 +288,19 @@ def scaleout(argv: list[str]) -> int:
             try:
                 with _clusters(broker, count, args.redis_url, workdir):
                     warm = _create(account, "noop", 20 * count)
-                    _wait(lambda: _pending(account) == 0, "the warm-up")
+                    _wait(lambda a=account: _pending(a) == 0, "the warm-up")
                     Job.objects.filter(pk__in=warm).delete()
                     groups = {proc.pid for proc in _clusters.procs}  # type: ignore[attr-defined]
                     busy0, total0 = _cpu_ticks()
-                    ours0 = _ticks_of(lambda pid, comm, pgid: pgid in groups)
+                    ours0 = _ticks_of(lambda pid, comm, pgid, g=groups: pgid in g)
                     pg0 = _ticks_of(lambda pid, comm, pgid: comm.startswith("postgres"))
                     redis0 = _ticks_of(lambda pid, comm, pgid: comm.startswith("redis"))
                     started = time.perf_counter()
                     ids = _create(account, "test_record", args.jobs, dir=str(runs))
-                    _wait(lambda: _pending(account) == 0, f"{args.jobs} jobs")
+                    _wait(lambda a=account: _pending(a) == 0, f"{args.jobs} jobs")
                     elapsed = time.perf_counter() - started
                     busy1, total1 = _cpu_ticks()
-                    ours = _ticks_of(lambda pid, comm, pgid: pgid in groups) - ours0
+                    ours = _ticks_of(lambda pid, comm, pgid, g=groups: pgid in g) - ours0
                     pg = _ticks_of(lambda pid, comm, pgid: comm.startswith("postgres")) - pg0
                     rds = _ticks_of(lambda pid, comm, pgid: comm.startswith("redis")) - redis0
                 lines = (runs / "runs.log").read_text().split("\n")
