@@ -139,6 +139,11 @@ def job_update(*, job_id: str, actor: Actor, changes: Mapping[str, Any]) -> Job:
         for name, value in cleaned.items():
             setattr(job, name, value)
         fields = list(cleaned)
+        if "run_at" in cleaned and job.wait_reason:
+            # A new time for a job held by its concurrency limit: it waits for that time now
+            # (the dispatcher), and its claim asks for a slot again.
+            job.wait_reason = ""
+            fields.append("wait_reason")
         if "run_at" in cleaned and job.status == JobStatus.QUEUED and job.run_at > now:
             fields += _rows.move_to(job, JobStatus.SCHEDULED, now=now)
         _rows.save(job, fields, now=now)

@@ -140,9 +140,14 @@ def jobs_release_waiting(*, account_id: str, action: str, now: datetime | None =
             return []
         held = list(
             Job.objects.filter(
-                WAITING_SLOT_Q, account_id=account_id, action=action, status=JobStatus.SCHEDULED
+                WAITING_SLOT_Q,
+                account_id=account_id,
+                action=action,
+                status=JobStatus.SCHEDULED,
+                # A paused account's jobs stay scheduled, as the dispatcher leaves them.
+                account__paused_at__isnull=True,
             )
-            .select_for_update(skip_locked=True, no_key=True)
+            .select_for_update(skip_locked=True, no_key=True, of=("self",))
             .order_by("-priority", "run_at", "pk")
             .only("pk", "account_id", "task_id")[:free]
         )

@@ -198,3 +198,28 @@ def test_a_held_job_can_be_triggered_resolved_or_updated(make_job, actor, captur
         job.refresh_from_db()
         assert job.wait_reason == ""
     assert [job.status for job in jobs] == [S.QUEUED, S.RESOLVED]
+
+
+def test_a_paused_accounts_held_jobs_stay_until_it_resumes(make_job, account, actor, capture):
+    from accounts import services as account_services
+
+    running = make_job(status=S.RUNNING, action=SYNC)
+    waiting = make_job(status=S.QUEUED, action=SYNC)
+    with capture():
+        assert claim(waiting) is None
+        Job.objects.filter(pk=running.pk).update(status=S.SUCCEEDED)
+        account_services.account_pause(account_id=account.pk, actor=actor, reason="outage")
+        assert services.jobs_release_waiting_all() == []
+        account_services.account_resume(account_id=account.pk, actor=actor, reason="")
+        assert services.jobs_release_waiting_all() == [waiting.pk]
+
+
+def test_a_new_run_at_for_a_held_job_makes_it_wait_for_that_time(make_job, actor, capture):
+    make_job(status=S.RUNNING, action=SYNC)
+    waiting = make_job(status=S.QUEUED, action=SYNC)
+    later = timezone.now() + timedelta(hours=1)
+    with capture():
+        assert claim(waiting) is None
+        services.job_update(job_id=waiting.pk, actor=actor, changes={"run_at": later})
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.wait_reason, waiting.run_at) == (S.SCHEDULED, "", later)
