@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from accounts.models import Account, ApiKey
 from core.models import AuditEvent, IdempotencyRecord
-from jobs.models import Job, JobAttempt, ProviderEvent, Task
+from jobs.models import ConcurrencyLimit, Job, JobAttempt, ProviderEvent, Task
 from jobs.states import JobStatus
 from tests.api.conftest import error_of
 from tests.factories import JobFactory, TaskFactory
@@ -191,13 +191,14 @@ VALID_BODIES: dict[str, dict] = {
     "jobs_retry": {"note": "again"},
     "jobs_resolve": {"code": "ignored", "note": "checked"},
     "jobs_trigger": {"force": False},
+    "concurrency_limits_set": {"limit": 2},
 }
 VALID_QUERIES: dict[str, dict[str, str]] = {"jobs_list": {"status": "failed"}}
 
 
 def test_every_operation_and_field_is_covered():
     operations = {target.operation for target in TARGETS}
-    assert len(operations) == 21, sorted(operations)
+    assert len(operations) == 23, sorted(operations)
     with_body = {t.operation for t in TARGETS if t.location == "whole"}
     assert with_body == set(VALID_BODIES), with_body ^ set(VALID_BODIES)
     assert len(TARGETS) > 120
@@ -244,6 +245,7 @@ _TABLES = {
     ProviderEvent: (),
     JobAttempt: (),
     IdempotencyRecord: (),
+    ConcurrencyLimit: (),
 }
 
 
@@ -284,7 +286,13 @@ def world(keys, account):
     event = ProviderEvent.objects.create(
         account=account, provider="imap", type="mailbox.changed", external_id="seen"
     )
-    return {"account_id": account.pk, "task_id": task.pk, "event_id": event.pk, "key": keys.op}
+    return {
+        "account_id": account.pk,
+        "task_id": task.pk,
+        "event_id": event.pk,
+        "action": "imap_sync_messages",
+        "key": keys.op,
+    }
 
 
 def _ids(target: Target, world: dict) -> dict:
