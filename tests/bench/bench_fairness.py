@@ -5,7 +5,8 @@
 fairness: one cluster (2 workers) as deployed; account A's flood of `--flood` noop jobs is
 created and queued (the cluster starts on it at once), then account B's `--small` noop jobs in
 one batch. Reports B's created->started latency (p50, p99, max), and how many of A's jobs were
-still waiting when B's last one started. Target: B's p99 < 1 s.
+still waiting when B's last one started (the rest of the flood is then removed, not run).
+Target: B's p99 < 1 s.
 
 scaleout: for 1, 2 and 3 clusters of 2 workers on one database, `--jobs` jobs of the
 recording action tests.execution.actions.test_record (one O_APPEND line per run, and an
@@ -213,15 +214,16 @@ def fairness(argv: list[str]) -> int:
                 a_waiting = Job.objects.filter(account=flood, status="queued").count()
                 rows = Job.objects.filter(pk__in=b).values_list("created_at", "started_at")
                 latency = [(s - c).total_seconds() for c, s in rows]
-                _wait(lambda f=flood: _pending(f) == 0, "the flood to drain", timeout=3600)
-                flood_rate = args.flood / (time.perf_counter() - started)
+                # The rest of the flood is not waited for: its jobs and messages are removed.
+                done = Job.objects.filter(account=flood, status="succeeded").count()
+                flood_rate = done / (time.perf_counter() - started)
             verdict = "ok" if _percentile(latency, 0.99) < 1.0 else "ABOVE TARGET"
             print(
                 f"{broker:>5}: B's {args.small} jobs created->started p50 "
                 f"{statistics.median(latency) * 1000:.0f} ms, p99 "
                 f"{_percentile(latency, 0.99) * 1000:.0f} ms, max {max(latency) * 1000:.0f} ms "
                 f"(target p99 < 1000 ms) {verdict}; {a_waiting:,} of A's jobs still queued when "
-                f"B's last started; A's flood created in {created_in:.1f} s, drained at "
+                f"B's last started; A's flood created in {created_in:.1f} s, run meanwhile at "
                 f"{flood_rate:.0f} jobs/s",
                 flush=True,
             )
