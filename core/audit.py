@@ -47,6 +47,10 @@ class AuditCommand(models.TextChoices):
     # the run was lost.
     STOP = "stop", "stop"
     STOP_LOST = "stop_lost", "stop_lost"
+    # Per-account concurrency limits (jobs.services.limits): a queued job over its limit waits
+    # (hold), and is queued again when a slot frees (release).
+    HOLD = "hold", "hold"
+    RELEASE = "release", "release"
     # A job whose row could not be read or processed, taken out of the way (failed).
     QUARANTINE = "quarantine", "quarantine"
     # Accounts and API keys.

@@ -3,6 +3,7 @@ outside it), check the body's shape, call the service, render the result."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,12 +36,14 @@ from core.api.views import (
     reject_unknown_params,
     validated,
 )
-from core.errors import ValidationFailed
+from core.errors import NotFound, ValidationFailed
 from jobs import selectors, services
+from jobs.execution.actions.registry import action_names
 from jobs.filters import MULTI_VALUED, JobFilter
 from jobs.models import Job
 from jobs.selectors import AUDIT_ID_FILTERS
 from jobs.serializers import (
+    ACTION_NAME,
     FILTER_VALUE_SCHEMAS,
     JOB_VALUES,
     AuditEventPageSerializer,
@@ -51,6 +54,9 @@ from jobs.serializers import (
     BulkOperationPageSerializer,
     BulkOperationSerializer,
     CancelInput,
+    ConcurrencyLimitInput,
+    ConcurrencyLimitListSerializer,
+    ConcurrencyLimitSerializer,
     JobPageSerializer,
     JobSearchDeleteInput,
     JobSearchInput,
@@ -722,3 +728,67 @@ def add_openapi_links(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
                 if found:
                     response["links"] = found
     return result
+
+
+ACTION_PARAM = OpenApiParameter(
+    "action",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="A registered action's name (an unknown one is a 404).",
+    pattern=ecma(ACTION_NAME),
+)
+
+
+class ConcurrencyLimitViewSet(viewsets.ViewSet):
+    """The per-account concurrency limits of an account: every action that has one, by its
+    policy or the account's own; operators set or clear the account's own."""
+
+    operator_actions = ("update",)
+    staff_permissions = {
+        "list": "accounts.view_account",
+        "update": "accounts.change_account",
+    }
+
+    @extend_schema(
+        operation_id="concurrency_limits_list",
+        summary="List an account's concurrency limits",
+        description="Each action that caps how many of the account's jobs run at once: the "
+        "limit in force, the action's policy (`default`) and the account's own (`own`). A job "
+        "over its limit waits (scheduled) without spending an attempt and starts when a slot "
+        "frees.",
+        parameters=[ACCOUNT_ID],
+        responses={200: ConcurrencyLimitListSerializer, **error_responses()},
+        tags=["accounts"],
+    )
+    def list(self, request: Request, account_id: str) -> Response:
+        account = account_selectors.account_get(principal(request), account_id)
+        reject_unknown_params(request)
+        limits = services.limits_of_account(account.pk)
+        return Response({"results": [{"action": name, **limit} for name, limit in limits.items()]})
+
+    @extend_schema(
+        operation_id="concurrency_limits_set",
+        summary="Set an account's concurrency limit for one action (operators)",
+        description="`limit` between 1 and 10,000, or null to go back to the action's policy. "
+        "Jobs waiting for a slot that the new limit frees are queued at once. 404 for an "
+        "action that is not registered.",
+        parameters=[ACCOUNT_ID, ACTION_PARAM],
+        request=ConcurrencyLimitInput,
+        responses={200: ConcurrencyLimitSerializer, **error_responses(body=True)},
+        tags=["accounts"],
+    )
+    def update(self, request: Request, account_id: str, action: str) -> Response:
+        account = account_selectors.account_get(principal(request), account_id)
+        if not re.match(ACTION_NAME, action) or action not in action_names():
+            raise NotFound(f"No action is registered as {action!r}.")
+        data = validated(ConcurrencyLimitInput, request)
+        services.account_limit_set(
+            account_id=account.pk,
+            action=action,
+            limit=data["limit"],
+            actor=principal(request).actor,
+        )
+        limit = services.limits_of_account(account.pk).get(
+            action, {"limit": None, "default": None, "own": None}
+        )
+        return Response(ConcurrencyLimitSerializer({"action": action, **limit}).data)

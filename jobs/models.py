@@ -13,9 +13,11 @@ from jobs.states import (
     QUEUED_Q,
     RUNNING_Q,
     TASK_COUNTER,
+    WAITING_SLOT_Q,
     BulkStatus,
     JobStatus,
     TaskStatus,
+    WaitReason,
 )
 
 
@@ -158,6 +160,10 @@ class Job(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.CharField(max_length=200, blank=True)
     cancel_note = models.TextField(blank=True)
+    # Per-account concurrency limits (jobs.services.limits): why a due scheduled job waits
+    # (held over its limit), and whether its next claim may go over the limit (a forced trigger).
+    wait_reason = models.CharField(max_length=32, choices=WaitReason.choices, blank=True)
+    ignore_limit = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -189,6 +195,13 @@ class Job(models.Model):
                 fields=["task", "status"],
                 name="job_task_status",
                 condition=models.Q(task__isnull=False),
+            ),
+            # The jobs held by a concurrency limit, released oldest first per account and
+            # action; empty (one probe) when no limit is reached, which is nearly always.
+            models.Index(
+                fields=["account", "action", "-priority", "run_at", "id"],
+                name="job_waiting_slot",
+                condition=WAITING_SLOT_Q,
             ),
             models.Index(
                 fields=["provider_event"],
@@ -337,3 +350,26 @@ class BulkOperationChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation_id} #{self.number}"
+
+
+class ConcurrencyLimit(models.Model):
+    """An account's own cap on how many jobs of one action run at once, overriding the
+    action's policy (ActionPolicy.per_account_limit; jobs.services.limits)."""
+
+    # Indexed by the unique constraint below.
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="concurrency_limits", db_index=False
+    )
+    action = models.CharField(max_length=100)
+    limit = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["account", "action"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "action"], name="concurrency_limit_unique"),
+            models.CheckConstraint(condition=models.Q(limit__gte=1), name="concurrency_limit_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.action} at most {self.limit}"

@@ -712,3 +712,39 @@ class BulkOperationPageSerializer(PageSerializer):
 
 class BulkCancelInput(StrictSerializer):
     note = StrictCharField(required=False, allow_blank=True, max_length=rules.MAX_NOTE)
+
+
+# --- per-account concurrency limits (jobs.services.limits) --------------------------------------
+
+# The most a limit may be: beyond any mailbox provider's cap on connections.
+MAX_CONCURRENCY_LIMIT = 10_000
+# An action's name as the registry spells it (the path parameter; an unknown one is a 404).
+ACTION_NAME = r"\A[a-z][a-z0-9_]{0,99}\Z"
+
+
+class ConcurrencyLimitSerializer(serializers.Serializer[Any]):
+    action = serializers.CharField(help_text="The action the limit applies to.")
+    limit = serializers.IntegerField(
+        allow_null=True,
+        help_text="At most this many of the account's jobs of the action run at once (null: "
+        "no limit).",
+    )
+    default = serializers.IntegerField(
+        allow_null=True, help_text="The action's policy (null: no limit)."
+    )
+    own = serializers.IntegerField(
+        allow_null=True, help_text="The account's own limit, overriding the policy (null: none)."
+    )
+
+
+class ConcurrencyLimitListSerializer(serializers.Serializer[Any]):
+    results = ConcurrencyLimitSerializer(many=True)
+
+
+class ConcurrencyLimitInput(StrictSerializer):
+    limit = StrictIntegerField(
+        min_value=1,
+        max_value=MAX_CONCURRENCY_LIMIT,
+        allow_null=True,
+        help_text="The account's own limit; null goes back to the action's policy.",
+    )

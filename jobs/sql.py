@@ -7,6 +7,8 @@ Who runs what:
 - the worker's claim and success (jobs.services.execution): CLAIM_*, OWN_CLAIM, SUCCEED_*;
 - a task's counters and status, moved by one job's transition (jobs.services._rows):
   task_job_moved (and task_counters_moved inside the claim and the success);
+- per-account concurrency limits (jobs.services.limits, and the claim of a limited job):
+  LIMIT_LOCK, CLAIM_FAILED_PROBE, CLAIM_LIMITED_*;
 - set-based deletes (jobs.services._rows.delete_job_rows): DELETE_*, UNLINK_PROVIDER_EVENTS;
 - the reports (jobs.reports): FAILING_ERROR_CODES, STATUS_FREQUENCIES;
 - a worker's connection (jobs.execution.worker): ASYNC_COMMIT;
@@ -25,7 +27,15 @@ from django.db.models import DateTimeField
 from core.audit import AuditCommand
 from core.db import HotStatement
 from core.models import AuditEvent
-from jobs.models import AttemptOutcome, BulkOperationChunk, Job, JobAttempt, ProviderEvent, Task
+from jobs.models import (
+    AttemptOutcome,
+    BulkOperationChunk,
+    ConcurrencyLimit,
+    Job,
+    JobAttempt,
+    ProviderEvent,
+    Task,
+)
 from jobs.states import (
     NEEDS_OPERATOR,
     SYSTEM_TRANSITIONS,
@@ -41,8 +51,9 @@ from jobs.states import (
 
 INTERNAL_ERROR = "internal_error"
 
-_JOB, _ATTEMPT, _TASK, _AUDIT, _EVENT = (
-    model._meta.db_table for model in (Job, JobAttempt, Task, AuditEvent, ProviderEvent)
+_JOB, _ATTEMPT, _TASK, _AUDIT, _EVENT, _LIMIT = (
+    model._meta.db_table
+    for model in (Job, JobAttempt, Task, AuditEvent, ProviderEvent, ConcurrencyLimit)
 )
 _WORKER = SYSTEM_TRANSITIONS[AuditCommand.CLAIM].actor
 
@@ -60,7 +71,8 @@ _CLAIM_UPDATE_TEMPLATE = """
 UPDATE {job_table}
 SET status = '{running}', attempt_count = attempt_count + 1, started_at = %(now)s,
     heartbeat_at = %(now)s, finished_at = NULL, worker = %(worker)s, updated_at = %(now)s
-WHERE id = %(job_id)s AND status {status_is} '{queued}'
+    {limited_set}
+WHERE id = %(job_id)s AND status {status_is} '{queued}' {unlimited}
 RETURNING account_id, task_id, action, payload, attempt_count, id
 """
 
@@ -182,6 +194,28 @@ def task_job_moved(source: JobStatus | None, target: JobStatus | None) -> str:
     return f"UPDATE {_TASK} SET {task_counters_moved(source, target)} WHERE id = %(task_id)s"
 
 
+# The hot claim takes only a job that no concurrency limit applies to (jobs.services.limits):
+# its action is not one whose policy sets a per-account limit (%(limited)s: their names,
+# comma-separated on PostgreSQL, a JSON list on SQLite; the registry is complete only once the
+# apps are loaded, after this module) and its account set no limit of its own for it (a probe
+# of the unique index of a table that is nearly always empty). Any other queued job is claimed
+# by CLAIM_LIMITED_*, in a transaction that counts the account's runs of the action first.
+_UNLIMITED = {
+    "postgresql": """AND action <> ALL(string_to_array(%(limited)s, ','))
+    AND NOT EXISTS (
+        SELECT FROM {limit_table} l
+        WHERE l.account_id = {job_table}.account_id AND l.action = {job_table}.action
+    )""",
+    "sqlite": """AND action NOT IN (SELECT value FROM json_each(%(limited)s))
+    AND NOT EXISTS (
+        SELECT 1 FROM {limit_table} l
+        WHERE l.account_id = {job_table}.account_id AND l.action = {job_table}.action
+    )""",
+}
+# The claim of a job a limit applies to, once its slot is counted: the same claim, which also
+# uses up a forced trigger's leave to go over the limit.
+_LIMITED_SET = ", ignore_limit = FALSE"
+
 # The code's own constants are written into the statements; only a job's values are sent as
 # parameters (each one costs the worker an adaptation on every run).
 _SQL_CONSTANTS = {
@@ -198,6 +232,7 @@ _SQL_CONSTANTS = {
     "attempt_table": _ATTEMPT,
     "task_table": _TASK,
     "audit_table": _AUDIT,
+    "limit_table": _LIMIT,
 }
 _SQL_CONSTANTS["audit_insert"] = _AUDIT_INSERT.format(**_SQL_CONSTANTS)
 _SQL_CONSTANTS["task_claimed"] = task_counters_moved(JobStatus.QUEUED, JobStatus.RUNNING)
@@ -219,11 +254,35 @@ def _statement(template: str, **parts: str) -> str:
 # reason the success closes its attempt by (job_id, number) given as parameters, not by a join
 # with the updated job, which the planner could turn into a hash join over every attempt.
 _STATUS_IS_POSTGRESQL = "IS NOT DISTINCT FROM"
-CLAIM_UPDATE = _statement(_CLAIM_UPDATE_TEMPLATE, status_is="=")
+CLAIM_UPDATE = _statement(
+    _CLAIM_UPDATE_TEMPLATE,
+    status_is="=",
+    limited_set="",
+    unlimited=_statement(_UNLIMITED["sqlite"]),
+)
 OWN_CLAIM = _statement(_OWN_CLAIM_TEMPLATE)
 CLAIM_SQL_POSTGRESQL = _statement(
     _CLAIM_TEMPLATE_POSTGRESQL,
-    claim_update=_statement(_CLAIM_UPDATE_TEMPLATE, status_is=_STATUS_IS_POSTGRESQL),
+    claim_update=_statement(
+        _CLAIM_UPDATE_TEMPLATE,
+        status_is=_STATUS_IS_POSTGRESQL,
+        limited_set="",
+        unlimited=_statement(_UNLIMITED["postgresql"]),
+    ),
+)
+# The claim of a job whose limit was checked (jobs.services.limits.claim_limited), inside its
+# transaction: no limit clause.
+CLAIM_LIMITED_UPDATE = _statement(
+    _CLAIM_UPDATE_TEMPLATE, status_is="=", limited_set=_LIMITED_SET, unlimited=""
+)
+CLAIM_LIMITED_SQL_POSTGRESQL = _statement(
+    _CLAIM_TEMPLATE_POSTGRESQL,
+    claim_update=_statement(
+        _CLAIM_UPDATE_TEMPLATE,
+        status_is=_STATUS_IS_POSTGRESQL,
+        limited_set=_LIMITED_SET,
+        unlimited="",
+    ),
 )
 SUCCEED_UPDATE = _statement(_SUCCEED_UPDATE_TEMPLATE, status_is="=")
 SUCCEED_SQL_POSTGRESQL = _statement(
@@ -236,6 +295,70 @@ SUCCEED_SQL_POSTGRESQL = _statement(
 CLAIM_POSTGRESQL = HotStatement(CLAIM_SQL_POSTGRESQL, types={"now": "timestamptz"})
 _SUCCEED_TYPES = {"now": "timestamptz", "attempt": "int4", "result": "jsonb"}
 SUCCEED_POSTGRESQL = HotStatement(SUCCEED_SQL_POSTGRESQL, types=_SUCCEED_TYPES)
+
+
+# --- per-account concurrency limits ------------------------------------------------------------
+
+# What a claim that took nothing finds: whether the job is this worker's own claim (a retry
+# after a lost reply, see job_claim), or still queued because a limit may apply to it.
+CLAIM_FAILED_PROBE = f"""
+SELECT status, worker, started_at, account_id, action FROM {_JOB} WHERE id = %(job_id)s
+"""
+
+# Serializes every decision about the slots of one account and action (a claim counting the
+# runs, a release counting the free slots) across processes and hosts, until the transaction
+# ends: a transaction-scoped advisory lock on a hash of the pair (PostgreSQL; on SQLite every
+# write transaction is already serialized by BEGIN IMMEDIATE). A lock, not a row: there is no
+# row per pair to lock, and a row would be updated by every claim of a limited job.
+LIMIT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
+
+
+# --- the fair ORM broker (jobs.execution.broker.OrderedORM) -----------------------------------
+
+
+# django-q2's queue table. Each account has its own line in it (key "<queue>:<account>"); the
+# queue's own key is the lane ahead of the lines (trigger; and messages of no known account).
+# One round trip finds what the broker takes next: the head of the lane, else the heads of
+# the lines from the first account after the one this broker served last (%(cursor)s) on, else,
+# wrapping around, from the first account on: up to %(batch)s messages each, in line order.
+# Each part is one range scan of the index jobs_ormq_line (key, lock, id), whatever the lengths
+# of the lines: a flood in one account's line costs the others nothing. Every account key sorts
+# after the lane's key (it extends it), in any collation. Not the ORM: three limited subqueries
+# in one statement.
+def _ormq_table() -> str:
+    from django_q.models import OrmQ
+
+    return str(OrmQ._meta.db_table)
+
+
+_ORMQ = _ormq_table()
+_ORMQ_NEXT = f"""
+SELECT id, key, lock, payload FROM {_ORMQ}
+WHERE key {{where}} AND key LIKE %(prefix)s ESCAPE '\\' AND lock < %(now)s
+ORDER BY key, lock, id LIMIT %(batch)s
+"""
+ORMQ_FAIR_DEQUEUE = f"""
+SELECT 0 AS part, id, key, lock, payload FROM (
+    SELECT id, key, lock, payload FROM {_ORMQ}
+    WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(batch)s
+) AS lane
+UNION ALL
+SELECT 1, id, key, lock, payload FROM ({_ORMQ_NEXT.format(where="> %(cursor)s")}) AS next_line
+UNION ALL
+SELECT 2, id, key, lock, payload FROM (
+    {_ORMQ_NEXT.format(where="> %(lane)s AND key <= %(cursor)s")}
+) AS first_line
+"""
+
+
+def ormq_take(count: int) -> str:
+    """Take the `count` messages found above (%(id0)s, ...) that nobody took since: a
+    compare-and-set on their lock (a message another cluster took is held until a time to come,
+    so it no longer matches), as django-q2's own ORM broker does it, one statement for all."""
+    ids = ", ".join(f"%(id{n})s" for n in range(count))
+    return (
+        f"UPDATE {_ORMQ} SET lock = %(until)s WHERE id IN ({ids}) AND lock < %(now)s RETURNING id"
+    )
 
 
 # --- set-based deletes ------------------------------------------------------------------------

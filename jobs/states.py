@@ -140,6 +140,23 @@ SYSTEM_DISPATCHER = Actor.system("dispatcher")
 # Fails a job whose row the dispatcher, the sweeper or a worker could not read or process
 # (jobs.services.quarantine); the event's data names which of them found it.
 SYSTEM_QUARANTINE = Actor.system("quarantine")
+# Holds a job over its per-account concurrency limit and releases it when a slot frees
+# (jobs.services.limits), whichever process (worker, sweeper, API) finds the slot taken or free.
+SYSTEM_LIMITER = Actor.system("limiter")
+
+
+class WaitReason(models.TextChoices):
+    """Why a `scheduled` job whose run_at has come is not dispatched (Job.wait_reason; empty
+    for a job that only waits for its run_at or for its paused account)."""
+
+    # Its action's per-account concurrency limit was reached when a worker came to claim it;
+    # it is released (queued again) when a run of the same account and action ends. It spent
+    # no attempt.
+    CONCURRENCY_LIMIT = "concurrency_limit", "Waiting for a concurrency slot"
+
+
+# A job held back by its concurrency limit (the partial index job_waiting_slot).
+WAITING_SLOT_Q = Q(wait_reason=WaitReason.CONCURRENCY_LIMIT.value)
 
 
 # Every move the system makes on its own (jobs.services.execution and .maintenance).
@@ -190,6 +207,18 @@ SYSTEM_TRANSITIONS: dict[AuditCommand, Transition] = {
             frozenset({_S.RUNNING}),
             frozenset({_S.RESOLVED}),
             SYSTEM_SWEEPER,
+        ),
+        # jobs.services.limits: a worker (or trigger's claim) finds the job's account already
+        # running as many jobs of its action as the limit allows: it waits, scheduled...
+        Transition(
+            AuditCommand.HOLD, frozenset({_S.QUEUED}), frozenset({_S.SCHEDULED}), SYSTEM_LIMITER
+        ),
+        # ...until a run of the same account and action ends (or the limit is raised).
+        Transition(
+            AuditCommand.RELEASE,
+            frozenset({_S.SCHEDULED}),
+            frozenset({_S.QUEUED}),
+            SYSTEM_LIMITER,
         ),
         # job_quarantine: a pending job whose row a step could not read or process is failed
         # with internal_error, so it stops nobody else's work and waits for an operator.

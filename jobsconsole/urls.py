@@ -18,6 +18,7 @@ from jobs.api import (
     AccountJobsViewSet,
     AuditEventViewSet,
     BulkOperationViewSet,
+    ConcurrencyLimitViewSet,
     JobViewSet,
     ProviderEventViewSet,
     TaskViewSet,
@@ -47,6 +48,14 @@ api = [
     path(
         "accounts/<str:account_id>/tasks",
         TaskViewSet.as_view({"get": "list", "post": "create"}),
+    ),
+    path(
+        "accounts/<str:account_id>/concurrency-limits",
+        ConcurrencyLimitViewSet.as_view({"get": "list"}),
+    ),
+    path(
+        "accounts/<str:account_id>/concurrency-limits/<str:action>",
+        ConcurrencyLimitViewSet.as_view({"put": "update"}),
     ),
     path(
         "accounts/<str:account_id>/provider-events",

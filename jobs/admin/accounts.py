@@ -1,10 +1,12 @@
-"""Accounts in the operators' console: the per-account queue summary, pause and resume, and
-connection settings whose IMAP password is write-only. Changes go through accounts.services."""
+"""Accounts in the operators' console: the per-account queue summary, pause and resume,
+connection settings whose IMAP password is write-only, and the account's own concurrency
+limits. Changes go through accounts.services (limits: jobs.services.account_limit_set)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -23,14 +25,63 @@ from core.admin.messages import DomainErrorMessageMixin
 from core.admin.paginators import NoCountAdminMixin
 from core.errors import DomainError
 from jobs import reports
+from jobs import services as job_services
 from jobs.admin import urls
 from jobs.admin.forms import AccountForm
+from jobs.execution.actions.registry import action_names, policy_for
+from jobs.models import ConcurrencyLimit
+from jobs.serializers import MAX_CONCURRENCY_LIMIT
 from jobs.states import JobStatus
+
+
+def _action_choices() -> list[tuple[str, str]]:
+    choices = []
+    for name in action_names():
+        default = policy_for(name).per_account_limit
+        label = f"{name} (policy: {default})" if default is not None else f"{name} (policy: none)"
+        choices.append((name, label))
+    return choices
+
+
+class ConcurrencyLimitForm(forms.ModelForm):
+    action = forms.ChoiceField(choices=_action_choices)
+    limit = forms.IntegerField(min_value=1, max_value=MAX_CONCURRENCY_LIMIT)
+
+    class Meta:
+        model = ConcurrencyLimit
+        fields = ["action", "limit"]
+
+
+class ConcurrencyLimitInline(admin.TabularInline):
+    """The account's own caps on how many jobs of an action run at once, overriding the
+    action's policy. Saved through the service (AccountAdmin.save_formset): audited, and jobs
+    a raised limit lets run are released at once. Who may change the account may change them."""
+
+    model = ConcurrencyLimit
+    form = ConcurrencyLimitForm
+    extra = 0
+    verbose_name = "own concurrency limit"
+    verbose_name_plural = (
+        "Concurrency limits (the account's own; without one, the action's policy applies)"
+    )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_account")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.change_account")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.change_account")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.change_account")
 
 
 @admin.register(Account)
 class AccountAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     form = AccountForm
+    inlines = [ConcurrencyLimitInline]
     list_display = ("name", "id", "email", "state_column", "imap_host", "queue_column")
     search_fields = ("name", "email", "=id")
     search_help_text = "Name, email or exact account id."
@@ -116,6 +167,36 @@ class AccountAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin)
             )
             obj.pk = created.pk
         obj.refresh_from_db()
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not ConcurrencyLimit:
+            super().save_formset(request, form, formset, change)
+            return
+        actor = Actor.user(request.user)
+        account_id = form.instance.pk
+        # The admin's change message reads these; the service keeps the audit trail.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for limit_form in formset.forms:
+            if not limit_form.has_changed() and limit_form not in formset.deleted_forms:
+                continue
+            before = limit_form.initial.get("action")
+            if limit_form in formset.deleted_forms:
+                if limit_form.instance.pk:
+                    job_services.account_limit_set(
+                        account_id=account_id, action=before, limit=None, actor=actor
+                    )
+                continue
+            action = limit_form.cleaned_data["action"]
+            if before and before != action:
+                job_services.account_limit_set(
+                    account_id=account_id, action=before, limit=None, actor=actor
+                )
+            job_services.account_limit_set(
+                account_id=account_id,
+                action=action,
+                limit=limit_form.cleaned_data["limit"],
+                actor=actor,
+            )
 
     # Django's error reports (the DEBUG page, mail to ADMINS) then hide the typed password.
     @method_decorator(sensitive_post_parameters("imap_password"))

@@ -15,19 +15,31 @@ Both brokers hand messages out first in, first out, with a lane ahead of the lin
   (a list has no middle to go back to), behind the lane in both cases.
 OrderedORM and LanedRedis (Q_CLUSTER["broker_class"]) are django-q2's two brokers with that
 order; the stock ones hand out ORM rows in no set order and have no lane on Redis.
+
+Fair share across accounts: the line is one line per account, and a broker takes the head of
+each account's line in turn (round robin over the accounts with messages waiting), so a flood
+of one account's jobs does not make another account's wait behind all of it: the other's next
+job waits behind at most one message per account with work, plus what the clusters already
+took (queue_limit). The lane stays ahead of every line. On the ORM broker an account's line is
+its own key in django-q2's queue table ("<queue>:<account>", jobs.sql.ORMQ_FAIR_DEQUEUE); on
+Redis its own list, with a ring of the accounts that have messages and a doorbell list that
+holds one token per message, so a worker still blocks on BLPOP instead of polling (see
+LanedRedis). A message of a job whose account is not known (deleted since) goes to the lane's
+list: nothing is ever dropped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from time import sleep
 from typing import Any
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
@@ -41,55 +53,220 @@ WORKER_ENTRY = "jobs.execution.worker.run_job"
 # A bulk operation's batches run on the workers too (jobs.services.bulk): "run operation X".
 BULK_ENTRY = "jobs.execution.worker.run_bulk_operation"
 BATCH_SIZE = 1000
+# Messages the ORM broker takes per read, in turn across the accounts' lines: one read and one
+# compare-and-set for all of them, so the read's cost (a statement of three parts) is shared;
+# an account with work waits behind at most this many messages per other account with work.
+FAIR_BATCH = 10
 # The lane ahead of the line on the ORM broker: messages visible since the epoch.
 AHEAD_OF_THE_LINE = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class OrderedORM(ORM):
-    """django-q2's ORM broker, handing out waiting messages in order: by the time they became
-    visible (`lock`: when sent, the epoch for the lane ahead, or when a dead cluster's hold on
-    them expired), then by id. The stock broker takes any waiting row (its read has no ORDER
-    BY). The index jobs_ormq_line (migration jobs 0002) makes the read one index probe."""
+    """django-q2's ORM broker, handing out waiting messages in order, fairly across accounts:
+    first the lane ahead (the queue's own key: triggers, by the time they became visible, the
+    epoch), then the head of the next account's line after the one it served last (each
+    account's key "<queue>:<account>"; within a line by the time a message became visible:
+    when sent, or when a dead cluster's hold on it expired). The stock broker takes any
+    waiting row (its read has no ORDER BY). The index jobs_ormq_line (migration jobs 0002)
+    makes each part of the read one index probe (jobs.sql.ORMQ_FAIR_DEQUEUE)."""
+
+    _cursor = ""  # the key of the account line served last, per broker (one per cluster)
 
     def dequeue(self) -> list[tuple[Any, Any]] | None:
-        # ORM.dequeue (django-q2 1.10, 1.11) with the order added: each row is taken by a
-        # compare-and-set on its lock, so two clusters never take the same message.
-        rows = self.get_connection().filter(key=self.list_key, lock__lt=timezone.now())
-        rows = rows.order_by("lock", "id")[: Conf.BULK]
+        from jobs import sql
+
+        lane = self.list_key or Conf.CLUSTER_NAME
+        db = connections[Conf.ORM or DEFAULT_DB_ALIAS]
+        now = db.ops.adapt_datetimefield_value(timezone.now())
+        batch = max(Conf.BULK, FAIR_BATCH)
+        params = {
+            "lane": lane,
+            "prefix": _like_prefix(f"{lane}:"),
+            "cursor": self._cursor or lane,
+            "now": now,
+            "batch": batch,
+        }
+        with db.cursor() as cursor:
+            cursor.execute(sql.ORMQ_FAIR_DEQUEUE, params)
+            rows = cursor.fetchall()
         if not rows:
             sleep(Conf.POLL)  # empty queue: spare the CPU, as ORM.dequeue does
             return None
-        taken = []
-        for row in rows:
-            held = self.get_connection().filter(id=row.id, lock=row.lock)
-            if held.update(lock=self.timeout(row)):
-                taken.append((row.pk, row.payload))
-        return taken
+        # The lane's messages, or the lines' in turn from the next account on.
+        chosen = [row for row in rows if row[0] == 0] or rows
+        chosen = chosen[:batch]
+        until = db.ops.adapt_datetimefield_value(timezone.now() + timedelta(seconds=Conf.RETRY))
+        take = {f"id{n}": row[1] for n, row in enumerate(chosen)}
+        with db.cursor() as cursor:
+            cursor.execute(sql.ormq_take(len(chosen)), {**take, "until": until, "now": now})
+            taken = {row[0] for row in cursor.fetchall()}
+        lines = [row[2] for row in chosen if row[2] != lane]
+        if lines:
+            self._cursor = lines[-1]
+        # In line order; a message another cluster took first is left to it (asked again at
+        # once by django-q2's pusher).
+        return [(row[1], row[4]) for row in chosen if row[1] in taken]
+
+    def queue_size(self) -> int:
+        return self._lines().filter(lock__lte=timezone.now()).count()
+
+    def lock_size(self) -> int:
+        return self._lines().filter(lock__gt=timezone.now()).count()
+
+    def purge_queue(self) -> Any:
+        return self._lines().delete()
+
+    def delete_queue(self) -> Any:
+        return self.purge_queue()
+
+    def _lines(self) -> Any:
+        from django.db.models import Q
+
+        key = self.list_key
+        return self.get_connection().filter(Q(key=key) | Q(key__startswith=f"{key}:"))
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern for keys starting with `prefix` (escape character: backslash)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}%"
+
+
+def account_line_key(list_key: str, account_id: str) -> str:
+    """The ORM queue key (or Redis list) of an account's line within the queue `list_key`."""
+    key = f"{list_key}:{account_id}"
+    if len(key) > 100:  # django-q2's OrmQ.key holds 100 characters
+        key = f"{list_key}:{hashlib.sha256(account_id.encode()).hexdigest()[:24]}"[-100:]
+    return key
+
+
+# Redis: each push and each fair pop is one script, so the lines, the ring of accounts with
+# messages (a list, in turn order, and a set of its members) and the doorbell never disagree.
+_PUSH_LINES = """
+local n = 0
+for i = 2, #ARGV, 2 do
+    local line = ARGV[i]
+    if ARGV[1] == 'head' then
+        redis.call('LPUSH', line, ARGV[i + 1])
+    else
+        redis.call('RPUSH', line, ARGV[i + 1])
+    end
+    if redis.call('SADD', KEYS[2], line) == 1 then
+        redis.call('RPUSH', KEYS[1], line)
+    end
+    n = n + 1
+end
+for i = 1, n do
+    redis.call('RPUSH', KEYS[3], '1')
+end
+return n
+"""
+_POP_FAIR = """
+local turns = redis.call('LLEN', KEYS[1])
+for i = 1, turns do
+    local line = redis.call('LPOP', KEYS[1])
+    if not line then
+        return false
+    end
+    local message = redis.call('LPOP', line)
+    if message then
+        if redis.call('LLEN', line) > 0 then
+            redis.call('RPUSH', KEYS[1], line)
+        else
+            redis.call('SREM', KEYS[2], line)
+        end
+        return message
+    end
+    redis.call('SREM', KEYS[2], line)
+end
+return false
+"""
 
 
 class LanedRedis(Redis):
-    """django-q2's Redis broker with a second list, the lane ahead of the line: BLPOP serves
-    the lists it is given in order, so a message in the lane is taken before any in the line."""
+    """django-q2's Redis broker with the lane ahead and one line per account, taken in turn.
+
+    BLPOP serves the lists it is given in order: the lane ahead first, then the queue's own
+    list (messages of no known account, and any django-q2 pushed itself), then the doorbell,
+    which holds one token per message in the accounts' lines. A token taken, the broker pops
+    the head of the next account's line in the ring (_POP_FAIR). So a worker blocks while
+    nothing waits, as django-q2's own broker does, and never polls. A cluster killed between
+    the two loses one token at most: the message it stood for is popped by a later token (the
+    job table is the truth, and the sweeper sends a queued job nobody claimed again)."""
 
     @property
     def ahead_key(self) -> str:
         return f"{self.list_key}:ahead"
 
+    @property
+    def bell_key(self) -> str:
+        return f"{self.list_key}:bell"
+
+    @property
+    def ring_key(self) -> str:
+        return f"{self.list_key}:ring"
+
+    @property
+    def members_key(self) -> str:
+        return f"{self.list_key}:ring:members"
+
+    def line_key(self, account_id: str) -> str:
+        return account_line_key(f"{self.list_key}:line", account_id)
+
+    def push_lines(self, messages: list[tuple[str, str]], *, head: bool = False) -> None:
+        """Put (account id, package) messages at the end (or the head) of their accounts'
+        lines, each with its doorbell token, in one script."""
+        args: list[str] = ["head" if head else "tail"]
+        for account_id, package in messages:
+            args += [self.line_key(account_id), package]
+        self._script("_push", _PUSH_LINES)(
+            keys=[self.ring_key, self.members_key, self.bell_key], args=args
+        )
+
     def dequeue(self) -> list[tuple[Any, Any]] | None:
-        task = self.connection.blpop([self.ahead_key, self.list_key], 1)
-        if task:
-            return [(None, task[1])]
-        return None
+        task = self.connection.blpop([self.ahead_key, self.list_key, self.bell_key], 1)
+        if not task:
+            return None
+        key, message = task
+        if _text(key) == self.bell_key:
+            message = self._script("_pop", _POP_FAIR)(keys=[self.ring_key, self.members_key])
+            if not message:
+                return None
+        return [(None, message)]
+
+    def _script(self, name: str, source: str) -> Any:
+        script = self.__dict__.get(name)
+        if script is None:
+            script = self.__dict__[name] = self.connection.register_script(source)
+        return script
 
     def queue_size(self) -> int:
-        return self.connection.llen(self.ahead_key) + self.connection.llen(self.list_key)
+        return int(
+            self.connection.llen(self.ahead_key)
+            + self.connection.llen(self.list_key)
+            + self.connection.llen(self.bell_key)
+        )
+
+    def _all_keys(self) -> list[Any]:
+        lines = list(self.connection.smembers(self.members_key))
+        return [
+            self.ahead_key,
+            self.list_key,
+            self.bell_key,
+            self.ring_key,
+            self.members_key,
+            *lines,
+        ]
 
     def delete_queue(self) -> Any:
-        return self.connection.delete(self.ahead_key, self.list_key)
+        return self.connection.delete(*self._all_keys())
 
     def purge_queue(self) -> Any:
-        self.connection.ltrim(self.ahead_key, 1, 0)
-        return self.connection.ltrim(self.list_key, 1, 0)
+        return self.delete_queue()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # For Q_CLUSTER["broker_class"] (settings), and for code that points django-q2's Conf at a broker.
@@ -163,6 +340,10 @@ def _push(
             async_task(func, job_id, task_name=job_id)
         return
     packages = [_package(job_id, Conf, func) for job_id in job_ids]
+    # Fair share: each job's message goes to its account's line (the lane has one line for all;
+    # a bulk operation's message, which names no job, goes to the main line).
+    fair = not ahead and func == WORKER_ENTRY and isinstance(broker, OrderedORM | LanedRedis)
+    accounts = _accounts_of(job_ids) if fair else {}
     if isinstance(broker, ORM):
         now = timezone.now()
         if ahead:
@@ -174,17 +355,45 @@ def _push(
         key = broker.list_key or Conf.CLUSTER_NAME
         insert_rows(
             [
-                OrmQ(key=key, payload=package, lock=lock)
-                for package, lock in zip(packages, locks, strict=True)
+                OrmQ(key=_line(key, accounts.get(job_id)), payload=package, lock=lock)
+                for job_id, package, lock in zip(job_ids, packages, locks, strict=True)
             ]
         )
     elif ahead and isinstance(broker, LanedRedis):
         broker.connection.rpush(broker.ahead_key, *packages)
+    elif fair and isinstance(broker, LanedRedis):
+        known = [
+            (accounts[job_id], package)
+            for job_id, package in zip(job_ids, packages, strict=True)
+            if job_id in accounts
+        ]
+        unknown = [
+            package
+            for job_id, package in zip(job_ids, packages, strict=True)
+            if job_id not in accounts
+        ]
+        head = since is not None
+        if known:
+            # At the head, in the order given: pushed last first.
+            broker.push_lines(known[::-1] if head else known, head=head)
+        if unknown:
+            broker.connection.rpush(broker.list_key, *unknown)
     elif ahead or since is not None:
         # The head of the line (django-q2 pops from the head), in the order given.
         broker.connection.lpush(broker.list_key, *reversed(packages))
     else:
         broker.connection.rpush(broker.list_key, *packages)
+
+
+def _accounts_of(job_ids: list[str]) -> dict[str, str]:
+    """{job id: account id} of the jobs that still exist (one query per batch)."""
+    from jobs.models import Job
+
+    return dict(Job.objects.filter(pk__in=job_ids).values_list("pk", "account_id"))
+
+
+def _line(list_key: str, account_id: str | None) -> str:
+    return list_key if account_id is None else account_line_key(list_key, account_id)
 
 
 _brokers: dict[tuple[Any, ...], Any] = {}

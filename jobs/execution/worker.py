@@ -82,13 +82,30 @@ def run_job(job_id: str) -> str:
     "lost" or "quarantined" (its row could not be claimed, loaded or closed: the job was failed
     with internal_error instead, see jobs.services.quarantine; the message is consumed and the
     job is not sent again)."""
+    limited: list[services.ClaimedRun] = []
     try:
-        return _run(job_id)
+        return _run(job_id, limited)
     except services.JobQuarantined:
         return "quarantined"
+    finally:
+        if limited:
+            _release_slot(limited[0])
 
 
-def _run(job_id: str) -> str:
+def _release_slot(run: services.ClaimedRun) -> None:
+    """The run of a job a concurrency limit applies to has ended, whatever its outcome: queue
+    a job of the same account and action waiting for the slot. If this fails, the scheduler's
+    periodic release does it (jobs.services.limits)."""
+    try:
+        _with_db_retry(
+            lambda: services.jobs_release_waiting(account_id=run.account_id, action=run.action),
+            what="release",
+        )
+    except Exception:
+        logger.exception("releasing a slot of %s %s failed", run.account_id, run.action)
+
+
+def _run(job_id: str, limited: list[services.ClaimedRun]) -> str:
     # One claim time for every try: a retry after a lost reply recognizes its own claim.
     claimed_at = timezone.now()
     claim_sent = time.monotonic()  # the claim stamps the first heartbeat, no earlier than this
@@ -98,6 +115,8 @@ def _run(job_id: str) -> str:
     )
     if run is None:
         return "skipped"
+    if run.limited:
+        limited.append(run)
     number = run.number
     registered = get_action(run.action)
     if registered is None:

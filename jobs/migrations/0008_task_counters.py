@@ -34,7 +34,7 @@ def count_jobs(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0005_cancel"),
+        ("jobs", "0007_fairness_limits"),
     ]
 
     operations = [

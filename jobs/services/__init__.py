@@ -5,6 +5,7 @@ the public services from here (`from jobs import services`).
 - commands: the operators' commands, one job at a time or by search;
 - execution: a worker's claim, heartbeat, success, failure and stop (a cancelled run);
 - bulk: bulk operations, a command over a filter's fixed set in set-based batches on the workers;
+- limits: per-account concurrency limits (the slot a claim takes, holding and releasing);
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
@@ -40,6 +41,12 @@ from jobs.services.execution import (
     job_stop,
     job_succeed,
 )
+from jobs.services.limits import (
+    account_limit_set,
+    jobs_release_waiting,
+    jobs_release_waiting_all,
+    limits_of_account,
+)
 from jobs.services.maintenance import (
     jobs_dispatch_due,
     jobs_requeue_unclaimed,
@@ -52,6 +59,7 @@ __all__ = [
     "Beat",
     "ClaimedRun",
     "JobQuarantined",
+    "account_limit_set",
     "bulk_operation_cancel",
     "bulk_operation_create",
     "bulk_operation_run",
@@ -72,9 +80,12 @@ __all__ = [
     "job_update",
     "jobs_create",
     "jobs_dispatch_due",
+    "jobs_release_waiting",
+    "jobs_release_waiting_all",
     "jobs_requeue_unclaimed",
     "jobs_search_delete",
     "jobs_sweep_lost",
+    "limits_of_account",
     "provider_event_ingest",
     "task_create",
 ]

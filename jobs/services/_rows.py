@@ -59,7 +59,9 @@ def move_to(job: Job, status: JobStatus, *, now: datetime) -> list[str]:
     job.heartbeat_at = None
     job.enqueued_at = now if status == JobStatus.QUEUED else None
     job.finished_at = now if status in TERMINAL else None
-    return ["status", "heartbeat_at", "enqueued_at", "finished_at"]
+    # Any move ends a wait for a concurrency slot (jobs.services.limits sets it after).
+    job.wait_reason = ""
+    return ["status", "heartbeat_at", "enqueued_at", "finished_at", "wait_reason"]
 
 
 def requeue(job: Job, *, now: datetime) -> list[str]:
@@ -68,7 +70,9 @@ def requeue(job: Job, *, now: datetime) -> list[str]:
     job.run_at = now
     job.worker = ""
     job.resolution = None
-    fields += ["run_at", "worker", "resolution"]
+    # Only a forced trigger lets the next claim go over a concurrency limit (it sets it after).
+    job.ignore_limit = False
+    fields += ["run_at", "worker", "resolution", "ignore_limit"]
     if job.cancel_requested_at is not None:
         # The cancel was for the run that ended; the next run must not stop at once.
         job.cancel_requested_at, job.cancel_requested_by, job.cancel_note = None, "", ""

@@ -20,7 +20,7 @@ from jobs import rules
 from jobs.execution.broker import enqueue_on_commit
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
 from jobs.models import Job
-from jobs.services import _rows
+from jobs.services import _rows, limits
 from jobs.services.bulk import apply_batch
 from jobs.states import (
     Command,
@@ -42,30 +42,24 @@ def job_retry(*, job_id: str, actor: Actor, note: str = "") -> Job:
 
 def job_trigger(*, job_id: str, actor: Actor, force: bool = False, note: str = "") -> Job:
     """Queue a job now, ahead of the line (see jobs.execution.broker.enqueue), ignoring its
-    run_at and an account pause. Refused while another job of the same account and action is
-    running, unless `force`: two syncs of one mailbox at once are a conflict."""
+    run_at and an account pause. Refused while the account runs as many jobs of the action as
+    its concurrency limit allows (one, for an action without a limit), unless `force`: two
+    syncs of one mailbox at once are a conflict (jobs.services.limits.check_trigger)."""
     note = rules.clean_note(note, required=False)
     with transaction.atomic():
         job = _rows.lock_job(job_id)
         _rows.check_allowed(job, Command.TRIGGER)
         if not force:
-            running = (
-                Job.objects.filter(
-                    account_id=job.account_id, action=job.action, status=JobStatus.RUNNING
-                )
-                .exclude(pk=job.pk)
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if running:
-                raise Conflict(
-                    f"Job {running} of the same account and action is running; "
-                    "trigger with force to run both at once.",
-                    code="sibling_running",
-                    extra={"current_status": job.status, "running_job_id": running},
-                )
+            # The one rule of concurrency limits (jobs.services.limits), asked before the claim.
+            limits.check_trigger(job)
         _queue_now(
-            job, command=Command.TRIGGER, actor=actor, note=note, data={"force": force}, ahead=True
+            job,
+            command=Command.TRIGGER,
+            actor=actor,
+            note=note,
+            data={"force": force},
+            ahead=True,
+            ignore_limit=force,
         )
     return job
 
@@ -78,12 +72,15 @@ def _queue_now(
     note: str,
     data: dict[str, Any] | None = None,
     ahead: bool = False,
+    ignore_limit: bool = False,
 ) -> None:
     """Retry and trigger alike: the locked job is queued now, with one more attempt even when
     its budget is spent, audited, and sent to the broker after commit (`ahead` of the line for
     a trigger)."""
     from_status, now = job.status, timezone.now()
     fields = _rows.requeue(job, now=now)
+    # A forced trigger runs beside the account's running jobs of the action, over its limit.
+    job.ignore_limit = ignore_limit
     _rows.grant_attempt_if_spent(job, fields)
     _rows.save(job, fields, now=now)
     audit(
@@ -115,7 +112,8 @@ def job_resolve(*, job_id: str, actor: Actor, code: str, note: str) -> Job:
         job.status = JobStatus.RESOLVED
         job.resolution = {"code": code, "note": note, "by": actor.name, "at": now.isoformat()}
         job.finished_at = now
-        _rows.save(job, ["status", "resolution", "finished_at"], now=now)
+        job.wait_reason = ""  # no longer waiting for a concurrency slot, if it was
+        _rows.save(job, ["status", "resolution", "finished_at", "wait_reason"], now=now)
         audit(
             actor=actor,
             command=AuditCommand.RESOLVE,
@@ -180,6 +178,11 @@ def job_update(*, job_id: str, actor: Actor, changes: Mapping[str, Any]) -> Job:
         for name, value in cleaned.items():
             setattr(job, name, value)
         fields = list(cleaned)
+        if "run_at" in cleaned and job.wait_reason:
+            # A new time for a job held by its concurrency limit: it waits for that time now
+            # (the dispatcher), and its claim asks for a slot again.
+            job.wait_reason = ""
+            fields.append("wait_reason")
         if "run_at" in cleaned and job.status == JobStatus.QUEUED and job.run_at > now:
             fields += _rows.move_to(job, JobStatus.SCHEDULED, now=now)
         _rows.save(job, fields, now=now)

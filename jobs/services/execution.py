@@ -16,7 +16,7 @@ import enum
 import json
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -31,7 +31,7 @@ from jobs.execution.actions.registry import (
     policy_for,
 )
 from jobs.models import AttemptOutcome, Job, JobAttempt
-from jobs.services import _rows
+from jobs.services import _rows, limits
 from jobs.services.quarantine import (
     DATA_ERRORS,
     JobQuarantined,
@@ -58,6 +58,9 @@ class ClaimedRun:
     action: str
     payload: dict[str, Any]
     number: int
+    # A concurrency limit applied to the claim (jobs.services.limits): the run's end frees a
+    # slot, and the worker releases a job waiting for it.
+    limited: bool = False
 
 
 def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -> ClaimedRun | None:
@@ -93,17 +96,47 @@ def job_claim(*, job_id: str, worker: str, claimed_at: datetime | None = None) -
 
 
 def _claim(job_id: str, params: dict[str, Any]) -> ClaimedRun | None:
+    # The hot claim takes the job only when no concurrency limit applies to it.
+    params = {**params, "limited": limits.policy_limited_param(connection.vendor)}
     if connection.vendor == "postgresql":
         row = sql.CLAIM_POSTGRESQL.first_row(params)
         run = None if row is None else _claimed_run(job_id, row)
     else:
-        run = _claim_in_transaction(params)
+        run = _claim_in_transaction(params, sql.CLAIM_UPDATE)
     if run is None:
         with connection.cursor() as cursor:
             cursor.execute(sql.OWN_CLAIM, params)
             row = cursor.fetchone()
         run = None if row is None else _claimed_run(job_id, row)
+    if run is None:
+        # Still queued? Then a limit applies: count the slots first.
+        run = _claim_limited(job_id, params)
     return run
+
+
+def _claim_limited(job_id: str, params: dict[str, Any]) -> ClaimedRun | None:
+    """The claim of a queued job a concurrency limit applies to: in one transaction, under the
+    lock of its account and action, claimed if a slot is free (or a forced trigger let it go
+    over), else held (jobs.services.limits.take_slot) without spending an attempt."""
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update(no_key=True)
+            .filter(pk=job_id, status=JobStatus.QUEUED)
+            .only("pk", "account_id", "task_id", "action", "status", "ignore_limit")
+            .first()
+        )
+        if job is None:
+            return None
+        if not job.ignore_limit and not limits.take_slot(job, now=params["now"]):
+            return None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(sql.CLAIM_LIMITED_SQL_POSTGRESQL, params)
+                row = cursor.fetchone()
+            run = None if row is None else _claimed_run(job_id, row)
+        else:
+            run = _claim_in_transaction(params, sql.CLAIM_LIMITED_UPDATE)
+    return None if run is None else replace(run, limited=True)
 
 
 def _quarantine(job_id: str, error: Exception, *, step: str, **run: Any) -> NoReturn:
@@ -114,12 +147,12 @@ def _quarantine(job_id: str, error: Exception, *, step: str, **run: Any) -> NoRe
     raise error
 
 
-def _claim_in_transaction(params: dict[str, Any]) -> ClaimedRun | None:
+def _claim_in_transaction(params: dict[str, Any], statement: str) -> ClaimedRun | None:
     """The claim as one transaction of several statements (SQLite)."""
     job_id, worker, now = params["job_id"], params["worker"], params["now"]
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(sql.CLAIM_UPDATE, params)
+            cursor.execute(statement, params)
             row = cursor.fetchone()
         if row is None:
             return None

@@ -32,7 +32,7 @@ from jobs.execution.actions.registry import (
 )
 from jobs.execution.broker import enqueue_again_on_commit, enqueue_on_commit
 from jobs.models import AttemptOutcome, Job
-from jobs.services import _rows
+from jobs.services import _rows, limits
 from jobs.services.quarantine import (
     CONNECTION_ERRORS,
     DATA_ERRORS,
@@ -143,6 +143,10 @@ def jobs_sweep_lost(*, now: datetime | None = None, limit: int = 500) -> list[st
         )
     if swept:
         logger.warning("declared %d lost run(s): %s", len(swept), ", ".join(swept[:20]))
+        # The slots the lost runs held are free: release what waits for them.
+        limits.jobs_release_pairs(
+            set(Job.objects.filter(pk__in=swept).values_list("account_id", "action"))
+        )
     return swept
 
 
@@ -265,7 +269,11 @@ def jobs_dispatch_due(*, now: datetime | None = None, limit: int | None = None) 
     limit = limit or settings.JOBS_DISPATCH_BATCH
     due = (
         Job.objects.filter(
-            status=JobStatus.SCHEDULED, run_at__lte=now, account__paused_at__isnull=True
+            status=JobStatus.SCHEDULED,
+            run_at__lte=now,
+            account__paused_at__isnull=True,
+            # A job held by its concurrency limit waits for a release, not for its run_at.
+            wait_reason="",
         )
         .select_for_update(skip_locked=True, no_key=True, of=("self",))
         .order_by("-priority", "run_at", "pk")

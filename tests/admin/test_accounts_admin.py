@@ -17,6 +17,15 @@ def page(account):
     return reverse("admin:accounts_account_change", args=[account.pk])
 
 
+# The inline of the account's own concurrency limits (none unless a test adds rows).
+NO_LIMITS = {
+    "concurrency_limits-TOTAL_FORMS": "0",
+    "concurrency_limits-INITIAL_FORMS": "0",
+    "concurrency_limits-MIN_NUM_FORMS": "0",
+    "concurrency_limits-MAX_NUM_FORMS": "1000",
+}
+
+
 def test_queue_summary_links_to_filtered_queue(operator_client, account, make_job):
     make_job(status=S.FAILED, action="sleep")
     make_job(status=S.FAILED, action="sleep")
@@ -61,6 +70,7 @@ def test_password_is_write_only_and_encrypted(operator_client, account):
         "imap_username": "box",
         "imap_password": "s3cret-pass",
         "imap_folders_text": "INBOX, Archive",
+        **NO_LIMITS,
     }
     response = operator_client.post(page(account), data)
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -92,9 +102,59 @@ def test_create_account_through_the_service(operator_client, superuser, client):
             "imap_username": "u",
             "imap_password": "pw",
             "imap_folders_text": "",
+            **NO_LIMITS,
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
     account = Account.objects.get(name="New box")
     assert decrypt_secret(account.imap_password_encrypted) == "pw"
     assert AuditEvent.objects.filter(command="create_account", account_id=account.pk).exists()
+
+
+def test_an_accounts_own_concurrency_limits_are_set_through_the_service(
+    operator_client, readonly, account, make_job
+):
+    from django.test import Client
+
+    from jobs.models import ConcurrencyLimit
+
+    running = make_job(status=S.RUNNING, action="imap_sync_messages")
+    waiting = make_job(status=S.SCHEDULED, action="imap_sync_messages")
+    Job = type(waiting)
+    Job.objects.filter(pk=waiting.pk).update(wait_reason="concurrency_limit")
+    html = operator_client.get(page(account)).content.decode()
+    assert "Concurrency limits" in html and "imap_sync_messages (policy: 1)" in html
+    data = {
+        "name": account.name,
+        "email": account.email,
+        "imap_host": "",
+        "imap_port": "993",
+        "imap_security": "tls",
+        "imap_username": "",
+        "imap_password": "",
+        "imap_folders_text": "",
+        **NO_LIMITS,
+        "concurrency_limits-TOTAL_FORMS": "1",
+        "concurrency_limits-0-action": "imap_sync_messages",
+        "concurrency_limits-0-limit": "2",
+        "concurrency_limits-0-account": account.pk,
+    }
+    response = operator_client.post(page(account), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert ConcurrencyLimit.objects.get(account=account).limit == 2
+    # Raised from the policy's 1 to 2: the waiting job is queued at once, and it is audited.
+    waiting.refresh_from_db()
+    assert waiting.status == S.QUEUED and running.pk != waiting.pk
+    event = AuditEvent.objects.get(
+        command="update_account", account_id=account.pk, data__has_key="concurrency_limit"
+    )
+    assert event.data["concurrency_limit"]["to"] == 2
+    # Out of range: refused, nothing changes.
+    bad = {**data, "concurrency_limits-0-limit": "0"}
+    assert operator_client.post(page(account), bad).status_code == 200
+    assert ConcurrencyLimit.objects.get(account=account).limit == 2
+    # A read-only operator sees the limit and cannot change it.
+    viewer = Client()
+    viewer.force_login(readonly)
+    html = viewer.get(page(account)).content.decode()
+    assert "imap_sync_messages" in html and 'name="concurrency_limits-0-limit"' not in html

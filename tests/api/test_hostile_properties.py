@@ -32,7 +32,15 @@ from accounts.models import Account, ApiKey
 from core.actors import Actor
 from core.models import AuditEvent, IdempotencyRecord
 from jobs import services
-from jobs.models import BulkOperation, BulkOperationChunk, Job, JobAttempt, ProviderEvent, Task
+from jobs.models import (
+    BulkOperation,
+    BulkOperationChunk,
+    ConcurrencyLimit,
+    Job,
+    JobAttempt,
+    ProviderEvent,
+    Task,
+)
 from jobs.states import JobStatus
 from tests.api.conftest import error_of
 from tests.factories import JobFactory, TaskFactory
@@ -197,6 +205,7 @@ VALID_BODIES: dict[str, dict] = {
     # account_id: the world's (_send).
     "bulk_operations_create": {"command": "retry", "filter": {"status": "failed"}, "dry_run": True},
     "bulk_operations_cancel": {"note": "stop"},
+    "concurrency_limits_set": {"limit": 2},
 }
 VALID_QUERIES: dict[str, dict[str, str]] = {"jobs_list": {"status": "failed"}}
 
@@ -204,6 +213,7 @@ VALID_QUERIES: dict[str, dict[str, str]] = {"jobs_list": {"status": "failed"}}
 def test_every_operation_and_field_is_covered():
     operations = {target.operation for target in TARGETS}
     assert len(operations) == 26, sorted(operations)
+    assert len(operations) == 23, sorted(operations)
     with_body = {t.operation for t in TARGETS if t.location == "whole"}
     assert with_body == set(VALID_BODIES), with_body ^ set(VALID_BODIES)
     assert len(TARGETS) > 120
@@ -252,6 +262,7 @@ _TABLES = {
     IdempotencyRecord: (),
     BulkOperation: (),
     BulkOperationChunk: (),
+    ConcurrencyLimit: (),
 }
 
 
@@ -293,7 +304,13 @@ def world(keys, account):
     event = ProviderEvent.objects.create(
         account=account, provider="imap", type="mailbox.changed", external_id="seen"
     )
-    return {"account_id": account.pk, "task_id": task.pk, "event_id": event.pk, "key": keys.op}
+    return {
+        "account_id": account.pk,
+        "task_id": task.pk,
+        "event_id": event.pk,
+        "action": "imap_sync_messages",
+        "key": keys.op,
+    }
 
 
 def _ids(target: Target, world: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Benchmarks: `python3 dev.py bench [api|execution|admin|imap|bulk|all] [options]`.
+"""Benchmarks: `python3 dev.py bench SUITE [options]`, SUITE one of the names in SUITES, or all.
 
 Each reports its figures beside a baseline measured in the same run (raw SQL, raw django-q2,
 a bare imaplib loop), as ratios. They are not tests: nothing here asserts a time.
@@ -16,6 +16,9 @@ SUITES = {
     "admin": "tests.bench.bench_admin",
     "imap": "tests.bench.bench_imap",
     "bulk": "tests.bench.bench_bulk",
+    # module:function when a module holds more than one suite.
+    "fairness": "tests.bench.bench_fairness:fairness",
+    "scaleout": "tests.bench.bench_fairness:scaleout",
 }
 
 
@@ -32,8 +35,9 @@ def main(argv: list[str]) -> int:
     status = 0
     for suite in SUITES if name == "all" else [name]:
         print(f"\n=== bench {suite}", flush=True)
-        module = importlib.import_module(SUITES[suite])
-        status |= module.main(argv[1:])
+        module_name, _, function = SUITES[suite].partition(":")
+        module = importlib.import_module(module_name)
+        status |= getattr(module, function or "main")(argv[1:])
     return status
 
 

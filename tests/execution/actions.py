@@ -143,3 +143,44 @@ def _work(ctx: ActionContext) -> None:
             return
         step = 0.02 if until or payload.get("cooperative") else deadline - time.monotonic()
         time.sleep(max(step, 0))
+
+
+# --- concurrency limits (tests/execution/test_fairness_limits.py) ----------------------------
+
+
+@action("test_limited", max_attempts=3, timeout=60, backoff_base=0.2, per_account_limit=2)
+def limited(ctx: ActionContext) -> dict[str, Any]:
+    """At most 2 at once per account by its policy. Records in payload["dir"] each start
+    (`starts.log`: job, account, attempt, pid) and, when more runs of the account are alive
+    than payload["limit"] allows at this moment, the job in `over_limit.log`. Each run holds a
+    marker file while it works, created before it counts the others: of two runs that overlap,
+    the later one always sees the earlier. Works payload["seconds"] (the first attempt works
+    payload["first_seconds"] instead when given)."""
+    directory = Path(ctx.payload["dir"])
+    marker = directory / f"{ctx.account_id}.{ctx.job_id}.{os.getpid()}.running"
+    marker.touch()
+    try:
+        _append(directory / "starts.log", f"{ctx.job_id} {ctx.account_id} {ctx.attempt}")
+        alive = [
+            path
+            for path in directory.glob(f"{ctx.account_id}.*.running")
+            if _alive(int(path.name.split(".")[2]))
+        ]
+        if len(alive) > int(ctx.payload["limit"]):
+            _append(directory / "over_limit.log", f"{ctx.job_id} {len(alive)}")
+        seconds = float(ctx.payload.get("seconds", 0))
+        if ctx.attempt == 1 and "first_seconds" in ctx.payload:
+            seconds = float(ctx.payload["first_seconds"])
+        time.sleep(seconds)
+    finally:
+        marker.unlink(missing_ok=True)
+    return {"attempt": ctx.attempt}
+
+
+def _alive(pid: int) -> bool:
+    # A run killed with kill -9 leaves its marker; its process is gone.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

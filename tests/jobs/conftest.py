@@ -57,7 +57,14 @@ def next_job_ids():
     from django_q.signing import SignedPackage
 
     def take(count: int) -> list[str]:
+        # A read may hand out several messages (OrderedORM takes up to FAIR_BATCH at once):
+        # a cluster queues every one of them for its workers, in order.
         queue = get_broker()
-        return [SignedPackage.loads(queue.dequeue()[0][1])["args"][0] for _ in range(count)]
+        ids: list[str] = []
+        while len(ids) < count:
+            messages = queue.dequeue()
+            assert messages, f"only {len(ids)} of {count} messages"
+            ids += [SignedPackage.loads(message)["args"][0] for _, message in messages]
+        return ids
 
     return take

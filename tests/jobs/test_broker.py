@@ -69,8 +69,9 @@ def test_jobs_sent_again_go_behind_the_lane_ahead(
 
 
 def test_on_the_orm_broker_a_message_a_dead_cluster_held_comes_back_in_order(
-    orm_queue, account, actor, django_capture_on_commit_callbacks, next_job_ids
+    orm_queue, account, actor, django_capture_on_commit_callbacks, next_job_ids, monkeypatch
 ):
+    monkeypatch.setattr(broker, "FAIR_BATCH", 1)  # the dead cluster took one message
     first, second = create_queued(account, actor, django_capture_on_commit_callbacks, 2)
     [(message_id, _)] = get_broker().dequeue()  # taken by a cluster that then dies
     third = create_queued(account, actor, django_capture_on_commit_callbacks, 1)[0]
@@ -79,3 +80,63 @@ def test_on_the_orm_broker_a_message_a_dead_cluster_held_comes_back_in_order(
     OrmQ.objects.filter(pk=message_id).update(lock=timezone.now() - timedelta(hours=1))
 
     assert next_job_ids(3) == [first, second, third]
+
+
+def test_accounts_take_turns_so_a_flood_does_not_starve_the_others(
+    any_broker, actor, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Fair share: one cluster's broker takes the heads of the accounts' lines in turn; the
+    lane ahead stays ahead of every line. (One message per turn here; the ORM broker takes up
+    to FAIR_BATCH per read, so an account's turn is up to that many of its messages.)"""
+    from django_q.signing import SignedPackage
+
+    monkeypatch.setattr(broker, "FAIR_BATCH", 1)
+    from tests.factories import AccountFactory
+
+    flood, small, single = AccountFactory(), AccountFactory(), AccountFactory()
+    a = create_queued(flood, actor, django_capture_on_commit_callbacks, 5)
+    b = create_queued(small, actor, django_capture_on_commit_callbacks, 2)
+    c = create_queued(single, actor, django_capture_on_commit_callbacks, 1)
+    triggered = a[4]
+    trigger(triggered, actor, django_capture_on_commit_callbacks)
+    queue = get_broker()  # one cluster's broker: it remembers whose turn it is
+
+    taken: list[str] = []
+    while messages := queue.dequeue():
+        taken += [SignedPackage.loads(message)["args"][0] for _, message in messages]
+
+    assert taken[0] == triggered
+    # Round robin over the accounts with messages: A, B, C, A, B, A, A, A (A's triggered job
+    # came first, its own message in the line is a duplicate the claim ignores).
+    assert taken[1:] == [a[0], b[0], c[0], a[1], b[1], a[2], a[3], a[4]]
+    assert queue.queue_size() == 0
+
+
+def test_a_message_of_a_job_no_longer_stored_still_goes_out(
+    any_broker, account, actor, django_capture_on_commit_callbacks, next_job_ids
+):
+    """A message whose job is gone (deleted before its message was sent) is sent anyway, on
+    the lane: the broker never drops one (the claim finds nothing and does nothing)."""
+    broker.enqueue(["job_01J00000000000000000000000"])
+
+    assert next_job_ids(1) == ["job_01J00000000000000000000000"]
+
+
+def test_on_the_orm_broker_a_turn_is_a_batch_of_the_next_accounts_messages(
+    orm_queue, actor, django_capture_on_commit_callbacks, monkeypatch, next_job_ids
+):
+    from tests.factories import AccountFactory
+
+    monkeypatch.setattr(broker, "FAIR_BATCH", 3)
+    flood, small = AccountFactory(), AccountFactory()
+    a = create_queued(flood, actor, django_capture_on_commit_callbacks, 7)
+    b = create_queued(small, actor, django_capture_on_commit_callbacks, 2)
+    queue = get_broker()
+    from django_q.signing import SignedPackage
+
+    turns = []
+    while messages := queue.dequeue():
+        turns.append([SignedPackage.loads(message)["args"][0] for _, message in messages])
+    # Three of A, then three from the next account on, wrapping around (B's two, A's next),
+    # then A's again.
+    assert turns == [a[0:3], [*b, a[3]], a[4:7]]

@@ -140,6 +140,16 @@ def test_system_services_audit_only_the_transitions_the_table_declares(
         else:
             services.job_stop(job_id=cancelled.pk, attempt=run.number)
         assert Job.objects.get(pk=cancelled.pk).status == JobStatus.RESOLVED
+    # A concurrency limit (imap_sync_messages: one per account) holds a job, and a release
+    # queues it once the slot is free.
+    syncing = make_job(status=JobStatus.RUNNING, action="imap_sync_messages")
+    waiting = make_job(status=JobStatus.QUEUED, action="imap_sync_messages")
+    assert services.job_claim(job_id=waiting.pk, worker=worker) is None
+    Job.objects.filter(pk=syncing.pk).update(status=JobStatus.SUCCEEDED)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert services.jobs_release_waiting(
+            account_id=waiting.account_id, action="imap_sync_messages"
+        ) == [waiting.pk]
 
     events = AuditEvent.objects.filter(Q(command__in=list(SYSTEM_TRANSITIONS)))
     seen = set()

@@ -167,6 +167,7 @@ def test_claim_and_success_use_the_primary_key_even_when_statistics_say_nothing_
         cursor.execute("ANALYZE jobs_job")
     job = services.jobs_create(account=account, specs=[JobSpec("noop", {})] * 300, actor=actor)[0]
     params = {"job_id": job.pk, "worker": WORKER, "now": timezone.now(), "attempt": 1}
+    params["limited"] = "imap_sync_messages"
     statements = {
         "claim": job_sql.CLAIM_SQL_POSTGRESQL,
         "succeed": job_sql.SUCCEED_SQL_POSTGRESQL,

@@ -15,6 +15,8 @@ from jobs.execution.mailsync import sync_account
     timeout=120,
     backoff_base=10.0,
     retry_on={"provider_timeout", "provider_unavailable"},
+    # Two syncs of one mailbox at once are a conflict (PRODUCT), and providers cap connections.
+    per_account_limit=1,
 )
 def imap_sync_messages(ctx: ActionContext) -> dict[str, Any]:
     """Sync the envelopes of the account's folders above the last synced UID.

@@ -48,6 +48,10 @@ class ActionPolicy:
     jitter: float = 0.25  # ± fraction of the delay, so retries of one outage spread out
     # Error codes that are retried whatever the error says; others follow JobError.retryable.
     retry_on: frozenset[str] = frozenset()
+    # At most this many jobs of the action run at once per account (None: no limit); an
+    # account may set its own (jobs.models.ConcurrencyLimit). A job over it waits without
+    # spending an attempt (jobs.services.limits).
+    per_account_limit: int | None = None
 
     @property
     def effective_max_attempts(self) -> int:
@@ -132,6 +136,11 @@ def policy_for(name: str) -> ActionPolicy:
 
 def action_names() -> list[str]:
     return sorted(_ACTIONS)
+
+
+def limited_action_names() -> list[str]:
+    """The actions whose policy caps how many of their jobs run at once per account."""
+    return sorted(name for name, a in _ACTIONS.items() if a.policy.per_account_limit is not None)
 
 
 # --- What produces jobs -----------------------------------------------------------------------

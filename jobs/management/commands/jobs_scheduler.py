@@ -50,6 +50,8 @@ class Command(BaseCommand):
                 if time.monotonic() >= next_sweep:
                     services.jobs_sweep_lost()
                     services.jobs_requeue_unclaimed()
+                    # Jobs held by a concurrency limit whose slot freed without a release.
+                    services.jobs_release_waiting_all()
                     next_sweep = time.monotonic() + settings.JOBS_SWEEP_INTERVAL
                 # Bulk operations whose next batch is due and that no worker holds (paced ones
                 # are due every second or so: every round, not every sweep).
