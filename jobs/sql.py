@@ -9,7 +9,8 @@ Who runs what:
 - the reports (jobs.reports): FAILING_ERROR_CODES, STATUS_FREQUENCIES;
 - a worker's connection (jobs.execution.worker): ASYNC_COMMIT;
 - taking a job whose row cannot be read out of the way (jobs.services.quarantine):
-  JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT.
+  JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT;
+- observability (jobs.monitoring): DB_NOW.
 """
 
 from __future__ import annotations
@@ -287,3 +288,11 @@ SET outcome = '{AttemptOutcome.FAILED.value}', finished_at = %(now)s,
     error_code = '{INTERNAL_ERROR}', error_detail = %(detail)s
 WHERE job_id = %(job_id)s AND outcome = '{AttemptOutcome.RUNNING.value}'
 """
+
+
+# --- observability -----------------------------------------------------------------------------
+
+# The database's clock, which process heartbeats carry (Now()), for judging them on any host:
+# (SQLite, PostgreSQL). SQLite's CURRENT_TIMESTAMP has no fraction of a second, Django's Now()
+# on SQLite is this STRFTIME.
+DB_NOW = ("SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')", "SELECT CURRENT_TIMESTAMP")

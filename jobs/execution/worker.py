@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from jobs import services, sql
 from jobs.execution.actions.registry import ActionContext, JobError, RunLost, get_action
+from jobs.monitoring import heartbeats
 from jobs.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -76,9 +77,12 @@ def run_job(job_id: str) -> str:
     internal_error instead, see jobs.services.quarantine; the message is consumed and the job
     is not sent again)."""
     try:
-        return _run(job_id)
+        outcome = _run(job_id)
     except services.JobQuarantined:
-        return "quarantined"
+        outcome = "quarantined"
+    # In memory only: this process's heartbeat thread writes the counts (jobs.monitoring).
+    heartbeats.record_outcome(outcome)
+    return outcome
 
 
 def _run(job_id: str) -> str:
