@@ -266,6 +266,9 @@ class ProcessHeartbeat(models.Model):
 class RollupGranularity(models.TextChoices):
     MINUTE = "m", "minute"
     HOUR = "h", "hour"
+    # Every minute rolled up so far, per action (every account): /metrics' counters, which must
+    # never go down. One row per action, at bucket jobs.monitoring.rollups.TOTAL_BUCKET.
+    TOTAL = "t", "total"
 
 
 class JobRollup(models.Model):

@@ -308,3 +308,14 @@ def prune_gone(now: datetime) -> int:
     """Delete the rows of processes that stopped beating more than KEEP_GONE ago."""
     deleted, _ = ProcessHeartbeat.objects.filter(beat_at__lt=now - KEEP_GONE).delete()
     return deleted
+
+
+def alive(kind: ProcessKind, *, grace: float, host: str | None = None) -> int:
+    """How many processes of `kind` (on `host`, or anywhere) beat within `grace` seconds, by the
+    database's clock, and did not stop."""
+    rows = ProcessHeartbeat.objects.filter(
+        kind=kind, stopped_at__isnull=True, beat_at__gte=Now() - timedelta(seconds=grace)
+    )
+    if host:
+        rows = rows.filter(host=host)
+    return rows.count()

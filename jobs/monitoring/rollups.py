@@ -39,6 +39,7 @@ from jobs.states import JobStatus
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 CURSOR = "minute"
+TOTAL_BUCKET = datetime(2000, 1, 1, tzinfo=UTC)
 DELETED_ACTION = "(deleted)"
 EVERY_ACCOUNT = ""
 
@@ -281,6 +282,37 @@ def _roll_up_minute(minute: datetime) -> None:
             for (account_id, action), tally in tallies.items()
         ]
     )
+    # The running totals (under the cursor's lock, like the rows above).
+    for (account_id, action), tally in tallies.items():
+        if account_id != EVERY_ACCOUNT:
+            continue
+        total = JobRollup.objects.filter(
+            granularity=RollupGranularity.TOTAL, account_id=EVERY_ACCOUNT, action=action
+        ).first()
+        if total is None:
+            tally.row(RollupGranularity.TOTAL, TOTAL_BUCKET, EVERY_ACCOUNT, action).save()
+            continue
+        summed = Tally()
+        summed.add(total)
+        summed.add(tally)
+        row = summed.row(RollupGranularity.TOTAL, TOTAL_BUCKET, EVERY_ACCOUNT, action)
+        row.pk = total.pk
+        row.save()
+
+
+def rolled_up_through() -> datetime | None:
+    """Every minute before this is rolled up (None: nothing yet)."""
+    return RollupCursor.objects.filter(name=CURSOR).values_list("through", flat=True).first()
+
+
+def totals() -> dict[str, Tally]:
+    """{action: Tally} of every run rolled up so far (every account): /metrics' counters."""
+    found: dict[str, Tally] = {}
+    for row in JobRollup.objects.filter(
+        granularity=RollupGranularity.TOTAL, account_id=EVERY_ACCOUNT
+    ):
+        found.setdefault(row.action, Tally()).add(row)
+    return found
 
 
 def _roll_up_hour(hour: datetime) -> None:
@@ -359,7 +391,7 @@ def queue_health(
     action or one, with a series per minute (1 h) or per hour."""
     span, granularity = RANGES[range_key]
     now = now or timezone.now()
-    cursor = RollupCursor.objects.filter(name=CURSOR).values_list("through", flat=True).first()
+    cursor = rolled_up_through()
     step = MINUTE if granularity == RollupGranularity.MINUTE else HOUR
     end = floor_minute(now) + MINUTE if step == MINUTE else floor_hour(now) + HOUR
     start = end - span
