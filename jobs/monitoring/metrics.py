@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -34,6 +34,10 @@ from prometheus_client.registry import Collector
 from accounts import apikeys
 from jobs import reports
 from jobs.monitoring import heartbeats, rollups
+
+# The classic text format, which every Prometheus version reads (the metric names here are all
+# plain ASCII, so the text is the same in the newer format).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class JobsCollector(Collector):
@@ -168,6 +172,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     refusal = _refusal(request)
     if refusal is not None:
         return refusal
-    response = HttpResponse(generate_latest(_REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    response = HttpResponse(generate_latest(_REGISTRY), content_type=CONTENT_TYPE)
     response["Cache-Control"] = "no-store"
     return response
