@@ -113,10 +113,15 @@ _worker_beat: _Beat | None = None
 _worker_lock = threading.Lock()
 
 
-def start_worker_beat(**_: object) -> _Beat:
-    """Start this worker process's heartbeat (django-q2's post_spawn, or the first job of a
-    process that was not spawned by a cluster). Once per process."""
+def start_worker_beat(**_: object) -> None:
+    """Start this worker process's heartbeat (django-q2's post_spawn, sent in each worker
+    process it spawns). Once per process; never in django-q2's sync mode, where the "worker"
+    is the caller's own process."""
+    from django_q.conf import Conf
+
     global _worker_beat
+    if Conf.SYNC:
+        return
     with _worker_lock:
         if _worker_beat is None or _worker_beat.pid != os.getpid():
             beat = _Beat(ProcessKind.WORKER, cluster_pid=os.getppid())
@@ -125,7 +130,6 @@ def start_worker_beat(**_: object) -> _Beat:
             # is killed: then it is shown as stopped rather than gone.
             mp_util.Finalize(None, _worker_stopped, args=(beat,), exitpriority=10)
             _worker_beat = beat
-        return _worker_beat
 
 
 def _worker_stopped(beat: _Beat) -> None:
@@ -135,11 +139,11 @@ def _worker_stopped(beat: _Beat) -> None:
 
 
 def record_outcome(outcome: str) -> None:
-    """Count one run of this worker process (in memory; the next beat writes it)."""
+    """Count one run of this worker process (in memory; the next beat writes it). Outside a
+    cluster's worker process (a run in a test or a shell) there is no heartbeat to count in."""
     beat = _worker_beat
-    if beat is None or beat.pid != os.getpid():
-        beat = start_worker_beat()
-    beat.count(outcome)
+    if beat is not None and beat.pid == os.getpid():
+        beat.count(outcome)
 
 
 class SchedulerBeat:
