@@ -129,6 +129,20 @@ def test_heartbeats_metrics_workers_page_and_health(
     assert health(execution, "--process", "scheduler").returncode == 0
     assert "no worker process" in health(execution).stderr
 
+    # A cluster stopped cleanly (SIGTERM to its main process): its worker says so on its way out.
+    second = execution.start("qcluster", "qcluster", JOBS_WORKERS="1", **BEATS)
+    execution.wait(lambda: alive(ProcessKind.WORKER) == 1, timeout=60, what="a new worker")
+    assert health(execution, "--process", "worker").returncode == 0
+    second.stop()
+    execution.wait(
+        lambda: ProcessHeartbeat.objects.filter(stopped_at__isnull=False).count() == 1,
+        timeout=30,
+        what="the stopped worker to record its stop",
+    )
+    page = admin_client.get(reverse("admin:jobs_job_workers")).content.decode()
+    assert page.count('data-state="stopped"') == 2  # that cluster and its worker
+    assert health(execution, "--process", "worker").returncode == 1
+
     scheduler.stop()  # SIGTERM: a clean stop, recorded as such
     row = ProcessHeartbeat.objects.get(kind=ProcessKind.SCHEDULER)
     assert row.stopped_at is not None
