@@ -335,21 +335,29 @@ class Depth:
         return max((now - self.oldest_queued_run_at).total_seconds(), 0.0)
 
 
-def depth(*, account_id: str | None = None, action: str | None = None) -> Depth:
+def depth(
+    *,
+    account_id: str | None = None,
+    action: str | None = None,
+    counts: dict[str, int] | None = None,
+) -> Depth:
     """Jobs per unfinished status and the oldest queued job, for every account and action or
     one of each. Each status is a range of the (status, run_at) index, or of the account's
-    (account, status) index; the oldest queued job is the first entry of its status's range."""
+    (account, status) index; the oldest queued job is the first entry of its status's range.
+    `counts`: the statuses' counts when the caller has them already (every account and action),
+    so that only the oldest queued job is looked up."""
     jobs = Job.objects.all()
     if account_id:
         jobs = jobs.filter(account_id=account_id)
     if action:
         jobs = jobs.filter(action=action)
-    counts = dict(
-        jobs.filter(status__in=DEPTH_STATUSES)
-        .order_by()
-        .values_list("status")
-        .annotate(n=Count("*"))
-    )
+    if counts is None:
+        counts = dict(
+            jobs.filter(status__in=DEPTH_STATUSES)
+            .order_by()
+            .values_list("status")
+            .annotate(n=Count("*"))
+        )
     oldest = (
         jobs.filter(status=JobStatus.QUEUED)
         .order_by("run_at")
@@ -371,10 +379,10 @@ def series_chart(
     chart = hourly_chart(hours, width=width)
     if step_minutes == 1:
         label, every = "%H:%M", 10
-    elif len(points) <= 48:
+    elif step_minutes == 60:
         label, every = "%H:00", 3
     else:
-        label, every = "%a %d", 24
+        label, every = "%a %d %H:00", 4
     slot = (chart.width - chart.plot_left - 8) / max(len(points), 1)
     chart.ticks = [
         (round(chart.plot_left + i * slot + slot / 2, 1), start.strftime(label))

@@ -285,8 +285,13 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     scope_account = account.pk if account else None
     board = reports.dashboard()
     health = rollups.queue_health(range_key, account_id=scope_account, action=action or None)
-    depth = reports.depth(account_id=scope_account, action=action or None)
-    step = 1 if rollups.RANGES[range_key][1] == "m" else 60
+    depth = reports.depth(
+        account_id=scope_account,
+        action=action or None,
+        # Every account and action: the board has just counted these statuses.
+        counts=None if scope_account or action else board.by_status,
+    )
+    step = int(rollups.RANGES[range_key][2].total_seconds() // 60)
     scope = {"account": scope_account, "action": action or None}
     context = {
         **model_admin.admin_site.each_context(request),

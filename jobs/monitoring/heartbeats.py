@@ -99,13 +99,15 @@ class _WorkerBeatThread(threading.Thread):
     def run(self) -> None:
         while True:
             try:
-                close_old_connections()
                 self.beat.beat()
             except Exception as exc:
                 # The database is away (a restart): beat again next time.
                 logger.warning("process heartbeat failed: %s", exc)
-                with contextlib.suppress(Exception):
-                    connection.close()
+            # One connection per worker process is the job heartbeat's, while a job runs; this
+            # thread holds none between beats (a connect every few seconds costs less than a
+            # second connection per worker for as long as it lives).
+            with contextlib.suppress(Exception):
+                connection.close()
             time.sleep(self.interval)
 
 
@@ -261,11 +263,13 @@ def processes(*, within: timedelta = timedelta(hours=24), limit: int = 500) -> P
     rows = list(
         ProcessHeartbeat.objects.filter(beat_at__gte=now - within).order_by("-beat_at")[:limit]
     )
-    # The running jobs are few (at most one per worker, plus runs about to be declared lost):
-    # read from the partial index of running jobs.
+    # What the workers run now: the runs whose heartbeat is fresh, at most one per worker, from
+    # the partial index of running jobs by heartbeat (runs left behind by a gone worker are the
+    # "running without a heartbeat" of the queue, which the sweeper declares lost).
     running: dict[str, list[RunningJob]] = {}
+    fresh_after = now - timedelta(seconds=settings.JOBS_STALL_GRACE_SECONDS)
     for job_id, action, account_id, worker, started in (
-        Job.objects.filter(status=JobStatus.RUNNING)
+        Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__gte=fresh_after)
         .order_by()
         .values_list("pk", "action", "account_id", "worker", "started_at")[:5000]
     ):

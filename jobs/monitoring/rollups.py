@@ -339,10 +339,11 @@ def _roll_up_hour(hour: datetime) -> None:
 
 # --- reading (the dashboard, /metrics) ---------------------------------------------------------
 
-RANGES: dict[str, tuple[timedelta, str]] = {
-    "1h": (HOUR, RollupGranularity.MINUTE),
-    "24h": (timedelta(hours=24), RollupGranularity.HOUR),
-    "7d": (timedelta(days=7), RollupGranularity.HOUR),
+# range: (span, the rows it reads, the series' step: 60 minutes, 24 hours, 28 quarter-days).
+RANGES: dict[str, tuple[timedelta, str, timedelta]] = {
+    "1h": (HOUR, RollupGranularity.MINUTE, MINUTE),
+    "24h": (timedelta(hours=24), RollupGranularity.HOUR, HOUR),
+    "7d": (timedelta(days=7), RollupGranularity.HOUR, timedelta(hours=6)),
 }
 
 
@@ -389,11 +390,14 @@ def queue_health(
 ) -> QueueHealth:
     """The rolled-up figures of `range_key` ("1h", "24h", "7d"), for every account or one, every
     action or one, with a series per minute (1 h) or per hour."""
-    span, granularity = RANGES[range_key]
+    span, granularity, step = RANGES[range_key]
     now = now or timezone.now()
     cursor = rolled_up_through()
-    step = MINUTE if granularity == RollupGranularity.MINUTE else HOUR
-    end = floor_minute(now) + MINUTE if step == MINUTE else floor_hour(now) + HOUR
+    if granularity == RollupGranularity.MINUTE:
+        end = floor_minute(now) + MINUTE
+    else:
+        end = floor_hour(now) + HOUR
+        end += -(end - TOTAL_BUCKET) % step  # series buckets on whole steps (UTC)
     start = end - span
     buckets = {start + i * step: Bucket(start + i * step, Tally()) for i in range(span // step)}
     rows = JobRollup.objects.filter(account_id=account_id or EVERY_ACCOUNT)
@@ -415,8 +419,7 @@ def queue_health(
     total = Tally()
     by_action: dict[str, Tally] = {}
     for row in chosen:
-        key = row.bucket if step == MINUTE else floor_hour(row.bucket)
-        bucket = buckets.get(key)
+        bucket = buckets.get(row.bucket - (row.bucket - start) % step)
         if bucket is None:
             continue
         bucket.tally.add(row)

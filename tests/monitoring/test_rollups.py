@@ -130,7 +130,7 @@ def test_a_closed_hour_is_summed_from_its_minutes_and_read_back(db):
     day = rollups.queue_health("24h")
     assert (day.total.succeeded, day.total.failed) == (2, 1)  # the hour row, not its minutes too
     assert sum(bucket.tally.succeeded for bucket in day.series) == 2
-    assert len(day.series) == 24 and len(rollups.queue_health("7d").series) == 168
+    assert len(day.series) == 24 and len(rollups.queue_health("7d").series) == 28
     mine = rollups.queue_health("24h", account_id=account.pk, action="noop")
     assert mine.total.failed == 1 and mine.failure_rows() == [("provider_auth_failed", 1, 1 / 3)]
     assert rollups.queue_health("24h", account_id=AccountFactory().pk).total.started == 0
