@@ -20,3 +20,10 @@ class JobsConfig(AppConfig):
         from jobs.execution import queues
 
         queues.install()
+
+        # Each django-q2 worker process says it is alive from the moment it is spawned.
+        from django_q.signals import post_spawn
+
+        from jobs.monitoring import heartbeats
+
+        post_spawn.connect(heartbeats.start_worker_beat, dispatch_uid="jobs-process-heartbeat")

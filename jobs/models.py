@@ -373,3 +373,89 @@ class ConcurrencyLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.action} at most {self.limit}"
+
+
+# --- observability (jobs.monitoring) -----------------------------------------------------------
+
+
+class ProcessKind(models.TextChoices):
+    WORKER = "worker", "Worker"  # a django-q2 worker process; its cluster is its parent process
+    SCHEDULER = "scheduler", "Scheduler"
+
+
+class ProcessHeartbeat(models.Model):
+    """A worker or scheduler process that says it is alive: written by the process itself every
+    JOBS_PROCESS_HEARTBEAT_SECONDS (jobs.monitoring.heartbeats), one row per process start."""
+
+    kind = models.CharField(max_length=16, choices=ProcessKind.choices)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    # A worker's cluster: the django-q2 sentinel (its parent process) on the same host.
+    cluster_pid = models.PositiveIntegerField(null=True, blank=True)
+    queue = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)  # a clean stop said so
+    jobs_done = models.PositiveBigIntegerField(default=0)
+    jobs_failed = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "pid", "started_at"], name="process_heartbeat_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "-beat_at"], name="process_heartbeat_beat")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.host}:{self.pid}"
+
+
+class RollupGranularity(models.TextChoices):
+    MINUTE = "m", "minute"
+    HOUR = "h", "hour"
+    # Every minute rolled up so far, per action (every account): /metrics' counters, which must
+    # never go down. One row per action, at bucket jobs.monitoring.rollups.TOTAL_BUCKET.
+    TOTAL = "t", "total"
+
+
+class JobRollup(models.Model):
+    """What happened to jobs in one minute (or hour) for one action of one account, or of every
+    account (account_id ""): the queue-health figures, rolled up by the scheduler from the audit
+    trail (jobs.monitoring.rollups), so the dashboard never scans the job table."""
+
+    granularity = models.CharField(max_length=1, choices=RollupGranularity.choices)
+    bucket = models.DateTimeField()  # the start of the minute or hour (UTC)
+    account_id = models.CharField(max_length=32, blank=True)  # "": every account
+    action = models.CharField(max_length=100)
+    started = models.PositiveIntegerField(default=0)  # runs that started (claims)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)  # runs that ended the job failed or stalled
+    retried = models.PositiveIntegerField(default=0)  # runs that failed with a retry scheduled
+    # {error code: runs that failed with it} (failed, retried and lost runs alike).
+    errors = models.JSONField(default=dict)
+    # created -> first start latency of the jobs whose first run started here: a histogram on
+    # jobs.monitoring.rollups.LATENCY_BOUNDS (one count per bound, then the overflow).
+    latency_counts = models.JSONField(default=list)
+    latency_sum_ms = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "account_id", "bucket", "action"], name="job_rollup_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket} {self.account_id or '*'} {self.action}"
+
+
+class RollupCursor(models.Model):
+    """How far the rollups go: every minute before `through` is rolled up. One row, locked by the
+    scheduler that rolls up, so two schedulers never count a minute twice."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    through = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} through {self.through}"

@@ -309,3 +309,88 @@ def failing_error_codes(*, limit: int = 100) -> list[str]:
         .values_list("last_error_code", flat=True)
         .distinct()[:limit]
     )
+
+
+# --- queue health: depth now (jobs.monitoring.rollups has the figures over time) -----------------
+
+# The statuses a queue's depth counts: work still to do, and work waiting for an operator.
+DEPTH_STATUSES = (
+    JobStatus.SCHEDULED,
+    JobStatus.QUEUED,
+    JobStatus.RUNNING,
+    JobStatus.FAILED,
+    JobStatus.STALLED,
+)
+
+
+@dataclass
+class Depth:
+    by_status: dict[str, int]
+    oldest_queued_run_at: datetime | None  # when the longest-waiting queued job became due
+
+    def oldest_queued_age(self, now: datetime) -> float | None:
+        """Seconds the oldest queued job has waited since it was due."""
+        if self.oldest_queued_run_at is None:
+            return None
+        return max((now - self.oldest_queued_run_at).total_seconds(), 0.0)
+
+
+def depth(
+    *,
+    account_id: str | None = None,
+    action: str | None = None,
+    counts: dict[str, int] | None = None,
+) -> Depth:
+    """Jobs per unfinished status and the oldest queued job, for every account and action or
+    one of each. Each status is a range of the (status, run_at) index, or of the account's
+    (account, status) index; the oldest queued job is the first entry of its status's range.
+    `counts`: the statuses' counts when the caller has them already (every account and action),
+    so that only the oldest queued job is looked up."""
+    jobs = Job.objects.all()
+    if account_id:
+        jobs = jobs.filter(account_id=account_id)
+    if action:
+        jobs = jobs.filter(action=action)
+    if counts is None:
+        counts = dict(
+            jobs.filter(status__in=DEPTH_STATUSES)
+            .order_by()
+            .values_list("status")
+            .annotate(n=Count("*"))
+        )
+    oldest = (
+        jobs.filter(status=JobStatus.QUEUED)
+        .order_by("run_at")
+        .values_list("run_at", flat=True)
+        .first()
+    )
+    return Depth(
+        by_status={status.value: counts.get(status.value, 0) for status in DEPTH_STATUSES},
+        oldest_queued_run_at=oldest if isinstance(oldest, datetime) else None,
+    )
+
+
+def series_chart(
+    points: list[tuple[datetime, int, int]], *, step_minutes: int, width: int = 760
+) -> Chart:
+    """The succeeded/failed bar chart for a series of (bucket start, succeeded, failed) at one
+    bucket per `step_minutes`: minutes (1 h), hours (24 h), hours over days (7 d)."""
+    hours = [HourBucket(start, succeeded, failed) for start, succeeded, failed in points]
+    chart = hourly_chart(hours, width=width)
+    if step_minutes == 1:
+        label, every = "%H:%M", 10
+    elif step_minutes == 60:
+        label, every = "%H:00", 3
+    else:
+        label, every = "%a %d %H:00", 4
+    slot = (chart.width - chart.plot_left - 8) / max(len(points), 1)
+    chart.ticks = [
+        (round(chart.plot_left + i * slot + slot / 2, 1), start.strftime(label))
+        for i, (start, _, _) in enumerate(points)
+        if i % every == 0
+    ]
+    for bar, (start, _, _) in zip(chart.bars[::2], points, strict=False):
+        bar.label = f"{start.strftime('%Y-%m-%d %H:%M')} UTC: {bar.value} {bar.kind}"
+    for bar, (start, _, _) in zip(chart.bars[1::2], points, strict=False):
+        bar.label = f"{start.strftime('%Y-%m-%d %H:%M')} UTC: {bar.value} failed or retried"
+    return chart

@@ -14,7 +14,8 @@ Who runs what:
 - a worker's connection (jobs.execution.worker): ASYNC_COMMIT;
 - taking a job whose row cannot be read out of the way (jobs.services.quarantine):
   JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT;
-- fixing the set of a bulk operation (jobs.services.bulk): bulk_snapshot_statement.
+- fixing the set of a bulk operation (jobs.services.bulk): bulk_snapshot_statement;
+- observability (jobs.monitoring): DB_NOW.
 """
 
 from __future__ import annotations
@@ -518,3 +519,11 @@ def bulk_snapshot_statement(vendor: str, matched: str, size: int) -> str:
         aggregate=_SNAPSHOT_AGGREGATE[vendor],
         matched=matched,
     )
+
+
+# --- observability -----------------------------------------------------------------------------
+
+# The database's clock, which process heartbeats carry (Now()), for judging them on any host:
+# (SQLite, PostgreSQL). SQLite's CURRENT_TIMESTAMP has no fraction of a second, Django's Now()
+# on SQLite is this STRFTIME.
+DB_NOW = ("SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')", "SELECT CURRENT_TIMESTAMP")

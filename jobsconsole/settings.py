@@ -258,6 +258,16 @@ JOBS_BULK_LEASE_SECONDS = env_float("JOBS_BULK_LEASE_SECONDS", 60.0)
 JOBS_BULK_RUN_SECONDS = env_float("JOBS_BULK_RUN_SECONDS", 30.0)
 JOBS_BULK_DEFAULT_RATE = env_float("JOBS_BULK_DEFAULT_RATE", 500.0)
 JOBS_IDEMPOTENCY_TTL_HOURS = env_int("JOBS_IDEMPOTENCY_TTL_HOURS", 24)
+# Observability (jobs.monitoring): each worker and scheduler process writes its own heartbeat
+# row this often; one older than the grace is shown as gone and fails `manage.py jobs_health`.
+JOBS_PROCESS_HEARTBEAT_SECONDS = env_float("JOBS_PROCESS_HEARTBEAT_SECONDS", 5.0)
+JOBS_PROCESS_GRACE_SECONDS = env_float("JOBS_PROCESS_GRACE_SECONDS", 30.0)
+# The scheduler rolls up closed minutes this often, each once the minute is this old (so that a
+# transition stamped in it has committed).
+JOBS_ROLLUP_INTERVAL = env_float("JOBS_ROLLUP_INTERVAL", 15.0)
+JOBS_ROLLUP_SETTLE_SECONDS = env_float("JOBS_ROLLUP_SETTLE_SECONDS", 10.0)
+# Who may read /metrics without an operator API key (comma-separated addresses).
+JOBS_METRICS_ALLOWED_IPS = env_list("JOBS_METRICS_ALLOWED_IPS", [])
 # Key for encrypting mailbox credentials at rest (Fernet, urlsafe base64 of 32 bytes). When unset
 # it is derived from SECRET_KEY, so rotating SECRET_KEY makes stored passwords unreadable.
 JOBS_CREDENTIALS_KEY = env_str("JOBS_CREDENTIALS_KEY")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path, reverse_lazy
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -23,6 +24,7 @@ from jobs.api import (
     ProviderEventViewSet,
     TaskViewSet,
 )
+from jobs.monitoring.metrics import metrics_view
 
 # The exact paths of PRODUCT.md: no trailing slashes. Ids are matched loosely here so that a
 # malformed id reaches the view, which answers the same 404 as for an unknown id.
@@ -118,6 +120,7 @@ admin.site.site_url = reverse_lazy("admin:jobs_job_dashboard")  # type: ignore[a
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", csrf_exempt(metrics_view), name="metrics"),
     path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/", include(api)),

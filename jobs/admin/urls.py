@@ -41,8 +41,15 @@ def triage_url(account_id: str | None = None) -> str:
     return f"{url}?{queue_query(account=account_id)}" if account_id else url
 
 
-def dashboard_url() -> str:
-    return reverse("admin:jobs_job_dashboard")
+def dashboard_url(**query: str | None) -> str:
+    """The dashboard, with its scope (range, account, action) when given."""
+    url = reverse("admin:jobs_job_dashboard")
+    return f"{url}?{queue_query(**query)}" if queue_query(**query) else url
+
+
+def workers_url(**query: str | None) -> str:
+    url = reverse("admin:jobs_job_workers")
+    return f"{url}?{queue_query(**query)}" if queue_query(**query) else url
 
 
 def search_delete_url(query: str) -> str:

@@ -24,7 +24,9 @@ from jobs.admin import urls
 from jobs.admin.actions import BUTTON_COMMANDS, PAST_TENSE, command_runner, run_bulk
 from jobs.admin.filters import QueueFilter
 from jobs.admin.forms import COMMAND_FORMS
+from jobs.execution.actions.registry import action_names
 from jobs.models import BulkOperation, Job
+from jobs.monitoring import heartbeats, rollups
 from jobs.states import ALLOWED_FROM, Command, JobStatus
 
 if TYPE_CHECKING:
@@ -279,9 +281,47 @@ def triage_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/jobs/job/triage.html", context)
 
 
+# The query parameter asking for a page's live region alone (core/static/core/live.js).
+LIVE = "_live"
+
+
+def _is_live(request: HttpRequest) -> bool:
+    return request.GET.get(LIVE) == "1"
+
+
+def _health_scope(request: HttpRequest) -> tuple[str, Account | None, str, str]:
+    """(range, account or None, the account id asked for, action) from the query string; what
+    does not parse is ignored (the page says which scope it shows)."""
+    range_key = request.GET.get("range", "")
+    range_key = range_key if range_key in rollups.RANGES else DEFAULT_RANGE
+    account_id = request.GET.get("account", "").strip()[:32]
+    account = None
+    if account_id:
+        account = Account.objects.filter(pk=account_id).only("id", "name").first()
+    action = request.GET.get("action", "").strip()[:100]
+    return range_key, account, account_id, action
+
+
+DEFAULT_RANGE = "24h"
+
+
 def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
-    """Counts by status, the last 24 hours' failures by error code and an hourly chart."""
+    """Counts by status, queue health over 1 h, 24 h or 7 d (every account and action, or one
+    of each: depth, oldest queued age, throughput, created -> started latency, failures by
+    error code) and the failures waiting for an operator. `?_live=1` renders the live region
+    alone, for live.js."""
+    range_key, account, account_id, action = _health_scope(request)
+    scope_account = account.pk if account else None
     board = reports.dashboard()
+    health = rollups.queue_health(range_key, account_id=scope_account, action=action or None)
+    depth = reports.depth(
+        account_id=scope_account,
+        action=action or None,
+        # Every account and action: the board has just counted these statuses.
+        counts=None if scope_account or action else board.by_status,
+    )
+    step = int(rollups.RANGES[range_key][2].total_seconds() // 60)
+    scope = {"account": scope_account, "action": action or None}
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
@@ -295,12 +335,70 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
             (code, n, urls.queue_url(status=urls.NEEDS_OPERATOR_STATUSES, last_error_code=code))
             for code, n in board.failures_by_code
         ],
-        "chart": reports.hourly_chart(board.hours),
         "stalled_url": urls.queue_url(stalled="1"),
         "needs_operator_url": urls.queue_url(status=urls.NEEDS_OPERATOR_STATUSES),
+        "range_key": range_key,
+        "ranges": [(key, urls.dashboard_url(range=key, **scope)) for key in rollups.RANGES],
+        "account": account,
+        "account_id": account_id,
+        "unknown_account": bool(account_id) and account is None,
+        "action": action,
+        "actions": sorted(set(action_names()) | set(health.by_action)),
+        "health": health,
+        "depth_rows": [
+            (
+                JobStatus(status),
+                n,
+                urls.queue_url(status=status, account=scope_account, action=action or None),
+            )
+            for status, n in depth.by_status.items()
+        ],
+        "oldest_queued_age": depth.oldest_queued_age(board.now),
+        "latency_p50": health.total.latency_quantile(0.5),
+        "latency_p95": health.total.latency_quantile(0.95),
+        "health_failures": health.failure_rows(),
+        "action_rows": [
+            (
+                name,
+                tally,
+                tally.latency_quantile(0.5),
+                tally.latency_quantile(0.95),
+                (tally.failed + tally.retried) / tally.finished if tally.finished else None,
+                urls.dashboard_url(range=range_key, account=scope_account, action=name),
+            )
+            for name, tally in health.by_action.items()
+        ],
+        "chart": reports.hourly_chart(board.hours),
         "hour_totals": (
             sum(b.succeeded for b in board.hours),
             sum(b.failed for b in board.hours),
         ),
+        "health_chart": reports.series_chart(
+            [
+                (bucket.start, bucket.tally.succeeded, bucket.tally.failed + bucket.tally.retried)
+                for bucket in health.series
+            ],
+            step_minutes=step,
+        ),
+        "live_url": urls.dashboard_url(range=range_key, **scope, _live="1"),
     }
-    return TemplateResponse(request, "admin/jobs/job/dashboard.html", context)
+    live = _is_live(request)
+    template = "admin/jobs/job/_dashboard_live.html" if live else "admin/jobs/job/dashboard.html"
+    return TemplateResponse(request, template, context)
+
+
+def workers_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
+    """Every cluster, worker and scheduler that beat in the last 24 hours: alive ones with what
+    they run now, and those that stopped or are gone, since when. `?_live=1`: the region."""
+    procs = heartbeats.processes()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Workers",
+        "procs": procs,
+        "live_url": urls.workers_url(_live="1"),
+    }
+    template = (
+        "admin/jobs/job/_workers_live.html" if _is_live(request) else "admin/jobs/job/workers.html"
+    )
+    return TemplateResponse(request, template, context)

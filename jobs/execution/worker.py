@@ -44,6 +44,7 @@ from jobs.execution.actions.registry import (
     RunLost,
     get_action,
 )
+from jobs.monitoring import heartbeats
 from jobs.states import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -84,12 +85,15 @@ def run_job(job_id: str) -> str:
     job is not sent again)."""
     limited: list[services.ClaimedRun] = []
     try:
-        return _run(job_id, limited)
+        outcome = _run(job_id, limited)
     except services.JobQuarantined:
-        return "quarantined"
+        outcome = "quarantined"
     finally:
         if limited:
             _release_slot(limited[0])
+    # In memory only: this process's heartbeat thread writes the counts (jobs.monitoring).
+    heartbeats.record_outcome(outcome)
+    return outcome
 
 
 def _release_slot(run: services.ClaimedRun) -> None:

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        ('jobs', '0005_cancel'),
+        ('jobs', '0006_observability'),
     ]
 
     operations = [

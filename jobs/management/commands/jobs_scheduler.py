@@ -2,9 +2,12 @@
 
 Every JOBS_DISPATCH_INTERVAL seconds it moves due `scheduled` jobs to the broker; every
 JOBS_SWEEP_INTERVAL seconds it declares lost the runs whose worker stopped heart-beating and
-enqueues again the queued jobs no worker picked up. Several can run at once (each step locks
-with SKIP LOCKED). It outlives database restarts: on a connection error it closes its
-connections, backs off and goes on. SIGTERM or SIGINT stops it between two rounds.
+enqueues again the queued jobs no worker picked up; every JOBS_ROLLUP_INTERVAL seconds it rolls
+the closed minutes up for queue health (jobs.monitoring.rollups), and it writes its own
+heartbeat (jobs.monitoring.heartbeats) every JOBS_PROCESS_HEARTBEAT_SECONDS. Several can run
+at once (each step locks with SKIP LOCKED; the rollup holds its cursor row). It outlives
+database restarts: on a connection error it closes its connections, backs off and goes on.
+SIGTERM or SIGINT stops it between two rounds.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.utils import timezone
 
 from jobs import services
+from jobs.monitoring import heartbeats, rollups
 
 logger = logging.getLogger("jobs.scheduler")
 
@@ -40,12 +45,14 @@ class Command(BaseCommand):
             settings.JOBS_DISPATCH_INTERVAL,
             settings.JOBS_SWEEP_INTERVAL,
         )
-        next_sweep = 0.0
+        next_sweep = next_rollup = 0.0
         backoff = 0.0
+        beat = heartbeats.SchedulerBeat()
         while not stop.is_set():
             try:
                 # Honour CONN_MAX_AGE and the health checks, as a request would.
                 close_old_connections()
+                beat.maybe_beat()
                 self.dispatch(stop)
                 if time.monotonic() >= next_sweep:
                     services.jobs_sweep_lost()
@@ -56,6 +63,10 @@ class Command(BaseCommand):
                 # Bulk operations whose next batch is due and that no worker holds (paced ones
                 # are due every second or so: every round, not every sweep).
                 services.bulk_operations_dispatch()
+                if time.monotonic() >= next_rollup:
+                    rollups.roll_up()
+                    heartbeats.prune_gone(timezone.now())
+                    next_rollup = time.monotonic() + settings.JOBS_ROLLUP_INTERVAL
                 backoff = 0.0
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.5), 10.0)
@@ -69,6 +80,7 @@ class Command(BaseCommand):
             if once:
                 break
             stop.wait(settings.JOBS_DISPATCH_INTERVAL)
+        beat.stopped()
         connections.close_all()
         logger.info("scheduler stopped")
 
