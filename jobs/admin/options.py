@@ -532,6 +532,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
         return [
             path("triage/", view(admin_views.triage_view), name="jobs_job_triage"),
             path("dashboard/", view(admin_views.dashboard_view), name="jobs_job_dashboard"),
+            path("counts/", view(admin_views.counts_view), name="jobs_job_counts"),
             path(
                 "search-delete/",
                 view(admin_views.search_delete_view),

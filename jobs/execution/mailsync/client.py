@@ -69,8 +69,7 @@ advise(
 )
 advise(
     TIMEOUT,
-    "the server did not answer in time, on every attempt: check that it is reachable, then "
-    "retry",
+    "the server did not answer in time, on every attempt: check that it is reachable, then retry",
     where="account",
 )
 advise(
