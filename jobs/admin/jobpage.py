@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest
 from django.urls import reverse
@@ -89,7 +90,7 @@ def _seen(request: HttpRequest) -> datetime | None:
 def summary_url(request: HttpRequest, job: Job) -> str:
     updated = job.updated_at.isoformat() if isinstance(job.updated_at, datetime) else ""
     url = live.fragment_url(request, SUMMARY)
-    return f"{url}&{SEEN_PARAM}={updated}" if updated else url
+    return f"{url}&{urlencode({SEEN_PARAM: updated})}" if updated else url
 
 
 def summary_context(model_admin: JobAdmin, request: HttpRequest, job: Job) -> dict[str, Any]:

@@ -231,6 +231,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
         try:
             QueueFilter.from_query(request.GET)
             changelist = self.get_changelist_instance(request)
+            changelist.formset = None  # no list_editable: as changelist_view sets it
         except (ValidationFailed, IncorrectLookupParameters):
             return HttpResponseBadRequest("Bad filter: reload the page.")
         return TemplateResponse(request, "admin/jobs/job/_queue_rows.html", result_list(changelist))
