@@ -91,14 +91,12 @@ def _when(moment: datetime | None) -> str:
 class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     form = JobChangeForm
     list_display = (
-        "id",
+        "id_column",
         "account_column",
         "action",
         "status_column",
-        "attempts_column",
         "error_column",
         "next_run_column",
-        "created_column",
         "updated_column",
     )
     # The stubs' list of every kind of filter spec, which a list of filter classes is not (lists
@@ -165,13 +163,21 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
             job.account.name,
         )
 
-    @admin.display(description="status")
+    @admin.display(description="status · attempts")
     def status_column(self, job: Job) -> str:
-        return status_badge(job.status, job.get_status_display())
+        return format_html(
+            '{} <span class="attempts" title="attempts used of the budget">{}/{}</span>',
+            status_badge(job.status, job.get_status_display()),
+            job.attempt_count,
+            job.max_attempts,
+        )
 
-    @admin.display(description="attempts")
-    def attempts_column(self, job: Job) -> str:
-        return f"{job.attempt_count}/{job.max_attempts}"
+    @admin.display(description="job")
+    def id_column(self, job: Job) -> str:
+        # Ids sort by creation time; the moment itself on hover.
+        created = job.created_at
+        title = "" if isinstance(created, Unreadable) else console.absolute(created)
+        return format_html('<span title="created {}">{}</span>', title, job.pk)
 
     @admin.display(description="error")
     def error_column(self, job: Job) -> str:
@@ -195,10 +201,6 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
             return unreadable(job.run_at)
         label = "retry " if job.attempt_count and job.last_error_code else ""
         return format_html("{}{}", label, console.ago(job.run_at))
-
-    @admin.display(description="created")
-    def created_column(self, job: Job) -> str:
-        return _ago(job.created_at)
 
     @admin.display(description="updated")
     def updated_column(self, job: Job) -> str:
