@@ -259,3 +259,11 @@ def test_history_of_a_job_is_its_audit_log(operator_client, make_job):
     response = operator_client.get(reverse("admin:jobs_job_history", args=[job.pk]))
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:core_auditevent_changelist") + f"?q={job.pk}"
+
+
+def test_history_of_an_account_is_its_audit_log(operator_client, account):
+    response = operator_client.get(reverse("admin:accounts_account_history", args=[account.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:core_auditevent_changelist") + f"?q={account.pk}"
+    log = operator_client.get(response["Location"])
+    assert log.status_code == 200

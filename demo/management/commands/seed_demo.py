@@ -69,7 +69,7 @@ def seeded_lost_runs_note() -> str:
     return (
         f"Seeded on purpose: {seeded} run(s) claimed by a worker that is gone ({GONE_WORKER}).\n"
         f"Within {settings.JOBS_STALL_GRACE_SECONDS:g} s the scheduler logs "
-        f"\"declared {seeded} lost run(s)\": it is the\n"
+        f'"declared {seeded} lost run(s)": it is the\n'
         "stall sweeper recovering them (each has attempts left, so it is rescheduled and runs).\n"
     )
 
