@@ -8,6 +8,8 @@ accounts, loaded once by tests.bench.dataset), times in-process through the whol
   - a job page (a failed job with attempts and audit events),
   - the error triage,
   - the dashboard,
+  - one live refresh of each live region (queue rows, job summary and history, triage, the
+    index's counts),
 each beside the raw SQL it needs: the very statements the view ran, executed again on their own.
 Target: each page under 300 ms median. Nothing is asserted: figures are reported.
 """
@@ -83,6 +85,13 @@ def main(argv: list[str]) -> int:
         ("job page", reverse("admin:jobs_job_change", args=[job.pk])),
         ("error triage", reverse("admin:jobs_job_triage")),
         ("dashboard", reverse("admin:jobs_job_dashboard")),
+        # One live refresh of each live region (core.live): what an open page costs every 3 s.
+        ("live: queue rows, account + failed", f"{jobs_url}?account={hot}&status=failed&_live=1"),
+        ("live: queue rows, unfiltered", f"{jobs_url}?_live=1"),
+        ("live: job summary", reverse("admin:jobs_job_change", args=[job.pk]) + "?_live=summary"),
+        ("live: job history", reverse("admin:jobs_job_change", args=[job.pk]) + "?_live=history"),
+        ("live: triage", reverse("admin:jobs_job_triage") + "?_live=1"),
+        ("live: index counts", reverse("admin:jobs_job_counts")),
     ]
     print(f"{dataset.jobs:,} jobs, {len(dataset.account_ids):,} accounts; median of {args.repeat}")
     print(
