@@ -698,3 +698,5 @@ admin.site.site_header = "Jobs console"
 admin.site.site_title = "Jobs console"
 # The queue needs the width more than a second copy of the index's model list.
 admin.site.enable_nav_sidebar = False
+# An empty value reads as the console's dash everywhere (Django's default is a hyphen).
+admin.site.empty_value_display = "—"

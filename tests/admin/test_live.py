@@ -267,3 +267,15 @@ def test_history_of_an_account_is_its_audit_log(operator_client, account):
     assert response["Location"] == reverse("admin:core_auditevent_changelist") + f"?q={account.pk}"
     log = operator_client.get(response["Location"])
     assert log.status_code == 200
+
+
+def test_an_audit_event_page_shows_its_data_as_labelled_values(operator_client, make_job):
+    from core.models import AuditEvent
+
+    job = make_job(status=S.SCHEDULED)
+    services.job_trigger(job_id=job.pk, actor=Actor.system("test"), force=True)
+    event = AuditEvent.objects.get(job_id=job.pk, command="trigger")
+    page = reverse("admin:core_auditevent_change", args=[event.pk])
+    html = operator_client.get(page).content.decode()
+    assert '<span class="datum-label">force</span> <span title="yes">yes</span>' in html
+    assert "{&quot;force&quot;" not in html and "{&#x27;force" not in html
