@@ -294,7 +294,13 @@ def counts_context() -> dict[str, Any]:
                 counts["needs_operator"],
                 urls.queue_url(status=urls.NEEDS_OPERATOR_STATUSES),
             ),
-            ("running", "Running", "", counts["running"], urls.queue_url(status="running")),
+            (
+                "running",
+                "Running",
+                "",
+                counts["running"],
+                urls.queue_url(status=JobStatus.RUNNING.value),
+            ),
             (
                 "stalled-now",
                 "Running without a heartbeat",
@@ -307,14 +313,14 @@ def counts_context() -> dict[str, Any]:
                 "Queued",
                 "waiting for a worker",
                 counts["queued"],
-                urls.queue_url(status="queued"),
+                urls.queue_url(status=JobStatus.QUEUED.value),
             ),
             (
                 "scheduled",
                 "Scheduled",
                 "waiting for their time",
                 counts["scheduled"],
-                urls.queue_url(status="scheduled"),
+                urls.queue_url(status=JobStatus.SCHEDULED.value),
             ),
         ],
     }

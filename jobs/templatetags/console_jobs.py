@@ -8,6 +8,7 @@ from typing import Any
 
 from django import template
 
+from core.actors import Actor
 from core.models import AuditEvent
 from jobs.admin.views import counts_context
 
@@ -24,10 +25,8 @@ def console_counts() -> dict[str, Any]:
 
 @register.inclusion_tag("admin/jobs/_recent_commands.html", takes_context=True)
 def recent_commands(context: template.Context, limit: int = 10) -> dict[str, Any]:
-    user = context["user"]
-    events = list(
-        AuditEvent.objects.filter(actor=f"user:{user.get_username()}").order_by("-id")[:limit]
-    )
+    actor = Actor.user(context["user"]).name
+    events = list(AuditEvent.objects.filter(actor=actor).order_by("-id")[:limit])
     return {"events": events}
 
 

@@ -231,6 +231,9 @@
         if (regions.has(region) || !region.dataset.live) {
             return;
         }
+        if (new URL(region.dataset.live, window.location.href).origin !== window.location.origin) {
+            return;  // a fragment comes from this console only (it is fetched with the session)
+        }
         const state = {timer: 0, inflight: null, failures: 0, done: false, last: null};
         regions.set(region, state);
         if (region.querySelector(':scope > [data-live-done]')) {
