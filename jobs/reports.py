@@ -394,3 +394,35 @@ def series_chart(
     for bar, (start, _, _) in zip(chart.bars[1::2], points, strict=False):
         bar.label = f"{start.strftime('%Y-%m-%d %H:%M')} UTC: {bar.value} failed or retried"
     return chart
+
+
+@dataclass(frozen=True)
+class CappedCount:
+    value: int
+    capped: bool  # there are more than `value`
+
+    def __str__(self) -> str:
+        return f"{self.value:,}+" if self.capped else f"{self.value:,}"
+
+
+# The admin index's counts stop at this many: each is then at most this many index entries.
+NOW_COUNT_CAP = 10_000
+
+
+def _capped(jobs: QuerySet[Job], cap: int) -> CappedCount:
+    counted = jobs.order_by()[: cap + 1].count()
+    return CappedCount(min(counted, cap), counted > cap)
+
+
+def operator_counts(*, cap: int = NOW_COUNT_CAP) -> dict[str, CappedCount]:
+    """What the console's front page shows live: jobs waiting for an operator, running (and of
+    those, running without a heartbeat), queued and scheduled. Each is one range of the
+    (status, run_at) index, or of the partial heartbeat index, read up to `cap` entries:
+    never a scan of the table, whatever its size."""
+    return {
+        "needs_operator": _capped(Job.objects.filter(status__in=sorted(NEEDS_OPERATOR)), cap),
+        "running": _capped(Job.objects.filter(status=JobStatus.RUNNING), cap),
+        "stalled_now": _capped(Job.objects.filter(stale_heartbeat()), cap),
+        "queued": _capped(Job.objects.filter(status=JobStatus.QUEUED), cap),
+        "scheduled": _capped(Job.objects.filter(status=JobStatus.SCHEDULED), cap),
+    }

@@ -121,6 +121,12 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One date-time format on every page, with seconds and the time zone (jobsconsole/formats).
+FORMAT_MODULE_PATH = ["jobsconsole.formats"]
+
+# --- Live pages (core/static/core/live.js) ----------------------------------------------------
+# How often a live region of the console (queue, job page, triage, ...) refreshes itself.
+JOBS_LIVE_REFRESH_MS = env_int("JOBS_LIVE_REFRESH_MS", 3000)
 
 # --- Static files -----------------------------------------------------------------------------
 # The web process serves them itself (WhiteNoise), from what `collectstatic` gathered into

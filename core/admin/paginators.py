@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-from core import db
+from core import db, live
 
 COUNT_CAP = 1000
 
@@ -77,6 +77,7 @@ class NoCountChangeList(ChangeList):
     """A changelist that pages with LIMIT per_page + 1 instead of counting."""
 
     model_admin: _NoCountModelAdmin
+    count_hint: CountHint | None  # None on a live refresh, which counts nothing
 
     def get_results(self, request: HttpRequest) -> None:
         filtered = bool(self.has_active_filters or self.query)
@@ -85,17 +86,21 @@ class NoCountChangeList(ChangeList):
         )
         per_page = self.list_per_page
         start = (max(self.page_num, 1) - 1) * per_page
-        rows = list(
-            self.queryset.defer(*self.model_admin.changelist_defer)[start : start + per_page + 1]
-        )
+        page = self.model_admin.changelist_page(self.queryset)
+        rows = list(page[start : start + per_page + 1])
         if self.page_num > 1 and not rows:
             raise IncorrectLookupParameters("No such page.")
         self.has_next_page = len(rows) > per_page
         self.has_previous_page = self.page_num > 1
         self.result_list = rows[:per_page]
-        self.count_hint = paginator.hint
-        # Django's "select all N" and "N selected" read result_count: an int, never counted.
-        self.result_count = max(paginator.count, len(self.result_list))
+        if live.is_refresh(request):
+            # A live refresh re-renders the rows only: the page's query, and no count.
+            self.count_hint = None
+            self.result_count = len(self.result_list)
+        else:
+            self.count_hint = paginator.hint
+            # Django's "select all N" and "N selected" read result_count: an int, never counted.
+            self.result_count = max(paginator.count, len(self.result_list))
         self.show_full_result_count = False
         self.full_result_count = None
         self.show_admin_actions = True
@@ -123,6 +128,10 @@ class NoCountAdminMixin:
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return NoCountChangeList
+
+    def changelist_page(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The rows of one page, before slicing: the large columns left out."""
+        return queryset.defer(*self.changelist_defer)
 
     def get_paginator(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -24,6 +25,7 @@ from core.actors import Actor
 from core.admin.messages import DomainErrorMessageMixin
 from core.admin.paginators import NoCountAdminMixin
 from core.errors import DomainError
+from core.templatetags import console
 from jobs import reports
 from jobs import services as job_services
 from jobs.admin import urls
@@ -130,7 +132,7 @@ class AccountAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin)
             return format_html(
                 '<span class="job-status job-status-paused">paused</span> <span class="quiet">'
                 "since {}</span>",
-                account.paused_at.strftime("%Y-%m-%d %H:%M UTC"),
+                console.ago(account.paused_at),
             )
         return mark_safe('<span class="job-status job-status-active">active</span>')
 
@@ -251,6 +253,16 @@ class AccountAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin)
                 can_pause=self.has_change_permission(request, obj),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Django's history (LogEntry) is always empty here: an account's is its audit trail.
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(
+            reverse("admin:core_auditevent_changelist") + f"?q={unquote(object_id)}"
+        )
 
     def get_urls(self) -> list[URLPattern]:
         return [

@@ -10,30 +10,41 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.templatetags.admin_list import result_list
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, path
-from django.utils.html import format_html, format_html_join
-from django.utils.timesince import timesince
+from django.db.models.functions import Left
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
+from accounts.models import Account
+from core import live
 from core.actors import Actor, ActorType
 from core.admin.messages import DomainErrorMessageMixin
 from core.admin.paginators import NoCountAdminMixin
 from core.audit import AuditCommand
 from core.errors import DomainError, ValidationFailed
 from core.models import AuditEvent
+from core.templatetags import console
 from core.unreadable import Unreadable, unreadable_fields
 from jobs import services
-from jobs.admin import urls
+from jobs.admin import jobpage, urls
 from jobs.admin import views as admin_views
-from jobs.admin.actions import BUTTON_COMMANDS
 from jobs.admin.filters import QUEUE_LIST_FILTERS, QueueFilter, split_search
-from jobs.admin.forms import COMMAND_FORMS, JobChangeForm
+from jobs.admin.forms import JobChangeForm
 from jobs.filters import filter_jobs, normalize_filter_params
-from jobs.models import Job, JobAttempt
-from jobs.selectors import job_timeline
-from jobs.states import MUTABLE_FIELDS, Command, JobStatus, allowed_commands
+from jobs.models import Job
+from jobs.states import MUTABLE_FIELDS, JobStatus
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
@@ -63,74 +74,29 @@ def pretty_json(value: Any) -> str:
 
 
 def _ago(moment: datetime | None) -> str:
-    if moment is None:
-        return "—"
+    """A moment in a list: "3 min ago", the date and time on hover (core console tags)."""
     if isinstance(moment, Unreadable):
         return unreadable(moment)
-    return format_html(
-        '<span title="{}">{} ago</span>', moment.isoformat(), timesince(moment).split(",")[0]
-    )
+    return console.ago(moment)
 
 
-class JobAttemptInline(admin.TabularInline):
-    model = JobAttempt
-    extra = 0
-    can_delete = False
-    fields = ("number", "outcome_column", "started_at", "duration", "worker", "error")
-    readonly_fields = fields
-    ordering = ("-number",)
-    verbose_name_plural = "attempts (newest first)"
-
-    def has_add_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        # Whoever may see a job sees its attempts.
-        return request.user.has_perm("jobs.view_job") or request.user.has_perm("jobs.change_job")
-
-    @admin.display(description="outcome")
-    def outcome_column(self, attempt: JobAttempt) -> str:
-        return status_badge(attempt.outcome, attempt.get_outcome_display())
-
-    @admin.display(description="duration")
-    def duration(self, attempt: JobAttempt) -> str:
-        if attempt.duration_ms is None:
-            return "—"
-        return f"{attempt.duration_ms / 1000:.2f} s"
-
-    @admin.display(description="error")
-    def error(self, attempt: JobAttempt) -> str:
-        if not attempt.error_code and not attempt.traceback:
-            return "—"
-        parts = [format_html("<b>{}</b> {}", attempt.error_code, attempt.error_detail)]
-        if attempt.traceback:
-            parts.append(
-                format_html(
-                    '<details class="traceback"><summary>Traceback</summary><pre>{}</pre>'
-                    "</details>",
-                    attempt.traceback,
-                )
-            )
-        return format_html_join("", "{}", ((part,) for part in parts))
+def _when(moment: datetime | None) -> str:
+    """A moment on a page about one thing: the date and time, "(3 min ago)" beside it."""
+    if isinstance(moment, Unreadable):
+        return unreadable(moment)
+    return console.when(moment)
 
 
 @admin.register(Job)
 class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     form = JobChangeForm
     list_display = (
-        "id",
+        "id_column",
         "account_column",
         "action",
         "status_column",
-        "attempts_column",
-        "last_error_code",
-        "age_column",
+        "error_column",
+        "next_run_column",
         "updated_column",
     )
     # The stubs' list of every kind of filter spec, which a list of filter classes is not (lists
@@ -139,6 +105,8 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     list_select_related = ("account",)
     list_per_page = 50
     changelist_defer = ("payload", "labels", "result", "resolution", "last_error_detail")
+    # The error column shows the start of the detail (the whole of it is up to 64 KB).
+    ERROR_EXCERPT = 1000
     # Replaced by get_search_results; non-empty so the admin shows the search box.
     search_fields = ("id",)
     search_help_text = "A job, task or account id, or words of the error detail."
@@ -146,7 +114,6 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
     # Sorting on an unindexed column would sort the whole table for each page.
     sortable_by = ()
     actions = ["retry_jobs", "resolve_jobs", "trigger_jobs", "cancel_jobs", "delete_jobs"]
-    inlines = [JobAttemptInline]
 
     # --- permissions ---------------------------------------------------------------------
 
@@ -183,27 +150,60 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
 
     # --- queue view ------------------------------------------------------------------------
 
+    def changelist_page(self, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        return (
+            super()
+            .changelist_page(queryset)
+            .annotate(error_excerpt=Left("last_error_detail", self.ERROR_EXCERPT))
+        )
+
     @admin.display(description="account")
     def account_column(self, job: Job) -> str:
         return format_html(
-            '<a href="{}" title="Queue of this account">{}</a>',
+            '<a href="{}" class="account-name" title="{} · the queue of this account">{}</a>',
             urls.queue_url(account=job.account_id),
+            job.account.name,
             job.account.name,
         )
 
-    @admin.display(description="status")
+    @admin.display(description="status · attempts")
     def status_column(self, job: Job) -> str:
-        return status_badge(job.status, job.get_status_display())
+        return format_html(
+            '{} <span class="attempts" title="attempts used of the budget">{}/{}</span>',
+            status_badge(job.status, job.get_status_display()),
+            job.attempt_count,
+            job.max_attempts,
+        )
 
-    @admin.display(description="attempts")
-    def attempts_column(self, job: Job) -> str:
-        return f"{job.attempt_count}/{job.max_attempts}"
+    @admin.display(description="job")
+    def id_column(self, job: Job) -> str:
+        # Ids sort by creation time; the moment itself on hover.
+        created = job.created_at
+        title = "" if isinstance(created, Unreadable) else console.absolute(created)
+        return format_html('<span title="created {}">{}</span>', title, job.pk)
 
-    @admin.display(description="age")
-    def age_column(self, job: Job) -> str:
-        if isinstance(job.created_at, Unreadable):
-            return unreadable(job.created_at)
-        return timesince(job.created_at).split(",")[0]
+    @admin.display(description="error")
+    def error_column(self, job: Job) -> str:
+        if not job.last_error_code:
+            return "—"
+        detail = getattr(job, "error_excerpt", None) or ""
+        if not detail:
+            return format_html("<code>{}</code>", job.last_error_code)
+        return format_html(
+            '<code>{}</code> <span class="error-excerpt" title="{}">{}</span>',
+            job.last_error_code,
+            detail,
+            Truncator(detail).chars(70),
+        )
+
+    @admin.display(description="next run")
+    def next_run_column(self, job: Job) -> str:
+        if job.status != JobStatus.SCHEDULED:
+            return "—"
+        if isinstance(job.run_at, Unreadable):
+            return unreadable(job.run_at)
+        label = "retry " if job.attempt_count and job.last_error_code else ""
+        return format_html("{}{}", label, console.ago(job.run_at))
 
     @admin.display(description="updated")
     def updated_column(self, job: Job) -> str:
@@ -222,9 +222,30 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                 raise IncorrectLookupParameters(exc.message) from exc
         return queryset, False
 
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist: Any = super().get_changelist_instance(request)
+        # The result rows are a live region (core.live): this page's own URL renders them.
+        changelist.live_attrs = live.region_attrs(live.fragment_url(request))
+        return changelist
+
+    def queue_rows(self, request: HttpRequest) -> HttpResponse:
+        """The queue's live refresh: the rows of the page on screen, from the page's one
+        query (LIMIT per page + 1, no count), rendered as the page renders them."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            QueueFilter.from_query(request.GET)
+            changelist = self.get_changelist_instance(request)
+            changelist.formset = None  # no list_editable: as changelist_view sets it
+        except (ValidationFailed, IncorrectLookupParameters):
+            return HttpResponseBadRequest("Bad filter: reload the page.")
+        return TemplateResponse(request, "admin/jobs/job/_queue_rows.html", result_list(changelist))
+
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        if live.strip_live(request) and request.method == "GET":
+            return self.queue_rows(request)
         if request.method == "POST" and "action" in request.POST:
             # A forged POST of an action the user may not run is a 403, not a silent no-op.
             names = request.POST.getlist("action")
@@ -298,7 +319,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                         "account_column",
                         "action",
                         "task_column",
-                        "provider_event_id",
+                        "provider_event_column",
                         "resolution_column",
                         "cancel_column",
                     ]
@@ -306,7 +327,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
             ),
             (
                 "Last error",
-                {"fields": ["last_error_code", "last_error_at", "last_error_detail_column"]},
+                {"fields": ["last_error_code", "last_error_at_column", "last_error_detail_column"]},
             ),
             (
                 "Schedule and budget" + ("" if editable else " (read-only)"),
@@ -321,13 +342,13 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                 "Execution",
                 {
                     "fields": [
-                        "worker",
-                        "heartbeat_at",
-                        "enqueued_at",
-                        "started_at",
-                        "finished_at",
-                        "created_at",
-                        "updated_at",
+                        "worker_column",
+                        "heartbeat_at_column",
+                        "enqueued_at_column",
+                        "started_at_column",
+                        "finished_at_column",
+                        "created_at_column",
+                        "updated_at_column",
                     ]
                 },
             ),
@@ -342,6 +363,42 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
             unreadable = unreadable_fields(obj)
             return [name for name in names if name not in MUTABLE_FIELDS or name in unreadable]
         return names
+
+    @admin.display(description="provider event")
+    def provider_event_column(self, job: Job) -> str:
+        return job.provider_event_id or "—"
+
+    @admin.display(description="worker")
+    def worker_column(self, job: Job) -> str:
+        return job.worker or "—"
+
+    @admin.display(description="last error at")
+    def last_error_at_column(self, job: Job) -> str:
+        return _when(job.last_error_at)
+
+    @admin.display(description="last heartbeat")
+    def heartbeat_at_column(self, job: Job) -> str:
+        return _when(job.heartbeat_at)
+
+    @admin.display(description="enqueued at")
+    def enqueued_at_column(self, job: Job) -> str:
+        return _when(job.enqueued_at)
+
+    @admin.display(description="started at")
+    def started_at_column(self, job: Job) -> str:
+        return _when(job.started_at)
+
+    @admin.display(description="finished at")
+    def finished_at_column(self, job: Job) -> str:
+        return _when(job.finished_at)
+
+    @admin.display(description="created at")
+    def created_at_column(self, job: Job) -> str:
+        return _when(job.created_at)
+
+    @admin.display(description="updated at")
+    def updated_at_column(self, job: Job) -> str:
+        return _when(job.updated_at)
 
     @admin.display(description="task")
     def task_column(self, job: Job) -> str:
@@ -412,25 +469,49 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                 messages.WARNING,
             )
         if obj is not None:
-            commands = [
-                (command.value, COMMAND_FORMS[command.value](auto_id=f"id_{command.value}_%s"))
-                for command in allowed_commands(obj.status)
-                if command in BUTTON_COMMANDS
-                and self.has_command_permission(request, command.value)
-                # A second cancel would change nothing: the page says the first is pending.
-                and not (command is Command.CANCEL and obj.cancel_requested_at is not None)
-            ]
-            context.update(
-                title=f"Job {obj.pk}",
-                job=obj,
-                commands=commands,
-                audit_events=list(job_timeline(obj)),
-                queue_url=urls.queue_url(account=obj.account_id),
-                is_running=obj.status == JobStatus.RUNNING,
-                cancel_pending=obj.status == JobStatus.RUNNING
-                and obj.cancel_requested_at is not None,
-            )
+            context.update(jobpage.summary_context(self, request, obj))
+            context.update(jobpage.history_context(obj))
+            context.update(title=f"Job {obj.pk}", subtitle=None)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        region = live.strip_live(request)
+        if region and request.method == "GET":
+            return self.job_region(request, object_id, region)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def job_region(self, request: HttpRequest, object_id: str, region: str) -> HttpResponse:
+        """A live region of the job page (jobs.admin.jobpage): its summary or its history."""
+        if region not in jobpage.REGIONS:
+            raise Http404("No such region.")
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404("No such job.")
+        if not self.has_view_or_change_permission(request, job):
+            raise PermissionDenied
+        if region == jobpage.SUMMARY:
+            context = jobpage.summary_context(self, request, job)
+            template = "admin/jobs/job/_job_summary.html"
+        else:
+            context = jobpage.history_context(job)
+            template = "admin/jobs/job/_job_history.html"
+        return TemplateResponse(request, template, context)
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Django's history (LogEntry) is always empty here: our history is the audit trail.
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(
+            reverse("admin:core_auditevent_changelist") + f"?q={unquote(object_id)}"
+        )
 
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
         changes = {
@@ -474,6 +555,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
             path("triage/", view(admin_views.triage_view), name="jobs_job_triage"),
             path("dashboard/", view(admin_views.dashboard_view), name="jobs_job_dashboard"),
             path("workers/", view(admin_views.workers_view), name="jobs_job_workers"),
+            path("counts/", view(admin_views.counts_view), name="jobs_job_counts"),
             path(
                 "search-delete/",
                 view(admin_views.search_delete_view),
@@ -508,14 +590,15 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
     """The audit log: read-only, searchable by job, account or task id, actor and command."""
 
     list_display = (
-        "created_at",
+        "created_column",
         "actor",
         "command",
         "job_column",
-        "account_id",
+        "account_column",
         "transition",
         "reason_column",
     )
+    readonly_fields = ("data_column",)
     list_filter = (AuditCommandFilter, "actor_type")
     search_fields = ("job_id",)  # replaced by get_search_results
     search_help_text = (
@@ -551,6 +634,51 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
         # A bare word: a command, or a user name (indexed exact matches, no LIKE scan).
         return queryset.filter(command=term) | queryset.filter(actor=f"user:{term}"), False
 
+    def get_fields(self, request: HttpRequest, obj: AuditEvent | None = None) -> Any:
+        fields = [field.name for field in AuditEvent._meta.fields if field.name != "data"]
+        return [*fields, "data_column"]
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist: Any = super().get_changelist_instance(request)
+        # Accounts by name: one query for the page (an event outlives its account: then the id).
+        ids = {event.account_id for event in changelist.result_list if event.account_id}
+        names = dict(Account.objects.filter(pk__in=ids).values_list("pk", "name")) if ids else {}
+        for event in changelist.result_list:
+            event.account_name = names.get(event.account_id, "")
+        return changelist
+
+    @admin.display(description="when")
+    def created_column(self, event: AuditEvent) -> str:
+        if isinstance(event.created_at, Unreadable):
+            return unreadable(event.created_at)
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            event.created_at.isoformat(),
+            console.relative(event.created_at),
+            console.absolute(event.created_at),
+        )
+
+    @admin.display(description="account")
+    def account_column(self, event: AuditEvent) -> str:
+        if not event.account_id:
+            return "—"
+        name = getattr(event, "account_name", "")
+        if not name:
+            return format_html(
+                '<span class="quiet" title="Account gone">{}</span>', event.account_id
+            )
+        return format_html(
+            '<a href="{}" class="account-name" title="{} ({})">{}</a>',
+            reverse("admin:accounts_account_change", args=[event.account_id]),
+            name,
+            event.account_id,
+            name,
+        )
+
+    @admin.display(description="data")
+    def data_column(self, event: AuditEvent) -> str:
+        return console.labelled(event.data) or "—"
+
     @admin.display(description="job")
     def job_column(self, event: AuditEvent) -> str:
         if not event.job_id:
@@ -574,9 +702,14 @@ class AuditEventAdmin(NoCountAdminMixin, admin.ModelAdmin):
     @admin.display(description="reason")
     def reason_column(self, event: AuditEvent) -> str:
         text = event.reason or ""
-        if event.data.get("count") is not None:
-            text = f"{text} ({event.data['count']} jobs)".strip()
-        return text[:120] or "—"
+        data = event.data if isinstance(event.data, dict) else {}
+        if data.get("count") is not None:
+            text = f"{text} ({data['count']} jobs)".strip()
+        if not text:
+            return "—"
+        return format_html(
+            '<span class="reason" title="{}">{}</span>', text, Truncator(text).chars(120)
+        )
 
 
 # The admin index links to the console's pages (templates/admin/index.html).
@@ -585,3 +718,5 @@ admin.site.site_header = "Jobs console"
 admin.site.site_title = "Jobs console"
 # The queue needs the width more than a second copy of the index's model list.
 admin.site.enable_nav_sidebar = False
+# An empty value reads as the console's dash everywhere (Django's default is a hyphen).
+admin.site.empty_value_display = "—"

@@ -4,7 +4,7 @@ call jobs.services and report; no rule lives here."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin import helpers
@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from accounts.models import Account
+from core import live
 from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
 from jobs import reports, services
@@ -256,7 +257,9 @@ def job_command_view(
 
 
 def triage_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
-    """Failed and stalled jobs grouped by (action, error code), each with a way to act on it."""
+    """Failed and stalled jobs grouped by (action, error code), each with a way to act on it.
+    Its table is a live region (core.live): `?_live=1` renders it alone, from the same query."""
+    region = live.strip_live(request)
     account_id = request.GET.get("account", "").strip() or None
     groups = reports.triage_groups(account_id=account_id)
     rows = []
@@ -269,7 +272,6 @@ def triage_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         )
         rows.append({"group": group, "query": query, "url": urls.queue_url(query)})
     context = {
-        **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "title": "Error triage",
         "rows": rows,
@@ -278,6 +280,9 @@ def triage_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         "can_retry": model_admin.has_command_permission(request, "retry"),
         "can_resolve": model_admin.has_command_permission(request, "resolve"),
     }
+    if region:
+        return TemplateResponse(request, "admin/jobs/job/_triage_live.html", context)
+    context.update(model_admin.admin_site.each_context(request))
     return TemplateResponse(request, "admin/jobs/job/triage.html", context)
 
 
@@ -402,3 +407,52 @@ def workers_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         "admin/jobs/job/_workers_live.html" if _is_live(request) else "admin/jobs/job/workers.html"
     )
     return TemplateResponse(request, template, context)
+
+
+def counts_context() -> dict[str, Any]:
+    """The live counts of the admin index (jobs.reports.operator_counts), with their links."""
+    counts = reports.operator_counts()
+    return {
+        "cards": [
+            (
+                "needs-operator",
+                "Waiting for an operator",
+                "failed or stalled",
+                counts["needs_operator"],
+                urls.queue_url(status=urls.NEEDS_OPERATOR_STATUSES),
+            ),
+            (
+                "running",
+                "Running",
+                "",
+                counts["running"],
+                urls.queue_url(status=JobStatus.RUNNING.value),
+            ),
+            (
+                "stalled-now",
+                "Running without a heartbeat",
+                "the sweeper will declare them lost",
+                counts["stalled_now"],
+                urls.queue_url(stalled="1"),
+            ),
+            (
+                "queued",
+                "Queued",
+                "waiting for a worker",
+                counts["queued"],
+                urls.queue_url(status=JobStatus.QUEUED.value),
+            ),
+            (
+                "scheduled",
+                "Scheduled",
+                "waiting for their time",
+                counts["scheduled"],
+                urls.queue_url(status=JobStatus.SCHEDULED.value),
+            ),
+        ],
+    }
+
+
+def counts_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
+    """The admin index's live counts (a fragment: the index renders the same template)."""
+    return TemplateResponse(request, "admin/jobs/_index_counts.html", counts_context())

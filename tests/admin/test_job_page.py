@@ -45,7 +45,10 @@ def test_job_page_shows_everything(operator_client, operator, make_job):
     assert "{\n  &quot;folder&quot;: &quot;INBOX&quot;," in html  # indented JSON
     assert "IMAP connection timed out after 30 s" in html
     assert "1.52 s" in html and "host-1:123" in html
-    assert '<details class="traceback"><summary>Traceback</summary>' in html
+    assert (
+        '<details class="traceback" data-live-key="traceback-1"><summary>Traceback</summary>'
+        in html
+    )
     assert "TimeoutError" in html
     timeline = html.split('id="audit-timeline"')[1]
     assert (

@@ -165,7 +165,7 @@ def test_pages_render_in_the_browser(open_page, operator, mailbox, tmp_path):
     page = open_page("operator")
     base = page.url
     page.goto(f"{base}jobs/job/{job.pk}/change/")
-    assert page.locator(".inline-group details.traceback").is_visible()
+    assert page.locator("#job-attempts-table details.traceback").is_visible()
     assert not page.locator("details.traceback pre").is_visible()  # collapsed
     page.screenshot(path=f"{folder}/job_page.png", full_page=True)
     page.goto(f"{base}jobs/job/triage/")

@@ -24,3 +24,19 @@ def test_demo_data_has_every_status_with_attempts_and_audit(db):
     count = Job.objects.count()
     call_command("seed_demo")
     assert Job.objects.count() == count
+
+
+def test_the_start_up_output_explains_the_seeded_lost_runs(db, settings):
+    from demo.management.commands.seed_demo import GONE_WORKER, seeded_lost_runs_note
+    from jobs import services
+
+    assert seeded_lost_runs_note() == ""  # nothing seeded, nothing to explain
+    call_command("seed_demo")
+    seeded = Job.objects.filter(worker=GONE_WORKER, status=JobStatus.RUNNING).count()
+    assert seeded == 4  # one per demo account
+    note = seeded_lost_runs_note()
+    assert f"Seeded on purpose: {seeded} run(s)" in note
+    assert f'"declared {seeded} lost run(s)"' in note and "rescheduled" in note
+    # What the scheduler then logs is exactly what the note announced.
+    Job.objects.filter(worker=GONE_WORKER).update(heartbeat_at=None)
+    assert len(services.jobs_sweep_lost()) == seeded

@@ -19,6 +19,7 @@ from django.db import close_old_connections
 from accounts.models import Account
 from accounts.services import account_create, account_update
 from core.actors import Actor
+from demo.management.commands.seed_demo import seeded_lost_runs_note
 from jobs.services import provider_event_ingest, task_create
 
 try:
@@ -71,6 +72,7 @@ class Command(BaseCommand):
                 "The 'Demo mailbox (...)' accounts sync for real: one succeeds, the others fail\n"
                 "with provider_auth_failed, provider_unavailable and provider_timeout. Fix the\n"
                 "wrong password on its account page, then retry its failed job.\n"
+                f"{seeded_lost_runs_note()}"
                 "Ctrl-C stops everything.\n"
             )
         )

@@ -9,6 +9,7 @@ from argparse import ArgumentParser
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
@@ -21,6 +22,7 @@ from core.actors import Actor, ActorType
 from jobs import services
 from jobs.execution.actions.registry import JobSpec
 from jobs.models import Job
+from jobs.states import JobStatus
 
 SEED = Actor.system("demo-seed")
 
@@ -51,6 +53,25 @@ DEMO_ACCOUNTS = [
     ("Initech Billing", "billing@initech.example"),
     ("Umbrella Ops", "ops@umbrella.example"),
 ]
+
+
+# The worker of the seeded runs that "vanished" (it never existed): the scheduler declares them
+# lost at the demo's start, which is the recovery the demo shows.
+GONE_WORKER = "worker-gone:999"
+
+
+def seeded_lost_runs_note() -> str:
+    """What the demo's start-up says about the lost runs it seeded, so that the scheduler's
+    "declared N lost run(s)" a few seconds later reads as expected, not as a fault."""
+    seeded = Job.objects.filter(worker=GONE_WORKER, status=JobStatus.RUNNING).count()
+    if not seeded:
+        return ""
+    return (
+        f"Seeded on purpose: {seeded} run(s) claimed by a worker that is gone ({GONE_WORKER}).\n"
+        f"Within {settings.JOBS_STALL_GRACE_SECONDS:g} s the scheduler logs "
+        f'"declared {seeded} lost run(s)": it is the\n'
+        "stall sweeper recovering them (each has attempts left, so it is rescheduled and runs).\n"
+    )
 
 
 class Command(BaseCommand):
@@ -115,7 +136,7 @@ class Command(BaseCommand):
         # A run whose worker vanished a moment ago: the sweeper will declare it lost within
         # JOBS_STALL_GRACE_SECONDS of the demo starting and reschedule it (attempts remain).
         job = self.create(account, "sleep", payload={"seconds": 1})
-        services.job_claim(job_id=job.pk, worker="worker-gone:999")
+        services.job_claim(job_id=job.pk, worker=GONE_WORKER)
         # Closed by hand.
         job = self.create(account, "imap_sync_messages", max_attempts=1)
         code, detail, _ = FAILURES[1]

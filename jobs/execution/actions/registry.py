@@ -22,6 +22,42 @@ class JobError(Exception):
         self.retryable = retryable
 
 
+@dataclass(frozen=True)
+class ErrorAdvice:
+    """What an operator should fix before retrying a job that failed with an error code, shown
+    on the job page. Declared beside the codes (`advise(...)` where a handler's codes live)."""
+
+    code: str
+    fix: str  # "the server rejected the password: fix the account's credentials, then retry"
+    where: str = ""  # "account": the fix is made on the account's page (the job page links it)
+
+
+_ADVICE: dict[str, ErrorAdvice] = {}
+
+
+def advise(code: str, fix: str, *, where: str = "") -> None:
+    """Declare what to fix first after a failure with `code`."""
+    _ADVICE[code] = ErrorAdvice(code, fix, where)
+
+
+def advice_for(code: str) -> ErrorAdvice | None:
+    return _ADVICE.get(code)
+
+
+# The codes the worker and the sweeper give themselves (jobs.execution.worker,
+# jobs.services.maintenance).
+advise(
+    "internal_error",
+    "the handler raised an unexpected exception: read the traceback of the last attempt, fix "
+    "the cause (or the data it choked on), then retry",
+)
+advise(
+    "worker_lost",
+    "the worker stopped heart-beating (killed, out of memory, or cut off from the database): "
+    "check the workers, then retry",
+)
+
+
 class RunLost(BaseException):
     """The run is no longer this worker's: the sweeper declared it lost (its heartbeat went
     stale) and another worker may already run the job, or no heartbeat reached the database

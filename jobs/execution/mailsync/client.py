@@ -23,7 +23,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from jobs.execution.actions.registry import JobError
+from jobs.execution.actions.registry import JobError, advise
 from jobs.execution.mailsync.envelope import FETCH_ITEMS, Envelope, parse_fetch_response
 from jobs.execution.mailsync.redact import Redactor
 
@@ -37,6 +37,47 @@ FOLDER_NOT_FOUND = "provider_folder_not_found"
 NOT_CONFIGURED = "provider_not_configured"
 
 RETRYABLE = frozenset({TIMEOUT, UNAVAILABLE})
+
+# What an operator fixes first when a code is not (or no longer) retried: the job page says it.
+advise(
+    AUTH_FAILED,
+    "the server rejected the password: fix the account's credentials, then retry",
+    where="account",
+)
+advise(
+    TLS_ERROR,
+    "the TLS handshake failed: check the account's host, port and security setting (tls, "
+    "starttls or none), then retry",
+    where="account",
+)
+advise(
+    FOLDER_NOT_FOUND,
+    "a folder the account lists does not exist on the server: fix the account's folders, "
+    "then retry",
+    where="account",
+)
+advise(
+    NOT_CONFIGURED,
+    "the account has no IMAP connection settings: fill them in, then retry",
+    where="account",
+)
+advise(
+    PROTOCOL_ERROR,
+    "the server answered something that is not IMAP: check the account's host and port (is "
+    "it an IMAP server?), then retry",
+    where="account",
+)
+advise(
+    TIMEOUT,
+    "the server did not answer in time, on every attempt: check that it is reachable, then retry",
+    where="account",
+)
+advise(
+    UNAVAILABLE,
+    "the server refused or dropped the connection, on every attempt: check that it is up and "
+    "that the account's host and port are right, then retry",
+    where="account",
+)
 _SERVER_TEXT_MAX = 200
 # What LOGIN may carry in a quoted string: printable ASCII (RFC 3501 QUOTED-CHAR, 7-bit).
 _QUOTABLE = re.compile(r"[\x20-\x7e]*")
