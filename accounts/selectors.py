@@ -21,7 +21,7 @@ from core.input import shown
 
 _M = TypeVar("_M", bound=Model)
 
-_NAMES = {"acc": "Account", "job": "Job", "tsk": "Task", "evt": "Provider event"}
+_NAMES = {"acc": "Account", "job": "Job", "tsk": "Task", "evt": "Provider event", "sch": "Schedule"}
 
 
 def not_found(prefix: str, object_id: Any) -> NotFound:

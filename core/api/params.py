@@ -30,6 +30,7 @@ ACCOUNT_ID = id_param("account_id", "acc", "An account id (acc_...).")
 JOB_ID = id_param("job_id", "job", "A job id (job_...).")
 TASK_ID = id_param("task_id", "tsk", "A task id (tsk_...).")
 EVENT_ID = id_param("event_id", "evt", "A provider event id (evt_...).")
+SCHEDULE_ID = id_param("schedule_id", "sch", "A schedule id (sch_...).")
 IDEMPOTENCY_KEY = OpenApiParameter(
     IDEMPOTENCY_HEADER,
     {"type": "string", "pattern": ecma(IDEMPOTENCY_KEY_PATTERN)},

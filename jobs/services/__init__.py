@@ -5,6 +5,8 @@ the public services from here (`from jobs import services`).
 - commands: the operators' commands, one job at a time or by search;
 - execution: a worker's claim, heartbeat, success and failure;
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
+- schedules: sync schedules (create, update, pause, resume, run now, delete) and the
+  scheduler's step that fires the due ones;
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
 
@@ -36,6 +38,16 @@ from jobs.services.maintenance import (
     jobs_sweep_lost,
 )
 from jobs.services.quarantine import JobQuarantined, job_quarantine
+from jobs.services.schedules import (
+    schedule_create,
+    schedule_create_default,
+    schedule_delete,
+    schedule_pause,
+    schedule_resume,
+    schedule_run_now,
+    schedule_update,
+    schedules_fire_due,
+)
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
@@ -59,5 +71,13 @@ __all__ = [
     "jobs_search_delete",
     "jobs_sweep_lost",
     "provider_event_ingest",
+    "schedule_create",
+    "schedule_create_default",
+    "schedule_delete",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_run_now",
+    "schedule_update",
+    "schedules_fire_due",
     "task_create",
 ]

@@ -1,10 +1,13 @@
-"""`manage.py jobs_scheduler`: the dispatcher and the sweeper, one loop in one process.
+"""`manage.py jobs_scheduler`: the dispatcher, the sweeper and the sync schedules, one loop in
+one process.
 
 Every JOBS_DISPATCH_INTERVAL seconds it moves due `scheduled` jobs to the broker; every
-JOBS_SWEEP_INTERVAL seconds it declares lost the runs whose worker stopped heart-beating and
-enqueues again the queued jobs no worker picked up. Several can run at once (each step locks
-with SKIP LOCKED). It outlives database restarts: on a connection error it closes its
-connections, backs off and goes on. SIGTERM or SIGINT stops it between two rounds.
+JOBS_SCHEDULES_INTERVAL seconds it fires the due sync schedules (each creates its task once,
+whatever the number of schedulers); every JOBS_SWEEP_INTERVAL seconds it declares lost the runs
+whose worker stopped heart-beating and enqueues again the queued jobs no worker picked up.
+Several can run at once (each step locks with SKIP LOCKED). It outlives database restarts: on
+a connection error it closes its connections, backs off and goes on. SIGTERM or SIGINT stops
+it between two rounds.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ logger = logging.getLogger("jobs.scheduler")
 
 
 class Command(BaseCommand):
-    help = "Run the dispatcher (scheduled -> queued) and the sweeper (lost runs, lost messages)."
+    help = (
+        "Run the dispatcher (scheduled -> queued), the sync schedules and the sweeper "
+        "(lost runs, lost messages)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one round, then exit.")
@@ -40,12 +46,15 @@ class Command(BaseCommand):
             settings.JOBS_DISPATCH_INTERVAL,
             settings.JOBS_SWEEP_INTERVAL,
         )
-        next_sweep = 0.0
+        next_sweep = next_schedules = 0.0
         backoff = 0.0
         while not stop.is_set():
             try:
                 # Honour CONN_MAX_AGE and the health checks, as a request would.
                 close_old_connections()
+                if time.monotonic() >= next_schedules:
+                    self.fire_schedules(stop)
+                    next_schedules = time.monotonic() + settings.JOBS_SCHEDULES_INTERVAL
                 self.dispatch(stop)
                 if time.monotonic() >= next_sweep:
                     services.jobs_sweep_lost()
@@ -75,5 +84,17 @@ class Command(BaseCommand):
             ids = services.jobs_dispatch_due()
             total += len(ids)
             if len(ids) < settings.JOBS_DISPATCH_BATCH:
+                break
+        return total
+
+    @staticmethod
+    def fire_schedules(stop: threading.Event) -> int:
+        """Fire due schedules batch after batch until none is left (after downtime, every
+        schedule at once, each once). Their jobs are queued when created."""
+        total = 0
+        while not stop.is_set():
+            handled = services.schedules_fire_due()
+            total += len(handled)
+            if len(handled) < settings.JOBS_SCHEDULES_BATCH:
                 break
         return total
