@@ -1,7 +1,9 @@
 """The operators' console: Django admin, laid out by role as django.contrib.admin is.
 
 - options: the model admins (jobs, their attempts, the audit log) and their pages;
-- accounts: the account pages (queue summary, pause and resume, write-only password);
+- accounts: the account pages (queue summary, pause and resume, write-only password, the
+  account's sync schedules);
+- schedules: the sync schedules (list, add, edit, pause, resume, run now);
 - actions: admin actions and the bulk commands behind them;
 - views: the console's own pages (confirmations, delete by search, triage, dashboard);
 - filters: the queue's sidebar filters and the filter read from a changelist URL;
@@ -12,6 +14,6 @@ Every change goes through jobs.services or accounts.services; nothing here holds
 Importing this package registers the model admins (Django's autodiscover imports it).
 """
 
-from jobs.admin import accounts, options
+from jobs.admin import accounts, options, schedules
 
-__all__ = ["accounts", "options"]
+__all__ = ["accounts", "options", "schedules"]

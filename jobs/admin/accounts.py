@@ -25,6 +25,7 @@ from core.errors import DomainError
 from jobs import reports
 from jobs.admin import urls
 from jobs.admin.forms import AccountForm
+from jobs.admin.schedules import account_schedules
 from jobs.states import JobStatus
 
 
@@ -168,6 +169,7 @@ class AccountAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin)
                 all_jobs_url=urls.queue_url(account=obj.pk),
                 triage_url=urls.triage_url(obj.pk),
                 can_pause=self.has_change_permission(request, obj),
+                **account_schedules(request, obj.pk),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 

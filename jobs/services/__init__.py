@@ -39,6 +39,7 @@ from jobs.services.maintenance import (
 )
 from jobs.services.quarantine import JobQuarantined, job_quarantine
 from jobs.services.schedules import (
+    check_schedule_params,
     schedule_create,
     schedule_create_default,
     schedule_delete,
@@ -53,6 +54,7 @@ __all__ = [
     "SEARCH_DELETE_BATCH",
     "ClaimedRun",
     "JobQuarantined",
+    "check_schedule_params",
     "job_claim",
     "job_command",
     "job_create",

@@ -118,7 +118,7 @@ def _lock(schedule_id: str) -> Schedule:
         raise NotFound(f"Schedule {schedule_id} not found.") from None
 
 
-def _check_params(kind: str, params: Any) -> None:
+def check_schedule_params(kind: str, params: Any) -> None:
     """The kind is registered and accepts the params (as task_create would check them)."""
     produce = get_task_kind(kind) if isinstance(kind, str) else None
     if produce is None:
@@ -147,7 +147,7 @@ def schedule_create(
     by default one interval from now, or the cron expression's next time). 409 when the
     account already has a schedule of that kind."""
     params = {} if params is None else params
-    _check_params(kind, params)
+    check_schedule_params(kind, params)
     fields = rules.clean_cadence(cadence)
     if not fields.get("interval_seconds") and not fields.get("cron"):
         raise ValidationFailed(

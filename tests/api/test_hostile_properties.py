@@ -24,13 +24,14 @@ from urllib.parse import quote
 import pytest
 from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import Account, ApiKey
 from core.models import AuditEvent, IdempotencyRecord
-from jobs.models import Job, JobAttempt, ProviderEvent, Task
+from jobs.models import Job, JobAttempt, ProviderEvent, Schedule, Task
 from jobs.states import JobStatus
 from tests.api.conftest import error_of
 from tests.factories import JobFactory, TaskFactory
@@ -191,13 +192,18 @@ VALID_BODIES: dict[str, dict] = {
     "jobs_retry": {"note": "again"},
     "jobs_resolve": {"code": "ignored", "note": "checked"},
     "jobs_trigger": {"force": False},
+    "schedules_create": {"kind": "noop_batch", "interval_seconds": 600, "params": {"count": 1}},
+    "schedules_update": {"cron": "*/10 * * * *", "timezone": "Europe/Riga"},
+    "schedules_pause": {"reason": "maintenance"},
+    "schedules_resume": {"reason": "done"},
+    "schedules_run_now": {},
 }
 VALID_QUERIES: dict[str, dict[str, str]] = {"jobs_list": {"status": "failed"}}
 
 
 def test_every_operation_and_field_is_covered():
     operations = {target.operation for target in TARGETS}
-    assert len(operations) == 21, sorted(operations)
+    assert len(operations) == 29, sorted(operations)
     with_body = {t.operation for t in TARGETS if t.location == "whole"}
     assert with_body == set(VALID_BODIES), with_body ^ set(VALID_BODIES)
     assert len(TARGETS) > 120
@@ -243,6 +249,7 @@ _TABLES = {
     Task: (),
     ProviderEvent: (),
     JobAttempt: (),
+    Schedule: (),
     IdempotencyRecord: (),
 }
 
@@ -291,6 +298,17 @@ def _ids(target: Target, world: dict) -> dict:
     ids = {name: value for name, value in world.items() if name != "key"}
     if "{job_id}" in target.path:
         ids["job_id"] = JobFactory(account_id=world["account_id"], status=JobStatus.FAILED).pk
+    if "{schedule_id}" in target.path:
+        # A fresh one each time (a request may have paused or deleted the last): paused for
+        # resume, active for the others.
+        Schedule.objects.filter(account_id=world["account_id"], kind="mailbox_sync").delete()
+        ids["schedule_id"] = Schedule.objects.create(
+            account_id=world["account_id"],
+            kind="mailbox_sync",
+            interval_seconds=300,
+            next_run_at=timezone.now(),
+            paused_at=timezone.now() if target.operation == "schedules_resume" else None,
+        ).pk
     return ids
 
 
