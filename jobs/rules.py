@@ -248,8 +248,17 @@ CRON_RULE = (
     "five fields separated by single spaces (minute hour day-of-month month day-of-week), "
     "for example */5 * * * * or 0 9 * * MON-FRI"
 )
-# The IANA time zones this host knows (the tz database of the system or of the tzdata package).
-TIME_ZONES = frozenset(available_timezones())
+# The IANA time zones a schedule may name: UTC and the zones of the tz database this host knows
+# (the system's or the tzdata package's) that are named by region (Europe/Riga, America/New_York):
+# not the legacy aliases (US/Eastern, EST5EDT, Etc/GMT+5, ...), whose names also collide with each
+# other when a client generated from the schema makes identifiers of them (GMT0, GMT-0, GMT+0).
+_REGIONS = frozenset(
+    {"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe"}
+    | {"Indian", "Pacific"}
+)
+TIME_ZONES = frozenset(
+    {"UTC"} | {zone for zone in available_timezones() if zone.split("/")[0] in _REGIONS}
+)
 # What a schedule's PATCH may change: its cadence and when it runs next. Its kind and params
 # are what it is: another task is another schedule.
 SCHEDULE_MUTABLE_FIELDS = ("interval_seconds", "cron", "timezone", "next_run_at")

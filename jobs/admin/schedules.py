@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from cronsim import CronSim
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -56,6 +58,17 @@ def outcome_html(schedule: Schedule) -> str:
             '{} <a href="{}">{}</a>', pill, urls.job_url(schedule.last_job_id), schedule.last_job_id
         )
     return format_html('{} <span class="quiet">{}</span>', pill, schedule.last_detail)
+
+
+def cadence_html(schedule: Schedule) -> str:
+    """The cadence, with a cron expression spelled out in words (cronsim's explanation)."""
+    if not schedule.cron:
+        return schedule.cadence
+    try:
+        words = CronSim(schedule.cron, timezone.now()).explain()
+    except Exception:  # an expression cronsim cannot put in words is still shown as it is
+        words = ""
+    return format_html('{} <span class="quiet">{}</span>', schedule.cadence, words)
 
 
 def state_html(schedule: Schedule) -> str:
@@ -139,7 +152,7 @@ class ScheduleAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin
 
     @admin.display(description="cadence")
     def cadence_column(self, schedule: Schedule) -> str:
-        return schedule.cadence
+        return cadence_html(schedule)
 
     @admin.display(description="state")
     def state_column(self, schedule: Schedule) -> str:
@@ -283,7 +296,8 @@ def account_schedules(request: HttpRequest, account_id: str) -> dict[str, Any]:
     )
     return {
         "schedules": [
-            (schedule, state_html(schedule), outcome_html(schedule)) for schedule in schedules
+            (schedule, cadence_html(schedule), state_html(schedule), outcome_html(schedule))
+            for schedule in schedules
         ],
         "can_change_schedules": request.user.has_perm("jobs.change_schedule"),
         "can_run_schedules": has_run_permission(request),

@@ -297,3 +297,29 @@ def test_no_default_schedule_when_the_setting_is_zero(settings):
     settings.JOBS_DEFAULT_SYNC_INTERVAL = 0
     account = account_create(name="Quiet", actor=ACTOR, imap=IMAP)
     assert not Schedule.objects.filter(account=account).exists()
+
+
+def test_the_migration_gives_existing_imap_accounts_their_schedule(settings):
+    import importlib
+
+    from django.apps import apps
+
+    from tests.factories import AccountFactory
+
+    settings.JOBS_DEFAULT_SYNC_INTERVAL = 300
+    # Made as they were before schedules existed: no service, so no signal.
+    with_imap = AccountFactory(imap_host="imap.example.test")
+    without = AccountFactory()
+    migration = importlib.import_module("jobs.migrations.0009_schedules")
+    migration.default_schedules(apps, None)
+    [schedule] = Schedule.objects.all()
+    assert (schedule.account_id, schedule.kind, schedule.interval_seconds) == (
+        with_imap.pk,
+        "mailbox_sync",
+        300,
+    )
+    assert schedule.next_run_at < timezone.now() + timedelta(seconds=300)
+    [event] = AuditEvent.objects.filter(command=AuditCommand.SCHEDULE_CREATE)
+    assert event.actor == "system:migration"
+    assert event.data["schedule_id"] == schedule.pk
+    assert not Schedule.objects.filter(account=without).exists()
