@@ -14,12 +14,14 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from accounts.models import Account
 from core.actors import Actor
 from core.admin.messages import DomainErrorMessageMixin
 from core.admin.paginators import NoCountAdminMixin
@@ -233,8 +235,22 @@ class ScheduleAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin
             return services.schedule_resume(schedule_id=schedule_id, actor=actor, reason=reason)
         return services.schedule_run_now(schedule_id=schedule_id, actor=actor)
 
+    def account_fragment_view(self, request: HttpRequest, account_id: str) -> HttpResponse:
+        """The account page's schedule section alone, for its live region (the page's own
+        live refresh, core/static/core/live.js, fetches it every few seconds)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        account = get_object_or_404(Account, pk=account_id)
+        context = {"account": account, **account_schedules(request, account.pk)}
+        return TemplateResponse(request, "admin/jobs/schedule/_account_schedules.html", context)
+
     def get_urls(self) -> list[URLPattern]:
         return [
+            path(
+                "account/<path:account_id>/live/",
+                self.admin_site.admin_view(self.account_fragment_view),
+                name="jobs_schedule_account_live",
+            ),
             path(
                 "<path:object_id>/pause/",
                 self.admin_site.admin_view(self.command_view),
@@ -288,7 +304,8 @@ class ScheduleAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin
 
 
 def account_schedules(request: HttpRequest, account_id: str) -> dict[str, Any]:
-    """The account page's schedule section: its schedules and what the operator may do."""
+    """The account page's schedule section (admin/jobs/schedule/_account_schedules.html): its
+    schedules and what the operator may do; also the context of its live fragment."""
     schedules = list(
         Schedule.objects.filter(account_id=account_id)
         .select_related("account", "last_task")
@@ -304,4 +321,6 @@ def account_schedules(request: HttpRequest, account_id: str) -> dict[str, Any]:
         "can_add_schedule": request.user.has_perm("jobs.add_schedule"),
         "add_schedule_url": reverse("admin:jobs_schedule_add") + f"?account={account_id}",
         "schedules_url": reverse("admin:jobs_schedule_changelist") + f"?q={account_id}",
+        "schedules_fragment_url": reverse("admin:jobs_schedule_account_live", args=[account_id]),
+        "back_url": reverse("admin:accounts_account_change", args=[account_id]),
     }

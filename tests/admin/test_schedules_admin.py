@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -200,3 +201,26 @@ def test_dark_mode_safe_templates():
     part = html.split('id="account-schedules"')[1].split('id="failing-actions"')[0]
     assert "style=" not in part
     assert not re.search(r"#[0-9a-fA-F]{3,6}\b", part)
+
+
+def test_the_live_fragment_is_the_section_alone(
+    scheduler_client, django_user_model, account, schedule
+):
+    url = reverse("admin:jobs_schedule_account_live", args=[account.pk])
+    page = scheduler_client.get(reverse("admin:accounts_account_change", args=[account.pk]))
+    assert f'data-live="{url}"' in page.content.decode()
+    response = scheduler_client.get(url, headers={"X-Live-Refresh": "1"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<html" not in html and "Sync schedules" in html and schedule.pk in html
+    # The buttons send the operator back to the account page, not to the fragment.
+    back = reverse("admin:accounts_account_change", args=[account.pk])
+    assert f'name="next" value="{back}"' in html
+    services.schedule_run_now(schedule_id=schedule.pk, actor=Actor.system("test"))
+    assert "Task created" in scheduler_client.get(url).content.decode()
+    viewer_client = Client()
+    viewer_client.force_login(make_staff(django_user_model, "viewer", ["jobs.view_schedule"]))
+    viewer = viewer_client.get(url).content.decode()
+    assert schedule.pk in viewer and "<form" not in viewer
+    missing = reverse("admin:jobs_schedule_account_live", args=["acc_01HZZZZZZZZZZZZZZZZZZZZZZZ"])
+    assert scheduler_client.get(missing).status_code == 404
