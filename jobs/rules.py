@@ -1,6 +1,8 @@
 """The rules for what clients may write into a job, each defined once: notes, payloads, labels,
-resolution codes, the fields of a PATCH and their values, and what audit data can hold. The
-services call them; the filters use the same label rule (jobs.filters)."""
+resolution codes, the fields of a PATCH and their values, and what audit data can hold; and
+into a sync schedule: its cadence (interval bounds, the cron grammar, time zones) and what its
+PATCH may change. The services call them; the filters use the same label rule (jobs.filters),
+the admin's schedule form the same cadence rules."""
 
 from __future__ import annotations
 
