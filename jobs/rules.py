@@ -268,7 +268,7 @@ SCHEDULE_MUTABLE_FIELDS = ("interval_seconds", "cron", "timezone", "next_run_at"
 
 def clean_cron(value: Any) -> str:
     """A cron expression by the CRON rule, which cronsim evaluates."""
-    if not isinstance(value, str) or len(value) > 200 or not CRON.match(value):
+    if not isinstance(value, str) or len(value) > 200 or not CRON.fullmatch(value):
         raise ValidationFailed.for_field("cron", f"must be {CRON_RULE}.")
     try:
         next(CronSim(value, timezone.now()))

@@ -187,3 +187,15 @@ def test_no_key_is_401(api, account):
     assert (
         api.post(base(account), {"kind": "mailbox_sync", "interval_seconds": 60}).status_code == 401
     )
+
+
+@pytest.mark.parametrize(
+    "cron", ["*/5 * * * *\n", " */5 * * * *", "*/5  * * * *", "*/5 * * * * *", "0 0 30 4 *"]
+)
+def test_patch_refuses_what_the_schema_refuses(api, keys, account, cron):
+    """PATCH reads its body with jobs.rules alone: the same cron rule as the schema's pattern
+    (a final newline, extra spaces, a sixth field, a refused late day)."""
+    schedule_id = create(api, account, keys.a).json()["id"]
+    response = api.patch(f"{base(account)}/{schedule_id}", {"cron": cron}, key=keys.a)
+    assert response.status_code == 400, response.content
+    assert "cron" in error_of(response)["fields"]
