@@ -425,7 +425,17 @@ def _record_failure(schedule_id: str, exc: Exception, *, now: datetime) -> bool:
             if schedule is None:
                 return False
             slot = schedule.next_run_at
-            schedule.next_run_at = next_run_after(schedule, now)
+            try:
+                schedule.next_run_at = next_run_after(schedule, now)
+            except Exception as error:
+                # Its cadence itself cannot be evaluated (a time zone or an expression written
+                # behind the service's back): paused, or it would be due, first in line, at
+                # every round and hold up the schedules behind it.
+                schedule.paused_at = now
+                schedule.paused_reason = (
+                    f"Paused by the scheduler: its cadence cannot be evaluated "
+                    f"({type(error).__name__}). Fix it, then resume."
+                )
             schedule.last_run_at = schedule.updated_at = now
             schedule.last_outcome = ScheduleOutcome.FAILED
             schedule.last_task = None

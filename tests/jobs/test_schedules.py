@@ -323,3 +323,20 @@ def test_the_migration_gives_existing_imap_accounts_their_schedule(settings):
     assert event.actor == "system:migration"
     assert event.data["schedule_id"] == schedule.pk
     assert not Schedule.objects.filter(account=without).exists()
+
+
+def test_a_schedule_whose_cadence_cannot_be_evaluated_is_paused_out_of_the_way(
+    account, other_account
+):
+    broken = every(account, next_run_at=T0)
+    # A time zone no tz database knows, written by SQL: every slot computation fails.
+    Schedule.objects.filter(pk=broken.pk).update(
+        interval_seconds=None, cron="*/5 * * * *", time_zone="Nowhere/Void"
+    )
+    fine = every(other_account, next_run_at=T0 + timedelta(seconds=1))
+    assert set(services.schedules_fire_due(now=T0 + timedelta(seconds=2), limit=1)) == {broken.pk}
+    broken.refresh_from_db()
+    assert broken.is_paused and "cannot be evaluated" in broken.paused_reason
+    assert broken.last_outcome == ScheduleOutcome.FAILED
+    # The next round reaches the schedule behind it.
+    assert services.schedules_fire_due(now=T0 + timedelta(seconds=2), limit=1) == [fine.pk]
