@@ -27,6 +27,7 @@ _NAMES = {
     "tsk": "Task",
     "evt": "Provider event",
     "bop": "Bulk operation",
+    "sch": "Schedule",
 }
 
 

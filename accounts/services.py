@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.crypto import encrypt_secret
 from accounts.models import Account, ImapSecurity
+from accounts.signals import imap_configured
 from core.actors import Actor
 from core.audit import AuditCommand, audit
 from core.errors import Conflict, NotFound, ValidationFailed
@@ -72,6 +73,8 @@ def account_create(
             account_id=account.pk,
             data={"changed": sorted(k for k in fields if k != "imap_password_encrypted")},
         )
+        if account.imap_host:
+            imap_configured.send(sender=Account, account=account, actor=actor)
     return account
 
 
@@ -94,6 +97,7 @@ def account_update(
         fields["email"] = email
     with transaction.atomic():
         account = _lock_account(account_id)
+        had_imap = bool(account.imap_host)
         for field, value in fields.items():
             setattr(account, field, value)
         account.save(update_fields=[*fields, "updated_at"])
@@ -107,6 +111,8 @@ def account_update(
                 )
             },
         )
+        if account.imap_host and not had_imap:
+            imap_configured.send(sender=Account, account=account, actor=actor)
     return account
 
 

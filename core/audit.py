@@ -60,6 +60,17 @@ class AuditCommand(models.TextChoices):
     RESUME = "resume", "resume"
     CREATE_API_KEY = "create_api_key", "create_api_key"
     REVOKE_API_KEY = "revoke_api_key", "revoke_api_key"
+    # Sync schedules (jobs.services.schedules): changes by operators and clients, and what the
+    # scheduler does with a due schedule: fire it (a task), or skip it (a sync still pending,
+    # or the task could not be made), and an operator's run now.
+    SCHEDULE_CREATE = "schedule_create", "schedule_create"
+    SCHEDULE_UPDATE = "schedule_update", "schedule_update"
+    SCHEDULE_DELETE = "schedule_delete", "schedule_delete"
+    SCHEDULE_PAUSE = "schedule_pause", "schedule_pause"
+    SCHEDULE_RESUME = "schedule_resume", "schedule_resume"
+    SCHEDULE_FIRE = "schedule_fire", "schedule_fire"
+    SCHEDULE_SKIP = "schedule_skip", "schedule_skip"
+    SCHEDULE_RUN_NOW = "schedule_run_now", "schedule_run_now"
 
 
 class AuditedJob(Protocol):

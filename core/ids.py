@@ -51,12 +51,12 @@ def ulid_floor(epoch_ms: int) -> str:
     return _encode(epoch_ms << 80)
 
 
-ID_PATTERN = re.compile(r"^(acc|tsk|evt|job|bop)_[0-9A-HJKMNP-TV-Z]{26}$")
+ID_PATTERN = re.compile(r"^(acc|tsk|evt|job|bop|sch)_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
 def id_pattern(prefix: str) -> str:
     """The pattern of one type's ids as a whole-string match (`$` lets a final newline in)."""
-    return r"\A" + ID_PATTERN.pattern[1:-1].replace("(acc|tsk|evt|job|bop)", prefix) + r"\Z"
+    return r"\A" + ID_PATTERN.pattern[1:-1].replace("(acc|tsk|evt|job|bop|sch)", prefix) + r"\Z"
 
 
 def is_valid_id(value: object, prefix: str) -> TypeGuard[str]:

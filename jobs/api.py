@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from accounts import selectors as account_selectors
 from accounts.permissions import principal
+from accounts.serializers import PauseInput
 from core.api.idempotency import idempotent
 from core.api.pagination import int_id, page_params, paginate, prefixed_id
 from core.api.params import (
@@ -25,6 +26,7 @@ from core.api.params import (
     EVENT_ID,
     IDEMPOTENCY_KEY,
     JOB_ID,
+    SCHEDULE_ID,
     TASK_ID,
     page_parameters,
 )
@@ -37,10 +39,10 @@ from core.api.views import (
     validated,
 )
 from core.errors import NotFound, ValidationFailed
-from jobs import selectors, services
+from jobs import rules, selectors, services
 from jobs.execution.actions.registry import action_names
 from jobs.filters import MULTI_VALUED, JobFilter
-from jobs.models import Job
+from jobs.models import Job, Schedule
 from jobs.selectors import AUDIT_ID_FILTERS
 from jobs.serializers import (
     ACTION_NAME,
@@ -67,6 +69,11 @@ from jobs.serializers import (
     ProviderEventSerializer,
     ResolveInput,
     RetryInput,
+    RunNowInput,
+    ScheduleInput,
+    SchedulePageSerializer,
+    ScheduleSerializer,
+    ScheduleUpdateInput,
     SearchDeleteResultSerializer,
     TaskInput,
     TaskPageSerializer,
@@ -497,6 +504,176 @@ class ProviderEventViewSet(viewsets.ViewSet):
         return Response(ProviderEventSerializer(event).data)
 
 
+# --- schedules ---------------------------------------------------------------------------------
+
+
+class ScheduleViewSet(viewsets.ViewSet):
+    """The sync schedules of one account: a task created on a cadence (jobs.services.schedules).
+    Account keys manage their own account's, as they create its tasks."""
+
+    staff_permissions = {
+        "list": "jobs.view_schedule",
+        "retrieve": "jobs.view_schedule",
+        "create": "jobs.add_schedule",
+        "partial_update": "jobs.change_schedule",
+        "destroy": "jobs.delete_schedule",
+        "pause": "jobs.change_schedule",
+        "resume": "jobs.change_schedule",
+        "run_now": "jobs.run_schedule",
+    }
+
+    def _get(self, request: Request, account_id: str, schedule_id: str) -> Any:
+        account = account_selectors.account_get(principal(request), account_id)
+        return selectors.schedule_get(principal(request), account.pk, schedule_id)
+
+    def _answer(self, schedule_id: str, status_code: int = status.HTTP_200_OK) -> Response:
+        # Read again with its last task, whose status the answer shows.
+        schedule = Schedule.objects.select_related("last_task").get(pk=schedule_id)
+        return Response(ScheduleSerializer(schedule).data, status=status_code)
+
+    @extend_schema(
+        operation_id="schedules_list",
+        summary="List schedules",
+        parameters=[ACCOUNT_ID, *page_parameters(prefixed_id("sch"))],
+        responses={200: SchedulePageSerializer, **error_responses()},
+        tags=["schedules"],
+    )
+    def list(self, request: Request, account_id: str) -> Response:
+        account = account_selectors.account_get(principal(request), account_id)
+        reject_unknown_params(request)
+        limit, cursor = page_params(request.query_params)
+        page = paginate(
+            selectors.schedules_of(principal(request), account.pk),
+            limit=limit,
+            cursor=cursor,
+            parse_id=prefixed_id("sch"),
+        )
+        return page_response(request, page, ScheduleSerializer)
+
+    @extend_schema(
+        operation_id="schedules_create",
+        summary="Create schedule",
+        description="A task of `kind` with `params`, created every `interval_seconds` or at the "
+        "times of `cron` (in `timezone`). One per account and kind: 409 `schedule_exists`. "
+        "The scheduler creates each due task once, runs a schedule missed while it was down "
+        "once, and creates nothing while a job of the same sync is still scheduled, queued or "
+        "running (the run is `coalesced`).",
+        parameters=[ACCOUNT_ID, IDEMPOTENCY_KEY],
+        request=ScheduleInput,
+        responses={201: ScheduleSerializer, **error_responses(409, 422, body=True)},
+        tags=["schedules"],
+    )
+    @idempotent
+    def create(self, request: Request, account_id: str) -> Response:
+        account = account_selectors.account_get(principal(request), account_id)
+        data = validated(ScheduleInput, request)
+        schedule = services.schedule_create(
+            account=account,
+            kind=data["kind"],
+            params=data["params"],
+            cadence={name: data[name] for name in rules.SCHEDULE_MUTABLE_FIELDS if name in data},
+            actor=principal(request).actor,
+        )
+        return self._answer(schedule.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="schedules_get",
+        summary="Get schedule",
+        parameters=[ACCOUNT_ID, SCHEDULE_ID],
+        responses={200: ScheduleSerializer, **error_responses()},
+        tags=["schedules"],
+    )
+    def retrieve(self, request: Request, account_id: str, schedule_id: str) -> Response:
+        return Response(ScheduleSerializer(self._get(request, account_id, schedule_id)).data)
+
+    @extend_schema(
+        operation_id="schedules_update",
+        summary="Update schedule",
+        description="Change the cadence (`interval_seconds` or `cron`: the one given replaces "
+        "the other), `timezone` or `next_run_at`. A new cadence without `next_run_at` runs "
+        "next at its first slot from now. `kind` and `params` cannot change (400 "
+        "`immutable_field`): delete the schedule and create another.",
+        parameters=[ACCOUNT_ID, SCHEDULE_ID],
+        request=ScheduleUpdateInput,
+        responses={200: ScheduleSerializer, **error_responses(body=True)},
+        tags=["schedules"],
+    )
+    def partial_update(self, request: Request, account_id: str, schedule_id: str) -> Response:
+        schedule = self._get(request, account_id, schedule_id)
+        services.schedule_update(
+            schedule_id=schedule.pk, changes=json_object(request), actor=principal(request).actor
+        )
+        return self._answer(schedule.pk)
+
+    @extend_schema(
+        operation_id="schedules_delete",
+        summary="Delete schedule",
+        description="The tasks it created stay, and so does its audit trail.",
+        parameters=[ACCOUNT_ID, SCHEDULE_ID],
+        responses={204: OpenApiResponse(description="Deleted."), **error_responses()},
+        tags=["schedules"],
+    )
+    def destroy(self, request: Request, account_id: str, schedule_id: str) -> Response:
+        schedule = self._get(request, account_id, schedule_id)
+        services.schedule_delete(schedule_id=schedule.pk, actor=principal(request).actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="schedules_pause",
+        summary="Pause schedule",
+        description="It creates nothing until resumed. 409 when paused already.",
+        parameters=[ACCOUNT_ID, SCHEDULE_ID, IDEMPOTENCY_KEY],
+        request=PauseInput,
+        responses={200: ScheduleSerializer, **error_responses(409, 422, body=True)},
+        tags=["schedules"],
+    )
+    @idempotent
+    def pause(self, request: Request, account_id: str, schedule_id: str) -> Response:
+        schedule = self._get(request, account_id, schedule_id)
+        data = validated(PauseInput, request)
+        services.schedule_pause(
+            schedule_id=schedule.pk, actor=principal(request).actor, reason=data.get("reason", "")
+        )
+        return self._answer(schedule.pk)
+
+    @extend_schema(
+        operation_id="schedules_resume",
+        summary="Resume schedule",
+        description="Runs once at the scheduler's next round if a slot passed while it was "
+        "paused, then on its cadence. 409 when not paused.",
+        parameters=[ACCOUNT_ID, SCHEDULE_ID, IDEMPOTENCY_KEY],
+        request=PauseInput,
+        responses={200: ScheduleSerializer, **error_responses(409, 422, body=True)},
+        tags=["schedules"],
+    )
+    @idempotent
+    def resume(self, request: Request, account_id: str, schedule_id: str) -> Response:
+        schedule = self._get(request, account_id, schedule_id)
+        data = validated(PauseInput, request)
+        services.schedule_resume(
+            schedule_id=schedule.pk, actor=principal(request).actor, reason=data.get("reason", "")
+        )
+        return self._answer(schedule.pk)
+
+    @extend_schema(
+        operation_id="schedules_run_now",
+        summary="Run schedule now",
+        description="Creates its task now (paused or not), unless a job of the same sync is "
+        "still pending: then `last_outcome` is `coalesced` and `last_job_id` names it. Its "
+        "cadence keeps its slots.",
+        parameters=[ACCOUNT_ID, SCHEDULE_ID, IDEMPOTENCY_KEY],
+        request=RunNowInput,
+        responses={200: ScheduleSerializer, **error_responses(422, body=True)},
+        tags=["schedules"],
+    )
+    @idempotent
+    def run_now(self, request: Request, account_id: str, schedule_id: str) -> Response:
+        schedule = self._get(request, account_id, schedule_id)
+        validated(RunNowInput, request)
+        services.schedule_run_now(schedule_id=schedule.pk, actor=principal(request).actor)
+        return self._answer(schedule.pk)
+
+
 # --- audit log -----------------------------------------------------------------------------------
 
 
@@ -662,6 +839,16 @@ _ACCOUNT_OPERATIONS = (
     "tasks_create",
     "provider_events_list",
     "provider_events_create",
+    "schedules_list",
+    "schedules_create",
+)
+_SCHEDULE_OPERATIONS = (
+    "schedules_get",
+    "schedules_update",
+    "schedules_delete",
+    "schedules_pause",
+    "schedules_resume",
+    "schedules_run_now",
 )
 _JOB_OPERATIONS = (
     "jobs_get",
@@ -700,7 +887,30 @@ def _openapi_links() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
         **_links(["provider_events_get"], "event_id", "$response.body#/id"),
         **_links(_JOB_OPERATIONS, "job_id", "$response.body#/jobs/0/id"),
     }
+
+    def schedule_ops(base: str) -> dict[str, dict[str, Any]]:
+        return {
+            op: {
+                "operationId": op,
+                "parameters": {
+                    "path.account_id": f"{base}/account_id",
+                    "path.schedule_id": f"{base}/id",
+                },
+            }
+            for op in _SCHEDULE_OPERATIONS
+        }
+
+    schedule_links = {
+        **{("schedules_create", "201"): schedule_ops("$response.body#")},
+        **{
+            (op, "200"): schedule_ops("$response.body#")
+            for op in _SCHEDULE_OPERATIONS
+            if op != "schedules_delete"
+        },
+        ("schedules_list", "200"): schedule_ops("$response.body#/results/0"),
+    }
     return {
+        **schedule_links,
         ("accounts_create", "201"): {**_links(_ACCOUNT_OPERATIONS, "account_id", account), **audit},
         ("accounts_get", "200"): _links(_ACCOUNT_OPERATIONS, "account_id", account),
         ("accounts_list", "200"): _links(_ACCOUNT_OPERATIONS, "account_id", first),

@@ -27,3 +27,9 @@ class JobsConfig(AppConfig):
         from jobs.monitoring import heartbeats
 
         post_spawn.connect(heartbeats.start_worker_beat, dispatch_uid="jobs-process-heartbeat")
+        # An account that gets IMAP settings gets its default sync schedule (accounts sends
+        # the signal: it imports nothing of jobs).
+        from accounts.signals import imap_configured
+        from jobs.services.schedules import on_imap_configured
+
+        imap_configured.connect(on_imap_configured, dispatch_uid="jobs.default_sync_schedule")

@@ -459,3 +459,91 @@ class RollupCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} through {self.through}"
+
+
+class ScheduleOutcome(models.TextChoices):
+    """What the last run of a schedule did (jobs.services.schedules)."""
+
+    CREATED = "created", "Task created"
+    # A job of the same account and action was still scheduled, queued or running: no new
+    # task, so a slow mailbox never piles up syncs.
+    COALESCED = "coalesced", "Coalesced with a pending job"
+    # The task could not be made (its kind is no longer registered, its params are refused).
+    FAILED = "failed", "Failed"
+
+
+class Schedule(models.Model):
+    """A task created for one account on a cadence: every `interval_seconds`, or at the times a
+    cron expression names in `time_zone`. One per account and task kind. The scheduler fires it
+    when `next_run_at` is due, unless it or its account is paused (then it waits, and runs once
+    when resumed)."""
+
+    id = PublicIdField("sch")
+    # Indexed by the unique constraint below.
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="schedules", db_index=False
+    )
+    kind = models.CharField(max_length=100)
+    params = models.JSONField(default=dict, blank=True)
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    cron = models.CharField(max_length=200, blank=True)
+    time_zone = models.CharField(max_length=64, default="UTC")
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=500, blank=True)
+    next_run_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=16, choices=ScheduleOutcome.choices, blank=True)
+    # The task the last run created, or the pending job it coalesced with.
+    last_task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_job_id = models.CharField(max_length=32, blank=True)
+    last_detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "kind"], name="schedule_account_kind"),
+            # Exactly one cadence: an interval or a cron expression.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(interval_seconds__isnull=False, cron="")
+                    | (models.Q(interval_seconds__isnull=True) & ~models.Q(cron=""))
+                ),
+                name="schedule_one_cadence",
+            ),
+        ]
+        indexes = [
+            # The scheduler's read: due schedules that are not paused, soonest first.
+            models.Index(
+                fields=["next_run_at"],
+                name="schedule_due",
+                condition=models.Q(paused_at__isnull=True),
+            ),
+        ]
+        permissions = [("run_schedule", "Can run schedules now")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.account_id} ({self.cadence})"
+
+    @property
+    def cadence(self) -> str:
+        if self.interval_seconds:
+            return f"every {describe_seconds(self.interval_seconds)}"
+        zone = "" if self.time_zone == "UTC" else f" ({self.time_zone})"
+        return f"cron {self.cron}{zone}"
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
+
+
+def describe_seconds(seconds: int) -> str:
+    """60 -> "1 min", 5400 -> "90 min", 86400 -> "1 day": an interval as an operator reads it."""
+    for unit, name in ((86400, "day"), (3600, "h"), (60, "min")):
+        if seconds % unit == 0:
+            n = seconds // unit
+            return f"{n} {name}{'s' if name == 'day' and n != 1 else ''}"
+    return f"{seconds} s"

@@ -24,7 +24,7 @@ from core.errors import ValidationFailed
 from core.ids import id_pattern
 from core.models import AuditEvent
 from jobs.filters import UtcDateTimeFilter, filter_jobs, id_validator, normalize_filter_params
-from jobs.models import BulkOperation, Job, ProviderEvent, Task
+from jobs.models import BulkOperation, Job, ProviderEvent, Schedule, Task
 from jobs.states import BulkStatus
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -75,6 +75,22 @@ def provider_events_visible(principal: Principal) -> QuerySet[ProviderEvent]:
 def provider_event_get(principal: Principal, event_id: str) -> ProviderEvent:
     """The provider event `event_id` if the caller may see it, else NotFound."""
     return get_in_scope(provider_events_visible(principal), event_id, "evt")
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def schedules_of(principal: Principal, account_id: str) -> QuerySet[Schedule]:
+    """The schedules of one account the caller may see (none of another account's), with
+    their last task (its status is the last run's outcome)."""
+    qs = Schedule.objects.filter(account_id=account_id).select_related("last_task")
+    return qs if principal.is_operator else qs.filter(account_id=principal.account_id)
+
+
+def schedule_get(principal: Principal, account_id: str, schedule_id: str) -> Schedule:
+    """The schedule `schedule_id` of account `account_id` if the caller may see it, else
+    NotFound (also when it belongs to another account than the path's)."""
+    return get_in_scope(schedules_of(principal, account_id), schedule_id, "sch")
 
 
 # --- audit log ---------------------------------------------------------------------------------

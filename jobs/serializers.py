@@ -39,7 +39,7 @@ from jobs.execution.actions.registry import (
     task_kind_names,
     task_params_schema,
 )
-from jobs.models import BulkOperation, Job, ProviderEvent, Task
+from jobs.models import BulkOperation, Job, ProviderEvent, Schedule, ScheduleOutcome, Task
 from jobs.selectors import bulk_progress
 from jobs.states import BULK_COMMANDS, Command, JobStatus, TaskStatus, allowed_commands
 
@@ -748,3 +748,151 @@ class ConcurrencyLimitInput(StrictSerializer):
         allow_null=True,
         help_text="The account's own limit; null goes back to the action's policy.",
     )
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+class _CadenceFields(StrictSerializer):
+    interval_seconds = StrictIntegerField(
+        required=False,
+        min_value=rules.MIN_INTERVAL_SECONDS,
+        max_value=rules.MAX_INTERVAL_SECONDS,
+        help_text="Every this many seconds (60 to 31 days); the slots keep their phase.",
+    )
+    cron = StrictCharField(
+        required=False,
+        max_length=200,
+        pattern=whole(rules.CRON),
+        help_text=f"A cron expression: {rules.CRON_RULE}; names of months and days in any case, "
+        "`L` (last day of the month), `5L` (last Friday), `1#2` (second Monday). A day of month "
+        "of 30 or 31 only, with a day of week of `*`, needs a month of 31 days among its months.",
+    )
+    timezone = StrictChoiceField(
+        choices=sorted(rules.TIME_ZONES),
+        required=False,
+        help_text="The IANA time zone the cron expression is read in (UTC by default).",
+    )
+    next_run_at = DateTimeText(
+        required=False,
+        help_text="When it runs next; by default one interval from now, or the cron "
+        "expression's next time. A time past runs it at the scheduler's next round.",
+    )
+
+
+class ScheduleInput(_CadenceFields):
+    """Validated here for its shape; the service checks the kind's params and the cadence."""
+
+    kind = StrictCharField(max_length=100, help_text="The task kind: mailbox_sync, ...")
+    params = JsonObjectField(required=False, default=dict)
+
+
+class ScheduleInputSchema(OpenApiSerializerExtension):
+    """The fields of a schedule, with the params of the kind it names, and one cadence."""
+
+    target_class = ScheduleInput
+    priority = 1  # before StrictSerializerSchema
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        kinds = []
+        for kind in task_kind_names():
+            kinds.append(
+                {
+                    "properties": {
+                        "kind": {"type": "string", "const": kind},
+                        "params": _registered_schema(task_params_schema(kind)),
+                    },
+                }
+            )
+        return {
+            **schema,
+            "additionalProperties": False,
+            "allOf": [
+                {"oneOf": kinds},
+                # An interval or a cron expression: exactly one of them.
+                {"oneOf": [{"required": ["interval_seconds"]}, {"required": ["cron"]}]},
+            ],
+        }
+
+
+class ScheduleUpdateInput(_CadenceFields):
+    """Documents PATCH; jobs.rules.clean_schedule_changes checks the values and names an
+    immutable field (kind and params are what a schedule is: another is another schedule)."""
+
+    schema_extra = {
+        "minProperties": 1,
+        "not": {"required": ["interval_seconds", "cron"]},
+        "description": "The cadence (an interval or a cron expression, not both: the one given "
+        "replaces the other), its time zone, or the next run.",
+    }
+
+
+class RunNowInput(StrictSerializer):
+    """An empty object."""
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    account_id = serializers.CharField()
+    params = serializers.DictField()
+    interval_seconds = serializers.IntegerField(allow_null=True)
+    cron = BlankAsNullCharField(allow_null=True)
+    timezone = serializers.CharField(source="time_zone")
+    paused = serializers.BooleanField(source="is_paused")
+    paused_reason = BlankAsNullCharField(allow_null=True)
+    last_outcome = serializers.ChoiceField(
+        choices=ScheduleOutcome.choices,
+        allow_null=True,
+        help_text="created: a task; coalesced: a job of the same sync was still pending "
+        "(last_job_id); failed: the task could not be made (last_detail).",
+    )
+    last_task_id = serializers.CharField(allow_null=True, help_text="The task the last run made.")
+    last_task_status = serializers.SerializerMethodField()
+    last_job_id = BlankAsNullCharField(
+        allow_null=True, help_text="The pending job the last run coalesced with."
+    )
+    last_detail = BlankAsNullCharField(allow_null=True)
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "id",
+            "account_id",
+            "kind",
+            "params",
+            "interval_seconds",
+            "cron",
+            "timezone",
+            "paused",
+            "paused_at",
+            "paused_reason",
+            "next_run_at",
+            "last_run_at",
+            "last_outcome",
+            "last_task_id",
+            "last_task_status",
+            "last_job_id",
+            "last_detail",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def to_representation(self, instance: Schedule) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["last_outcome"] = data["last_outcome"] or None
+        return data
+
+    @extend_schema_field(
+        {
+            "type": ["string", "null"],
+            "enum": [*TaskStatus.values, None],
+            "description": "The status of the last run's task, derived from its jobs.",
+        }
+    )
+    def get_last_task_status(self, schedule: Schedule) -> str | None:
+        return schedule.last_task.status if schedule.last_task_id and schedule.last_task else None
+
+
+class SchedulePageSerializer(PageSerializer):
+    results = ScheduleSerializer(many=True)

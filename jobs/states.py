@@ -157,6 +157,8 @@ class WaitReason(models.TextChoices):
 
 # A job held back by its concurrency limit (the partial index job_waiting_slot).
 WAITING_SLOT_Q = Q(wait_reason=WaitReason.CONCURRENCY_LIMIT.value)
+# Fires due sync schedules (jobs.services.schedules): the tasks it creates name it.
+SYSTEM_SCHEDULER = Actor.system("scheduler")
 
 
 # Every move the system makes on its own (jobs.services.execution and .maintenance).

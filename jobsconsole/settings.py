@@ -243,6 +243,12 @@ JOBS_DISPATCH_INTERVAL = env_float("JOBS_DISPATCH_INTERVAL", 0.5)
 JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 500)
 # How often the scheduler process looks for lost runs and unclaimed queued jobs.
 JOBS_SWEEP_INTERVAL = env_float("JOBS_SWEEP_INTERVAL", 5.0)
+# Sync schedules (jobs.services.schedules): how often the scheduler looks for due ones, how many
+# it fires in one transaction each per look, and the interval of the mailbox_sync schedule an
+# account gets with its IMAP settings (0: none).
+JOBS_SCHEDULES_INTERVAL = env_float("JOBS_SCHEDULES_INTERVAL", 1.0)
+JOBS_SCHEDULES_BATCH = env_int("JOBS_SCHEDULES_BATCH", 100)
+JOBS_DEFAULT_SYNC_INTERVAL = env_int("JOBS_DEFAULT_SYNC_INTERVAL", 300)
 # How long a worker keeps retrying to record a run's outcome while the database is unreachable
 # (a restart, a failover) before it gives up and leaves the run to the sweeper.
 JOBS_DB_RETRY_SECONDS = env_float("JOBS_DB_RETRY_SECONDS", 60.0)

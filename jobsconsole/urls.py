@@ -22,6 +22,7 @@ from jobs.api import (
     ConcurrencyLimitViewSet,
     JobViewSet,
     ProviderEventViewSet,
+    ScheduleViewSet,
     TaskViewSet,
 )
 from jobs.monitoring.metrics import metrics_view
@@ -62,6 +63,28 @@ api = [
     path(
         "accounts/<str:account_id>/provider-events",
         ProviderEventViewSet.as_view({"get": "list", "post": "create"}),
+    ),
+    path(
+        "accounts/<str:account_id>/schedules",
+        ScheduleViewSet.as_view({"get": "list", "post": "create"}),
+    ),
+    path(
+        "accounts/<str:account_id>/schedules/<str:schedule_id>",
+        ScheduleViewSet.as_view(
+            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+        ),
+    ),
+    path(
+        "accounts/<str:account_id>/schedules/<str:schedule_id>/pause",
+        ScheduleViewSet.as_view({"post": "pause"}),
+    ),
+    path(
+        "accounts/<str:account_id>/schedules/<str:schedule_id>/resume",
+        ScheduleViewSet.as_view({"post": "resume"}),
+    ),
+    path(
+        "accounts/<str:account_id>/schedules/<str:schedule_id>/run-now",
+        ScheduleViewSet.as_view({"post": "run_now"}),
     ),
     path(
         "jobs/<str:job_id>",

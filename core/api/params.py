@@ -31,6 +31,7 @@ JOB_ID = id_param("job_id", "job", "A job id (job_...).")
 TASK_ID = id_param("task_id", "tsk", "A task id (tsk_...).")
 EVENT_ID = id_param("event_id", "evt", "A provider event id (evt_...).")
 BULK_OPERATION_ID = id_param("operation_id", "bop", "A bulk operation id (bop_...).")
+SCHEDULE_ID = id_param("schedule_id", "sch", "A schedule id (sch_...).")
 IDEMPOTENCY_KEY = OpenApiParameter(
     IDEMPOTENCY_HEADER,
     {"type": "string", "pattern": ecma(IDEMPOTENCY_KEY_PATTERN)},

@@ -30,6 +30,7 @@ from jobs import reports
 from jobs import services as job_services
 from jobs.admin import urls
 from jobs.admin.forms import AccountForm
+from jobs.admin.schedules import account_schedules
 from jobs.execution.actions.registry import action_names, policy_for
 from jobs.models import ConcurrencyLimit
 from jobs.serializers import MAX_CONCURRENCY_LIMIT
@@ -251,6 +252,7 @@ class AccountAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin)
                 all_jobs_url=urls.queue_url(account=obj.pk),
                 triage_url=urls.triage_url(obj.pk),
                 can_pause=self.has_change_permission(request, obj),
+                **account_schedules(request, obj.pk),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 

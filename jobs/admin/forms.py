@@ -11,7 +11,9 @@ from django import forms
 from accounts.models import Account
 from core import input as client_input
 from core.errors import ValidationFailed
-from jobs.models import Job
+from jobs import rules, services
+from jobs.execution.actions.registry import task_kind_names
+from jobs.models import Job, Schedule
 from jobs.states import MUTABLE_FIELDS
 
 RESOLUTION_CODES = [
@@ -198,3 +200,102 @@ class AccountForm(forms.ModelForm):
         if self.cleaned_data.get("imap_password"):
             imap["password"] = self.cleaned_data["imap_password"]
         return imap
+
+
+class ScheduleForm(forms.ModelForm):
+    """A schedule's add and edit page. The values are checked by the rules the API uses
+    (jobs.rules, the task kind's producer) so that an error shows on its field; the services
+    check them again when the admin saves through them."""
+
+    kind = forms.ChoiceField(choices=[])
+    params = PrettyJSONField(required=False, help_text="The task's params (a JSON object).")
+    interval_seconds = forms.IntegerField(
+        required=False,
+        min_value=rules.MIN_INTERVAL_SECONDS,
+        max_value=rules.MAX_INTERVAL_SECONDS,
+        help_text="Every this many seconds (300: every 5 minutes).",
+    )
+    cron = forms.CharField(
+        required=False, max_length=200, help_text="For example */15 * * * * or 0 9 * * MON-FRI."
+    )
+    time_zone = forms.ChoiceField(
+        choices=[(zone, zone) for zone in sorted(rules.TIME_ZONES)],
+        initial="UTC",
+        help_text="The cron expression's time zone.",
+    )
+    next_run_at = forms.DateTimeField(
+        required=False, help_text="UTC, YYYY-MM-DD HH:MM:SS. Empty: the cadence's first slot."
+    )
+
+    # The form's fields and the names the services take.
+    CADENCE = {
+        "interval_seconds": "interval_seconds",
+        "cron": "cron",
+        "time_zone": "timezone",
+        "next_run_at": "next_run_at",
+    }
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "account",
+            "kind",
+            "params",
+            "interval_seconds",
+            "cron",
+            "time_zone",
+            "next_run_at",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        kind = self.fields.get("kind")
+        if isinstance(kind, forms.ChoiceField):
+            kind.choices = [(name, name) for name in task_kind_names()]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        interval, cron = cleaned.get("interval_seconds"), (cleaned.get("cron") or "").strip()
+        cleaned["cron"] = cron
+        if interval and cron:
+            self.add_error("cron", "Give an interval or a cron expression, not both.")
+        elif not interval and not cron and "interval_seconds" not in self.errors:
+            self.add_error("interval_seconds", "Give an interval or a cron expression.")
+        elif cron:
+            try:
+                rules.clean_cron(cron)
+            except ValidationFailed as exc:
+                self.add_error("cron", exc.fields.get("cron", [exc.message])[0])
+        next_run_at = cleaned.get("next_run_at")
+        if next_run_at is not None:
+            problem = client_input.utc_problem(next_run_at)
+            if problem:
+                self.add_error("next_run_at", f"This date-time {problem}")
+        if "kind" in self.fields and cleaned.get("kind"):
+            try:
+                services.check_schedule_params(cleaned["kind"], cleaned.get("params") or {})
+            except ValidationFailed as exc:
+                for field, errors in exc.fields.items():
+                    self.add_error(field if field in self.fields else None, errors)
+        return cleaned
+
+    def cadence(self) -> dict[str, Any]:
+        """The cadence as the services take it: the interval or the cron expression that is
+        set, the time zone, the next run (None: the first slot)."""
+        data = self.cleaned_data
+        chosen = (
+            {"cron": data["cron"]}
+            if data.get("cron")
+            else {"interval_seconds": data.get("interval_seconds")}
+        )
+        return {
+            **chosen,
+            "timezone": data.get("time_zone") or "UTC",
+            "next_run_at": data.get("next_run_at"),
+        }
+
+    def cadence_changed(self, name: str) -> bool:
+        if name in ("interval_seconds", "cron"):
+            return bool({"interval_seconds", "cron"} & set(self.changed_data))
+        field = {value: key for key, value in self.CADENCE.items()}[name]
+        return field in self.changed_data

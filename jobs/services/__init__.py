@@ -7,6 +7,8 @@ the public services from here (`from jobs import services`).
 - bulk: bulk operations, a command over a filter's fixed set in set-based batches on the workers;
 - limits: per-account concurrency limits (the slot a claim takes, holding and releasing);
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
+- schedules: sync schedules (create, update, pause, resume, run now, delete) and the
+  scheduler's step that fires the due ones;
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
 
@@ -53,6 +55,17 @@ from jobs.services.maintenance import (
     jobs_sweep_lost,
 )
 from jobs.services.quarantine import JobQuarantined, job_quarantine
+from jobs.services.schedules import (
+    check_schedule_params,
+    schedule_create,
+    schedule_create_default,
+    schedule_delete,
+    schedule_pause,
+    schedule_resume,
+    schedule_run_now,
+    schedule_update,
+    schedules_fire_due,
+)
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
@@ -64,6 +77,7 @@ __all__ = [
     "bulk_operation_create",
     "bulk_operation_run",
     "bulk_operations_dispatch",
+    "check_schedule_params",
     "job_cancel",
     "job_claim",
     "job_command",
@@ -87,5 +101,13 @@ __all__ = [
     "jobs_sweep_lost",
     "limits_of_account",
     "provider_event_ingest",
+    "schedule_create",
+    "schedule_create_default",
+    "schedule_delete",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_run_now",
+    "schedule_update",
+    "schedules_fire_due",
     "task_create",
 ]

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ from jobs.models import (
     Job,
     JobAttempt,
     ProviderEvent,
+    Schedule,
     Task,
 )
 from jobs.states import JobStatus
@@ -206,14 +208,18 @@ VALID_BODIES: dict[str, dict] = {
     "bulk_operations_create": {"command": "retry", "filter": {"status": "failed"}, "dry_run": True},
     "bulk_operations_cancel": {"note": "stop"},
     "concurrency_limits_set": {"limit": 2},
+    "schedules_create": {"kind": "noop_batch", "interval_seconds": 600, "params": {"count": 1}},
+    "schedules_update": {"cron": "*/10 * * * *", "timezone": "Europe/Riga"},
+    "schedules_pause": {"reason": "maintenance"},
+    "schedules_resume": {"reason": "done"},
+    "schedules_run_now": {},
 }
 VALID_QUERIES: dict[str, dict[str, str]] = {"jobs_list": {"status": "failed"}}
 
 
 def test_every_operation_and_field_is_covered():
     operations = {target.operation for target in TARGETS}
-    assert len(operations) == 26, sorted(operations)
-    assert len(operations) == 23, sorted(operations)
+    assert len(operations) == 36, sorted(operations)
     with_body = {t.operation for t in TARGETS if t.location == "whole"}
     assert with_body == set(VALID_BODIES), with_body ^ set(VALID_BODIES)
     assert len(TARGETS) > 120
@@ -259,6 +265,7 @@ _TABLES = {
     Task: (),
     ProviderEvent: (),
     JobAttempt: (),
+    Schedule: (),
     IdempotencyRecord: (),
     BulkOperation: (),
     BulkOperationChunk: (),
@@ -325,6 +332,17 @@ def _ids(target: Target, world: dict) -> dict:
             account_id=world["account_id"],
             actor=Actor.system("test"),
             pace=None,
+        ).pk
+    if "{schedule_id}" in target.path:
+        # A fresh one each time (a request may have paused or deleted the last): paused for
+        # resume, active for the others.
+        Schedule.objects.filter(account_id=world["account_id"], kind="mailbox_sync").delete()
+        ids["schedule_id"] = Schedule.objects.create(
+            account_id=world["account_id"],
+            kind="mailbox_sync",
+            interval_seconds=300,
+            next_run_at=timezone.now(),
+            paused_at=timezone.now() if target.operation == "schedules_resume" else None,
         ).pk
     return ids
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import Account
 from core.models import AuditEvent, IdempotencyRecord
-from jobs.models import Job, ProviderEvent, Task
+from jobs.models import Job, ProviderEvent, Schedule, Task
 from jobs.states import JobStatus as S
 from tests.api.conftest import error_of
 from tests.factories import JobFactory, TaskFactory
@@ -23,6 +24,7 @@ MISSING = {
     "job": "job_01HZZZZZZZZZZZZZZZZZZZZZZZ",
     "tsk": "tsk_01HZZZZZZZZZZZZZZZZZZZZZZZ",
     "evt": "evt_01HZZZZZZZZZZZZZZZZZZZZZZZ",
+    "sch": "sch_01HZZZZZZZZZZZZZZZZZZZZZZZ",
 }
 
 # (method, path template, body, write?, operator only?)
@@ -58,13 +60,27 @@ ENDPOINTS = [
     ("POST", "/api/jobs/{job}/cancel", {"note": "stop"}, True, False),
     ("GET", "/api/tasks/{tsk}", None, False, False),
     ("GET", "/api/provider-events/{evt}", None, False, False),
+    ("GET", "/api/accounts/{acc}/schedules", None, False, False),
+    (
+        "POST",
+        "/api/accounts/{acc}/schedules",
+        {"kind": "noop_batch", "interval_seconds": 600},
+        True,
+        False,
+    ),
+    ("GET", "/api/accounts/{acc}/schedules/{sch}", None, False, False),
+    ("PATCH", "/api/accounts/{acc}/schedules/{sch}", {"interval_seconds": 900}, True, False),
+    ("DELETE", "/api/accounts/{acc}/schedules/{sch}", None, True, False),
+    ("POST", "/api/accounts/{acc}/schedules/{sch}/pause", {}, True, False),
+    ("POST", "/api/accounts/{acc}/schedules/{sch}/resume", {}, True, False),
+    ("POST", "/api/accounts/{acc}/schedules/{sch}/run-now", {}, True, False),
 ]
 IDS = [f"{method} {path}" for method, path, *_ in ENDPOINTS]
 
 
 @pytest.fixture
 def world(account, other_account):
-    """A failed job, a task and a provider event in each account."""
+    """A failed job, a task, a provider event and a (paused) schedule in each account."""
     objects = {}
     for name, acc in (("a", account), ("b", other_account)):
         task = TaskFactory(account=acc)
@@ -72,7 +88,18 @@ def world(account, other_account):
             account=acc, provider="imap", type="mailbox.changed", external_id=f"seen-{name}"
         )
         job = JobFactory(account=acc, status=S.FAILED, task=task, provider_event=event)
-        objects[name] = {"acc": acc.pk, "job": job.pk, "tsk": task.pk, "evt": event.pk}
+        schedule = Schedule.objects.create(
+            account=acc, kind="mailbox_sync", interval_seconds=300, next_run_at=timezone.now()
+        )
+        # Paused, so that resume succeeds for its owner (and pause is a 409 after that).
+        Schedule.objects.filter(pk=schedule.pk).update(paused_at=timezone.now())
+        objects[name] = {
+            "acc": acc.pk,
+            "job": job.pk,
+            "tsk": task.pk,
+            "evt": event.pk,
+            "sch": schedule.pk,
+        }
     return objects
 
 
@@ -81,6 +108,7 @@ def snapshot() -> tuple:
     return (
         sorted(Job.objects.values_list("pk", "status", "priority", "updated_at")),
         sorted(Account.objects.values_list("pk", "paused_at")),
+        sorted(Schedule.objects.values_list("pk", "paused_at", "next_run_at", "updated_at")),
         Task.objects.count(),
         ProviderEvent.objects.count(),
         AuditEvent.objects.count(),
@@ -168,10 +196,14 @@ def test_owner_and_operator_keys_succeed(
     ok = {200, 201, 202, 204}
     if template.endswith("/cancel"):  # only a running job can be cancelled
         Job.objects.filter(pk__in=[world["a"]["job"], world["b"]["job"]]).update(status=S.RUNNING)
+    if template.endswith("/pause") and "{sch}" in template:
+        # The world's schedules start paused: resume them, so that pausing them succeeds.
+        for ids in (world["a"], world["b"]):
+            Schedule.objects.filter(pk=ids["sch"]).update(paused_at=None)
     if not operator_only:
         own = call(api, method, template, body, world["a"], keys.a)
         assert own.status_code in ok, own.content
-    if template.endswith("/resume"):
+    if template.endswith("/resume") and "{sch}" not in template:
         call(api, "POST", "/api/accounts/{acc}/pause", {}, world["b"], keys.op)
     response = call(api, method, template, body, world["b"], keys.op)
     assert response.status_code in ok, response.content

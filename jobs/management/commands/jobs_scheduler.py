@@ -1,13 +1,17 @@
-"""`manage.py jobs_scheduler`: the dispatcher and the sweeper, one loop in one process.
+"""`manage.py jobs_scheduler`: the dispatcher, the sweeper and the sync schedules, one loop in
+one process.
 
 Every JOBS_DISPATCH_INTERVAL seconds it moves due `scheduled` jobs to the broker; every
-JOBS_SWEEP_INTERVAL seconds it declares lost the runs whose worker stopped heart-beating and
-enqueues again the queued jobs no worker picked up; every JOBS_ROLLUP_INTERVAL seconds it rolls
-the closed minutes up for queue health (jobs.monitoring.rollups), and it writes its own
-heartbeat (jobs.monitoring.heartbeats) every JOBS_PROCESS_HEARTBEAT_SECONDS. Several can run
-at once (each step locks with SKIP LOCKED; the rollup holds its cursor row). It outlives
-database restarts: on a connection error it closes its connections, backs off and goes on.
-SIGTERM or SIGINT stops it between two rounds.
+JOBS_SCHEDULES_INTERVAL seconds it fires the due sync schedules (each creates its task once,
+whatever the number of schedulers); every JOBS_SWEEP_INTERVAL seconds it declares lost the runs
+whose worker stopped heart-beating, enqueues again the queued jobs no worker picked up and
+releases jobs held by a concurrency limit whose slot freed; every round it hands out the bulk
+operations whose next batch is due; every JOBS_ROLLUP_INTERVAL seconds it rolls the closed
+minutes up for queue health (jobs.monitoring.rollups), and it writes its own heartbeat
+(jobs.monitoring.heartbeats) every JOBS_PROCESS_HEARTBEAT_SECONDS. Several can run at once
+(each step locks with SKIP LOCKED; the rollup holds its cursor row). It outlives database
+restarts: on a connection error it closes its connections, backs off and goes on. SIGTERM or
+SIGINT stops it between two rounds.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ logger = logging.getLogger("jobs.scheduler")
 
 
 class Command(BaseCommand):
-    help = "Run the dispatcher (scheduled -> queued) and the sweeper (lost runs, lost messages)."
+    help = (
+        "Run the dispatcher (scheduled -> queued), the sync schedules and the sweeper "
+        "(lost runs, lost messages)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one round, then exit.")
@@ -45,7 +52,7 @@ class Command(BaseCommand):
             settings.JOBS_DISPATCH_INTERVAL,
             settings.JOBS_SWEEP_INTERVAL,
         )
-        next_sweep = next_rollup = 0.0
+        next_sweep = next_rollup = next_schedules = 0.0
         backoff = 0.0
         beat = heartbeats.SchedulerBeat()
         while not stop.is_set():
@@ -53,6 +60,9 @@ class Command(BaseCommand):
                 # Honour CONN_MAX_AGE and the health checks, as a request would.
                 close_old_connections()
                 beat.maybe_beat()
+                if time.monotonic() >= next_schedules:
+                    self.fire_schedules(stop)
+                    next_schedules = time.monotonic() + settings.JOBS_SCHEDULES_INTERVAL
                 self.dispatch(stop)
                 if time.monotonic() >= next_sweep:
                     services.jobs_sweep_lost()
@@ -92,5 +102,17 @@ class Command(BaseCommand):
             ids = services.jobs_dispatch_due()
             total += len(ids)
             if len(ids) < settings.JOBS_DISPATCH_BATCH:
+                break
+        return total
+
+    @staticmethod
+    def fire_schedules(stop: threading.Event) -> int:
+        """Fire due schedules batch after batch until none is left (after downtime, every
+        schedule at once, each once). Their jobs are queued when created."""
+        total = 0
+        while not stop.is_set():
+            handled = services.schedules_fire_due()
+            total += len(handled)
+            if len(handled) < settings.JOBS_SCHEDULES_BATCH:
                 break
         return total
