@@ -103,6 +103,8 @@ SYSTEM_DISPATCHER = Actor.system("dispatcher")
 # Fails a job whose row the dispatcher, the sweeper or a worker could not read or process
 # (jobs.services.quarantine); the event's data names which of them found it.
 SYSTEM_QUARANTINE = Actor.system("quarantine")
+# Removes finished jobs and old audit events by the retention policy (jobs.services.retention).
+SYSTEM_PRUNER = Actor.system("pruner")
 
 
 # Every move the system makes on its own (jobs.services.execution and .maintenance).

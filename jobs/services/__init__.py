@@ -5,6 +5,7 @@ the public services from here (`from jobs import services`).
 - commands: the operators' commands, one job at a time or by search;
 - execution: a worker's claim, heartbeat, success and failure;
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
+- retention: removing finished jobs and old audit events by the retention policy, in batches;
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
 
@@ -36,11 +37,21 @@ from jobs.services.maintenance import (
     jobs_sweep_lost,
 )
 from jobs.services.quarantine import JobQuarantined, job_quarantine
+from jobs.services.retention import (
+    Pruner,
+    PruneRun,
+    RetentionPolicy,
+    jobs_prune,
+    retention_preview,
+)
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
     "ClaimedRun",
     "JobQuarantined",
+    "PruneRun",
+    "Pruner",
+    "RetentionPolicy",
     "job_claim",
     "job_command",
     "job_create",
@@ -55,9 +66,11 @@ __all__ = [
     "job_update",
     "jobs_create",
     "jobs_dispatch_due",
+    "jobs_prune",
     "jobs_requeue_unclaimed",
     "jobs_search_delete",
     "jobs_sweep_lost",
     "provider_event_ingest",
+    "retention_preview",
     "task_create",
 ]

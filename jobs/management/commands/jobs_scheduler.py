@@ -2,7 +2,9 @@
 
 Every JOBS_DISPATCH_INTERVAL seconds it moves due `scheduled` jobs to the broker; every
 JOBS_SWEEP_INTERVAL seconds it declares lost the runs whose worker stopped heart-beating and
-enqueues again the queued jobs no worker picked up. Several can run at once (each step locks
+enqueues again the queued jobs no worker picked up; and once a minute it prunes finished jobs and
+old audit events by the retention policy, one small batch per round (jobs.services.retention),
+at most JOBS_PRUNE_ROWS_PER_MINUTE rows a minute. Several can run at once (each step locks
 with SKIP LOCKED). It outlives database restarts: on a connection error it closes its
 connections, backs off and goes on. SIGTERM or SIGINT stops it between two rounds.
 """
@@ -42,6 +44,7 @@ class Command(BaseCommand):
         )
         next_sweep = 0.0
         backoff = 0.0
+        pruner = services.Pruner()
         while not stop.is_set():
             try:
                 # Honour CONN_MAX_AGE and the health checks, as a request would.
@@ -51,8 +54,12 @@ class Command(BaseCommand):
                     services.jobs_sweep_lost()
                     services.jobs_requeue_unclaimed()
                     next_sweep = time.monotonic() + settings.JOBS_SWEEP_INTERVAL
+                pruner.step()
                 backoff = 0.0
             except Exception as exc:
+                # A run cut short starts again from its first batch (it removed only what its
+                # policy allowed, and its audit event says how far it got).
+                pruner.run = None
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 if isinstance(exc, OperationalError | InterfaceError):
                     logger.warning("database unavailable (%s); again in %.1fs", exc, backoff)
