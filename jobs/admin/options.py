@@ -450,6 +450,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
         return [
             path("triage/", view(admin_views.triage_view), name="jobs_job_triage"),
             path("dashboard/", view(admin_views.dashboard_view), name="jobs_job_dashboard"),
+            path("retention/", view(admin_views.retention_view), name="jobs_job_retention"),
             path(
                 "search-delete/",
                 view(admin_views.search_delete_view),

@@ -47,3 +47,7 @@ def dashboard_url() -> str:
 
 def search_delete_url(query: str) -> str:
     return reverse("admin:jobs_job_search_delete") + "?" + query
+
+
+def retention_url() -> str:
+    return reverse("admin:jobs_job_retention")

@@ -1,10 +1,11 @@
 """Views of the operators' console beyond Django's own: bulk command confirmation, delete by
 search, command buttons of the job page, the error triage and the dashboard. They parse input,
-call jobs.services and report; no rule lives here."""
+call jobs.services and report; no rule lives here. Also the retention page: the policy, what
+the next run will remove, the last runs, and a button for one run now."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin import helpers
@@ -18,6 +19,7 @@ from django.utils.html import format_html
 from accounts.models import Account
 from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
+from core.models import AuditEvent
 from jobs import reports, services
 from jobs.admin import actions as admin_commands
 from jobs.admin import urls
@@ -25,6 +27,7 @@ from jobs.admin.actions import BUTTON_COMMANDS, PAST_TENSE, command_runner, run_
 from jobs.admin.filters import QueueFilter
 from jobs.admin.forms import COMMAND_FORMS
 from jobs.models import Job
+from jobs.services.retention import AUDIT
 from jobs.states import ALLOWED_FROM, Command, JobStatus
 
 if TYPE_CHECKING:
@@ -275,3 +278,62 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         ),
     }
     return TemplateResponse(request, "admin/jobs/job/dashboard.html", context)
+
+
+# The retention page counts the rows past their cut-off up to this many (a count of millions of
+# old rows would read that many index entries on every visit); more shows as "at least".
+RETENTION_PREVIEW_CAP = 100_000
+RETENTION_LABELS = {AUDIT: "Audit events"}
+
+
+def retention_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
+    """The retention policy, what the next run will remove, the last runs; POST runs one run
+    now (for operators who may delete jobs)."""
+    can_prune = model_admin.has_delete_permission(request)
+    if request.method == "POST":
+        if not can_prune:
+            raise PermissionDenied
+        policy = services.RetentionPolicy.from_settings()
+        record = services.jobs_prune(
+            policy=policy, max_rows=policy.rows_per_minute, actor=Actor.user(request.user)
+        )
+        removed = ", ".join(f"{n:,} {name}" for name, n in record["removed"].items() if n)
+        model_admin.message_user(
+            request,
+            f"Retention run: removed {removed or 'nothing'}"
+            + ("." if record["complete"] else "; more is left for the next runs."),
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(urls.retention_url())
+    policy = services.RetentionPolicy.from_settings()
+    rows = [
+        {
+            "row": row,
+            "label": RETENTION_LABELS.get(row.name, f"{row.name.capitalize()} jobs"),
+            "status": row.name if row.name != AUDIT else "",
+        }
+        for row in services.retention_preview(policy=policy, cap=RETENTION_PREVIEW_CAP)
+    ]
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Retention",
+        "policy": policy,
+        "rows": rows,
+        "runs": [_prune_run(event) for event in reports.prune_runs()],
+        "can_prune": can_prune,
+        "cap": RETENTION_PREVIEW_CAP,
+    }
+    return TemplateResponse(request, "admin/jobs/job/retention.html", context)
+
+
+def _prune_run(event: AuditEvent) -> dict[str, Any]:
+    data = event.data if isinstance(event.data, dict) else {}
+    removed = data.get("removed") or {}
+    return {
+        "at": event.created_at,
+        "summary": ", ".join(f"{n:,} {name}" for name, n in removed.items() if n) or "nothing",
+        "attempts": data.get("attempts", 0),
+        "batches": data.get("batches", 0),
+        "complete": bool(data.get("complete")),
+    }

@@ -41,6 +41,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from core.actors import Actor
 from core.audit import AuditCommand, audit
 from core.models import AuditEvent
 from jobs.models import Job, JobAttempt
@@ -137,10 +138,17 @@ class PruneRun:
     # events); and the classes done for this run.
     cursors: dict[str, Any] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    # Who the run's audit event names: the pruner, or the operator who asked for a run now.
+    actor: Actor = SYSTEM_PRUNER
 
     @classmethod
-    def start(cls, policy: RetentionPolicy | None = None, now: datetime | None = None) -> PruneRun:
-        return cls(policy or RetentionPolicy.from_settings(), now or timezone.now())
+    def start(
+        cls,
+        policy: RetentionPolicy | None = None,
+        now: datetime | None = None,
+        actor: Actor = SYSTEM_PRUNER,
+    ) -> PruneRun:
+        return cls(policy or RetentionPolicy.from_settings(), now or timezone.now(), actor=actor)
 
     @property
     def finished(self) -> bool:
@@ -233,7 +241,7 @@ class PruneRun:
         )
         if self.event_id is None:
             event = audit(
-                actor=SYSTEM_PRUNER,
+                actor=self.actor,
                 command=AuditCommand.PRUNE,
                 account_id="",
                 reason=reason,
@@ -250,11 +258,12 @@ def jobs_prune(
     policy: RetentionPolicy | None = None,
     now: datetime | None = None,
     max_rows: int | None = None,
+    actor: Actor = SYSTEM_PRUNER,
 ) -> dict[str, Any]:
     """One run of the retention policy, batch after batch, until nothing is left to remove or
     `max_rows` rows (jobs and audit events) are removed; returns its record (the counts its
     audit event holds). Unpaced: the scheduler paces its runs with `Pruner`."""
-    run = PruneRun.start(policy, now)
+    run = PruneRun.start(policy, now, actor)
     while not run.finished:
         left = None if max_rows is None else max_rows - run.removed
         if left is not None and left <= 0:
