@@ -20,3 +20,6 @@ class JobsConfig(AppConfig):
         from jobs.execution import queues
 
         queues.install()
+
+        # The system checks (jobs.W001: a PostgreSQL search index missing).
+        from jobs import checks  # noqa: F401

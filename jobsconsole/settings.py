@@ -186,6 +186,7 @@ SPECTACULAR_SETTINGS = {
         "core.api.openapi.add_shared_components",
         "core.api.openapi.require_request_bodies",
         "jobs.api.add_openapi_links",
+        "jobs.api.json_query_parameters",
     ],
     # Swagger UI and ReDoc from the installed drf-spectacular-sidecar (static files served by the
     # app), never from a CDN: the docs work offline and show the version that was tested.
