@@ -280,9 +280,10 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/jobs/job/dashboard.html", context)
 
 
-# The retention page counts the rows past their cut-off up to this many (a count of millions of
-# old rows would read that many index entries on every visit); more shows as "at least".
-RETENTION_PREVIEW_CAP = 100_000
+# The retention page counts the rows past their cut-off up to the minute's budget (at least
+# this many): enough to say exactly what the next run removes, without reading millions of
+# index entries on every visit when a backlog is large; more shows as "at least".
+RETENTION_PREVIEW_MIN_CAP = 1_000
 RETENTION_LABELS = {AUDIT: "Audit events"}
 
 
@@ -295,7 +296,7 @@ def retention_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
             raise PermissionDenied
         policy = services.RetentionPolicy.from_settings()
         record = services.jobs_prune(
-            policy=policy, max_rows=policy.rows_per_minute, actor=Actor.user(request.user)
+            policy=policy, max_rows=_one_run(policy), actor=Actor.user(request.user)
         )
         removed = ", ".join(f"{n:,} {name}" for name, n in record["removed"].items() if n)
         model_admin.message_user(
@@ -306,13 +307,14 @@ def retention_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         )
         return HttpResponseRedirect(urls.retention_url())
     policy = services.RetentionPolicy.from_settings()
+    cap = max(policy.rows_per_minute, RETENTION_PREVIEW_MIN_CAP)
     rows = [
         {
             "row": row,
             "label": RETENTION_LABELS.get(row.name, f"{row.name.capitalize()} jobs"),
             "status": row.name if row.name != AUDIT else "",
         }
-        for row in services.retention_preview(policy=policy, cap=RETENTION_PREVIEW_CAP)
+        for row in services.retention_preview(policy=policy, cap=cap)
     ]
     context = {
         **model_admin.admin_site.each_context(request),
@@ -322,9 +324,15 @@ def retention_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "runs": [_prune_run(event) for event in reports.prune_runs()],
         "can_prune": can_prune,
-        "cap": RETENTION_PREVIEW_CAP,
+        "cap": cap,
     }
     return TemplateResponse(request, "admin/jobs/job/retention.html", context)
+
+
+def _one_run(policy: services.RetentionPolicy) -> int:
+    """What one run may remove: the minute's budget, or one batch where the scheduler's pruning
+    is off (JOBS_PRUNE_ROWS_PER_MINUTE=0)."""
+    return policy.rows_per_minute if policy.rows_per_minute > 0 else policy.batch
 
 
 def _prune_run(event: AuditEvent) -> dict[str, Any]:

@@ -71,10 +71,12 @@ def test_an_operator_runs_it_now_and_sees_the_run(operator_client, make_job):
     assert event.actor == "user:operator"  # who asked for the run
 
 
-def test_the_count_is_capped(readonly_client, make_job, monkeypatch):
+def test_the_count_is_capped_at_the_budget(readonly_client, make_job, monkeypatch, settings):
     from jobs.admin import views
 
-    monkeypatch.setattr(views, "RETENTION_PREVIEW_CAP", 2)
+    monkeypatch.setattr(views, "RETENTION_PREVIEW_MIN_CAP", 1)
+    settings.JOBS_PRUNE_ROWS_PER_MINUTE = 2
     _old_succeeded(make_job, 3)
     html = readonly_client.get(URL).content.decode()
     assert _cell(html, "succeeded", "expired") == "at least 2"
+    assert _cell(html, "succeeded", "next-run") == "2"

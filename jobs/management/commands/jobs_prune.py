@@ -41,7 +41,9 @@ class Command(BaseCommand):
             return
         while True:
             started = time.monotonic()
-            record = services.jobs_prune(policy=policy, max_rows=policy.rows_per_minute)
+            # One run's budget; where the scheduler's pruning is off (0), one batch a run.
+            budget = policy.rows_per_minute if policy.rows_per_minute > 0 else policy.batch
+            record = services.jobs_prune(policy=policy, max_rows=budget)
             removed = ", ".join(f"{n:,} {name}" for name, n in record["removed"].items() if n)
             self.stdout.write(
                 f"removed {removed or 'nothing'} ({record['attempts']:,} attempts) in "
