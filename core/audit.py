@@ -53,6 +53,8 @@ class AuditCommand(models.TextChoices):
     RELEASE = "release", "release"
     # A job whose row could not be read or processed, taken out of the way (failed).
     QUARANTINE = "quarantine", "quarantine"
+    # A run of the retention pruner (jobs.services.retention), with its counts.
+    PRUNE = "prune", "prune"
     # Accounts and API keys.
     CREATE_ACCOUNT = "create_account", "create_account"
     UPDATE_ACCOUNT = "update_account", "update_account"

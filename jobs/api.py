@@ -90,7 +90,17 @@ def _job_filter_params() -> list[OpenApiParameter]:
     params = []
     for name in JobFilter.base_filters:
         schema = FILTER_VALUE_SCHEMAS[name]
-        if name in MULTI_VALUED:
+        if name in JSON_QUERY_PARAMETERS:
+            # JSON text in the query string: `content`, not `schema` (json_query_parameters).
+            params.append(
+                OpenApiParameter(
+                    name,
+                    {k: v for k, v in schema.items() if k != "description"},
+                    description=schema.get("description", ""),
+                    extensions={JSON_CONTENT: True},
+                )
+            )
+        elif name in MULTI_VALUED:
             params.append(
                 OpenApiParameter(
                     name,
@@ -108,6 +118,26 @@ def _job_filter_params() -> list[OpenApiParameter]:
                 )
             )
     return params
+
+
+# Query parameters whose value is JSON text (the payload filter): OpenAPI says so with
+# `content: {"application/json": ...}` in place of `schema`, which drf-spectacular's parameters
+# cannot write; a marker and the json_query_parameters hook do.
+JSON_QUERY_PARAMETERS = frozenset({"payload"})
+JSON_CONTENT = "x-jobs-json-content"
+
+
+def json_query_parameters(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook (SPECTACULAR_SETTINGS): each marked parameter takes
+    its schema as JSON content."""
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if parameter.pop(JSON_CONTENT, False):
+                    parameter.pop("style", None)
+                    parameter.pop("explode", None)
+                    parameter["content"] = {"application/json": {"schema": parameter.pop("schema")}}
+    return result
 
 
 def _audit_filter_params() -> list[OpenApiParameter]:

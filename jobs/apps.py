@@ -33,3 +33,5 @@ class JobsConfig(AppConfig):
         from jobs.services.schedules import on_imap_configured
 
         imap_configured.connect(on_imap_configured, dispatch_uid="jobs.default_sync_schedule")
+        # The system checks (jobs.W001: a PostgreSQL search index missing).
+        from jobs import checks  # noqa: F401

@@ -12,6 +12,8 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from core.audit import AuditCommand
+from core.models import AuditEvent
 from jobs import sql
 from jobs.models import Job
 from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
@@ -426,3 +428,9 @@ def operator_counts(*, cap: int = NOW_COUNT_CAP) -> dict[str, CappedCount]:
         "queued": _capped(Job.objects.filter(status=JobStatus.QUEUED), cap),
         "scheduled": _capped(Job.objects.filter(status=JobStatus.SCHEDULED), cap),
     }
+
+
+def prune_runs(*, limit: int = 10) -> list[AuditEvent]:
+    """The last runs of the retention pruner, newest first (their audit events, through the
+    audit_command index)."""
+    return list(AuditEvent.objects.filter(command=AuditCommand.PRUNE).order_by("-id")[:limit])

@@ -15,6 +15,7 @@ from rest_framework import serializers
 from core.api.pagination import MAX_LIMIT, cursor_pattern, prefixed_id
 from core.api.serializers import (
     DATE_TIME_SCHEMA,
+    JSON_VALUE_REF,
     LABEL_VALUE,
     TEXT,
     WHITESPACE,
@@ -39,6 +40,7 @@ from jobs.execution.actions.registry import (
     task_kind_names,
     task_params_schema,
 )
+from jobs.filters import MAX_PAYLOAD_FILTER, PAYLOAD_EXAMPLE
 from jobs.models import BulkOperation, Job, ProviderEvent, Schedule, ScheduleOutcome, Task
 from jobs.selectors import bulk_progress
 from jobs.states import BULK_COMMANDS, Command, JobStatus, TaskStatus, allowed_commands
@@ -157,6 +159,16 @@ FILTER_VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
         "pattern": ecma(TEXT),
         "description": "Text in the last error detail, or a job id.",
     },
+    "payload": {
+        "type": "object",
+        "propertyNames": {"pattern": ecma(TEXT)},
+        "additionalProperties": JSON_VALUE_REF,
+        "description": f"Jobs whose payload contains this JSON object (`{PAYLOAD_EXAMPLE}`), as "
+        "PostgreSQL's jsonb containment (@>) means it: each key with a value that contains the "
+        "given one; an array contains the given elements, in any order. At most "
+        f"{MAX_PAYLOAD_FILTER:,} characters as compact JSON, nested 32 levels at most. In a query "
+        "string: the JSON text.",
+    },
 }
 MULTI_VALUED_FILTERS = ("status", "action", "last_error_code", "label")
 
@@ -189,6 +201,20 @@ class FilterTextField(StrictCharField):
         self._spectacular_annotation = {"field": FILTER_VALUE_SCHEMAS[name]}
 
 
+class FilterJsonObjectField(serializers.DictField):
+    """A JSON object in a JSON body (the payload filter); jobs.filters checks its rules."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+        self._spectacular_annotation = {"field": FILTER_VALUE_SCHEMAS[name]}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(f"Must be a JSON object, such as {PAYLOAD_EXAMPLE}.")
+        return data
+
+
 class FilterIntegerField(StrictIntegerField):
     def __init__(self, name: str, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
@@ -216,6 +242,7 @@ class JobFilterInput(StrictSerializer):
     attempt_count_min = FilterIntegerField("attempt_count_min")
     attempt_count_max = FilterIntegerField("attempt_count_max")
     q = FilterTextField("q")
+    payload = FilterJsonObjectField("payload")
 
 
 class JobSearchInput(JobFilterInput):
@@ -234,6 +261,8 @@ def _narrowing_nothing(name: str) -> dict[str, Any]:
         return {"type": "array", "maxItems": 0}
     if name == "q":
         return {"type": "string", "pattern": ecma(rf"\A[{WHITESPACE}]*\Z")}
+    if name == "payload":
+        return {"type": "object", "maxProperties": 0}
     return {"not": {}}
 
 

@@ -15,13 +15,17 @@ Who runs what:
 - taking a job whose row cannot be read out of the way (jobs.services.quarantine):
   JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT;
 - fixing the set of a bulk operation (jobs.services.bulk): bulk_snapshot_statement;
-- observability (jobs.monitoring): DB_NOW.
+- observability (jobs.monitoring): DB_NOW;
+- the search indexes of PostgreSQL (migration 0010, `manage.py jobs_search_indexes`, the
+  jobs.W001 check): SEARCH_INDEXES, ensure_search_indexes, missing_search_indexes.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import DateTimeField
 
@@ -527,3 +531,93 @@ def bulk_snapshot_statement(vendor: str, matched: str, size: int) -> str:
 # (SQLite, PostgreSQL). SQLite's CURRENT_TIMESTAMP has no fraction of a second, Django's Now()
 # on SQLite is this STRFTIME.
 DB_NOW = ("SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')", "SELECT CURRENT_TIMESTAMP")
+# --- search indexes (PostgreSQL) ------------------------------------------------------------------
+# Not in Job.Meta.indexes: GIN and operator classes are PostgreSQL's (SQLite, which the demo and a
+# fresh checkout run on, has neither), and the trigram index depends on an extension the
+# database user may not be allowed to create. Built CONCURRENTLY: on a large table a plain
+# CREATE INDEX would block every write to jobs for minutes.
+
+
+@dataclass(frozen=True)
+class SearchIndex:
+    name: str
+    # The CREATE INDEX statement after "CREATE INDEX CONCURRENTLY <name> ON <table>".
+    definition: str
+    needs_trigram: bool = False
+
+
+_DETAIL = Job._meta.get_field("last_error_detail").column
+_PAYLOAD = Job._meta.get_field("payload").column
+SEARCH_INDEXES = (
+    # The payload filter (jobs.filters.PayloadFilter: `payload @> ...`). jsonb_path_ops indexes
+    # only what @> needs: a third of the size of the default operator class, faster to search.
+    SearchIndex("job_payload_gin", f"USING gin ({_PAYLOAD} jsonb_path_ops)"),
+    # `q` (jobs.filters._filter_text: `UPPER(detail) LIKE UPPER('%text%')`, which is what
+    # Django writes for icontains, so the index is on that expression). Partial: most jobs have
+    # no error detail, and the filter says `detail <> ''` so the planner may use it.
+    SearchIndex(
+        "job_error_detail_trgm",
+        f"USING gin ((UPPER({_DETAIL})) {{trgm}}.gin_trgm_ops) WHERE {_DETAIL} <> ''",
+        needs_trigram=True,
+    ),
+)
+
+TRIGRAM_EXTENSION = "pg_trgm"
+CREATE_TRIGRAM = f"CREATE EXTENSION IF NOT EXISTS {TRIGRAM_EXTENSION}"
+# The schema the extension's operator classes are in (the user's search_path need not have it).
+TRIGRAM_SCHEMA = "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = %s"
+# The job table's indexes of these names, and whether each is valid: a CONCURRENTLY build that
+# was interrupted leaves an invalid index behind, which is dropped and built again.
+SEARCH_INDEX_STATE = f"""
+SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = '{_JOB}'::regclass AND c.relname = ANY(%s)
+"""
+
+TRIGRAM_HELP = (
+    "The trigram index behind text search (q) was not created: the extension pg_trgm is not "
+    "installed in this database and this user may not create it ({error}). Text search works "
+    "without it, by scanning. To index it, have a superuser (or the database owner, pg_trgm "
+    "being a trusted extension) run `CREATE EXTENSION pg_trgm;` in this database, then run "
+    "`python manage.py jobs_search_indexes`."
+)
+
+
+def missing_search_indexes(cursor: Any) -> list[str]:
+    """The search indexes the job table lacks, or holds invalid (PostgreSQL)."""
+    names = [index.name for index in SEARCH_INDEXES]
+    cursor.execute(SEARCH_INDEX_STATE, [names])
+    valid = {name for name, is_valid in cursor.fetchall() if is_valid}
+    return [name for name in names if name not in valid]
+
+
+def create_trigram_extension(connection: Any) -> tuple[str | None, str | None]:
+    """Create pg_trgm if it is not there: (the schema of its operator classes, None), or
+    (None, what to do) where this user may not create it. A savepoint inside a transaction, so
+    a refusal leaves the caller's transaction usable."""
+    from django.db import DatabaseError, transaction
+
+    try:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute(CREATE_TRIGRAM)
+            cursor.execute(TRIGRAM_SCHEMA, [TRIGRAM_EXTENSION])
+            return cursor.fetchone()[0], None
+    except DatabaseError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, TRIGRAM_HELP.format(error=reason)
+
+
+def ensure_search_indexes(connection: Any) -> list[str]:
+    """Build the missing search indexes (PostgreSQL; in autocommit mode, as CONCURRENTLY must
+    run outside a transaction). Returns what could not be done and what to do about it, as
+    messages for the operator (empty when every index is there)."""
+    schema, problem = create_trigram_extension(connection)
+    with connection.cursor() as cursor:
+        missing = set(missing_search_indexes(cursor))
+        for index in SEARCH_INDEXES:
+            if index.name not in missing or (index.needs_trigram and schema is None):
+                continue
+            # regnamespace's text is already an identifier, quoted where it must be.
+            definition = index.definition.format(trgm=schema)
+            cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
+            cursor.execute(f"CREATE INDEX CONCURRENTLY {index.name} ON {_JOB} {definition}")
+    return [problem] if problem else []

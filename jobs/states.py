@@ -159,6 +159,8 @@ class WaitReason(models.TextChoices):
 WAITING_SLOT_Q = Q(wait_reason=WaitReason.CONCURRENCY_LIMIT.value)
 # Fires due sync schedules (jobs.services.schedules): the tasks it creates name it.
 SYSTEM_SCHEDULER = Actor.system("scheduler")
+# Removes finished jobs and old audit events by the retention policy (jobs.services.retention).
+SYSTEM_PRUNER = Actor.system("pruner")
 
 
 # Every move the system makes on its own (jobs.services.execution and .maintenance).

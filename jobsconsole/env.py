@@ -46,6 +46,25 @@ def env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def env_days(name: str, default: float | None) -> float | None:
+    """A retention in days (fractions allowed), or None for "keep": the value `keep` or an
+    empty string. Zero and negative values are refused: a retention of 0 would remove a job
+    the moment it finishes, which is never what a typo meant."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in {"", "keep"}:
+        return None
+    try:
+        days = float(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number of days or 'keep', got {raw!r}") from exc
+    if not days > 0 or days != days or days == float("inf"):
+        raise ValueError(f"{name} must be more than 0 days (or 'keep'), got {raw!r}")
+    return days
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from jobsconsole.env import (
     env_bool,
+    env_days,
     env_float,
     env_int,
     env_list,
@@ -191,6 +192,7 @@ SPECTACULAR_SETTINGS = {
         "core.api.openapi.add_shared_components",
         "core.api.openapi.require_request_bodies",
         "jobs.api.add_openapi_links",
+        "jobs.api.json_query_parameters",
     ],
     # Swagger UI and ReDoc from the installed drf-spectacular-sidecar (static files served by the
     # app), never from a CDN: the docs work offline and show the version that was tested.
@@ -280,6 +282,22 @@ JOBS_ROLLUP_INTERVAL = env_float("JOBS_ROLLUP_INTERVAL", 15.0)
 JOBS_ROLLUP_SETTLE_SECONDS = env_float("JOBS_ROLLUP_SETTLE_SECONDS", 10.0)
 # Who may read /metrics without an operator API key (comma-separated addresses).
 JOBS_METRICS_ALLOWED_IPS = env_list("JOBS_METRICS_ALLOWED_IPS", [])
+
+# --- Retention (jobs.services.retention) -----------------------------------------------------
+# Days a finished job is kept, per terminal status, counted from `finished_at`; `keep` (or an
+# empty value) keeps it until an operator acts. Its attempts go with it.
+JOBS_RETAIN_SUCCEEDED_DAYS = env_days("JOBS_RETAIN_SUCCEEDED_DAYS", 7.0)
+JOBS_RETAIN_RESOLVED_DAYS = env_days("JOBS_RETAIN_RESOLVED_DAYS", 30.0)
+JOBS_RETAIN_FAILED_DAYS = env_days("JOBS_RETAIN_FAILED_DAYS", None)
+JOBS_RETAIN_STALLED_DAYS = env_days("JOBS_RETAIN_STALLED_DAYS", None)
+# Days an audit event is kept, counted from its creation; the events of a job that still exists
+# are kept with it, whatever their age (audit events outlive the jobs they speak of).
+JOBS_RETAIN_AUDIT_DAYS = env_days("JOBS_RETAIN_AUDIT_DAYS", 90.0)
+# The scheduler prunes in batches (one short transaction each, rows locked with SKIP LOCKED),
+# at most JOBS_PRUNE_ROWS_PER_MINUTE jobs and audit events a minute, one batch per round of its
+# loop so dispatching never waits behind a clean-up. 0 turns pruning off in the scheduler.
+JOBS_PRUNE_BATCH = env_int("JOBS_PRUNE_BATCH", 500)
+JOBS_PRUNE_ROWS_PER_MINUTE = env_int("JOBS_PRUNE_ROWS_PER_MINUTE", 30_000)
 # Key for encrypting mailbox credentials at rest (Fernet, urlsafe base64 of 32 bytes). When unset
 # it is derived from SECRET_KEY, so rotating SECRET_KEY makes stored passwords unreadable.
 JOBS_CREDENTIALS_KEY = env_str("JOBS_CREDENTIALS_KEY")

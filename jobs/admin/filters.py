@@ -53,6 +53,7 @@ _WORDS = {
     "attempt_count_min": "attempts at least",
     "attempt_count_max": "attempts at most",
     "label": "label",
+    "payload": "payload contains",
 }
 
 

@@ -556,6 +556,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
             path("dashboard/", view(admin_views.dashboard_view), name="jobs_job_dashboard"),
             path("workers/", view(admin_views.workers_view), name="jobs_job_workers"),
             path("counts/", view(admin_views.counts_view), name="jobs_job_counts"),
+            path("retention/", view(admin_views.retention_view), name="jobs_job_retention"),
             path(
                 "search-delete/",
                 view(admin_views.search_delete_view),

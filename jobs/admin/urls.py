@@ -54,3 +54,7 @@ def workers_url(**query: str | None) -> str:
 
 def search_delete_url(query: str) -> str:
     return reverse("admin:jobs_job_search_delete") + "?" + query
+
+
+def retention_url() -> str:
+    return reverse("admin:jobs_job_retention")

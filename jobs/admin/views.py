@@ -1,6 +1,7 @@
 """Views of the operators' console beyond Django's own: bulk command confirmation, delete by
 search, command buttons of the job page, the error triage and the dashboard. They parse input,
-call jobs.services and report; no rule lives here."""
+call jobs.services and report; no rule lives here. Also the retention page: the policy, what
+the next run will remove, the last runs, and a button for one run now."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from accounts.models import Account
 from core import live
 from core.actors import Actor
 from core.errors import Conflict, DomainError, ValidationFailed
+from core.models import AuditEvent
 from jobs import reports, services
 from jobs.admin import bulk as bulk_urls
 from jobs.admin import urls
@@ -28,6 +30,7 @@ from jobs.admin.forms import COMMAND_FORMS
 from jobs.execution.actions.registry import action_names
 from jobs.models import BulkOperation, Job
 from jobs.monitoring import heartbeats, rollups
+from jobs.services.retention import AUDIT
 from jobs.states import ALLOWED_FROM, Command, JobStatus
 
 if TYPE_CHECKING:
@@ -456,3 +459,70 @@ def counts_context() -> dict[str, Any]:
 def counts_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     """The admin index's live counts (a fragment: the index renders the same template)."""
     return TemplateResponse(request, "admin/jobs/_index_counts.html", counts_context())
+
+
+# The retention page counts the rows past their cut-off up to the minute's budget (at least
+# this many): enough to say exactly what the next run removes, without reading millions of
+# index entries on every visit when a backlog is large; more shows as "at least".
+RETENTION_PREVIEW_MIN_CAP = 1_000
+RETENTION_LABELS = {AUDIT: "Audit events"}
+
+
+def retention_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
+    """The retention policy, what the next run will remove, the last runs; POST runs one run
+    now (for operators who may delete jobs)."""
+    can_prune = model_admin.has_delete_permission(request)
+    if request.method == "POST":
+        if not can_prune:
+            raise PermissionDenied
+        policy = services.RetentionPolicy.from_settings()
+        record = services.jobs_prune(
+            policy=policy, max_rows=_one_run(policy), actor=Actor.user(request.user)
+        )
+        removed = ", ".join(f"{n:,} {name}" for name, n in record["removed"].items() if n)
+        model_admin.message_user(
+            request,
+            f"Retention run: removed {removed or 'nothing'}"
+            + ("." if record["complete"] else "; more is left for the next runs."),
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(urls.retention_url())
+    policy = services.RetentionPolicy.from_settings()
+    cap = max(policy.rows_per_minute, RETENTION_PREVIEW_MIN_CAP)
+    rows = [
+        {
+            "row": row,
+            "label": RETENTION_LABELS.get(row.name, f"{row.name.capitalize()} jobs"),
+            "status": row.name if row.name != AUDIT else "",
+        }
+        for row in services.retention_preview(policy=policy, cap=cap)
+    ]
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Retention",
+        "policy": policy,
+        "rows": rows,
+        "runs": [_prune_run(event) for event in reports.prune_runs()],
+        "can_prune": can_prune,
+        "cap": cap,
+    }
+    return TemplateResponse(request, "admin/jobs/job/retention.html", context)
+
+
+def _one_run(policy: services.RetentionPolicy) -> int:
+    """What one run may remove: the minute's budget, or one batch where the scheduler's pruning
+    is off (JOBS_PRUNE_ROWS_PER_MINUTE=0)."""
+    return policy.rows_per_minute if policy.rows_per_minute > 0 else policy.batch
+
+
+def _prune_run(event: AuditEvent) -> dict[str, Any]:
+    data = event.data if isinstance(event.data, dict) else {}
+    removed = data.get("removed") or {}
+    return {
+        "at": event.created_at,
+        "summary": ", ".join(f"{n:,} {name}" for name, n in removed.items() if n) or "nothing",
+        "attempts": data.get("attempts", 0),
+        "batches": data.get("batches", 0),
+        "complete": bool(data.get("complete")),
+    }

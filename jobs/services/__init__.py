@@ -9,6 +9,7 @@ the public services from here (`from jobs import services`).
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
 - schedules: sync schedules (create, update, pause, resume, run now, delete) and the
   scheduler's step that fires the due ones;
+- retention: removing finished jobs and old audit events by the retention policy, in batches;
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
 
@@ -55,6 +56,13 @@ from jobs.services.maintenance import (
     jobs_sweep_lost,
 )
 from jobs.services.quarantine import JobQuarantined, job_quarantine
+from jobs.services.retention import (
+    Pruner,
+    PruneRun,
+    RetentionPolicy,
+    jobs_prune,
+    retention_preview,
+)
 from jobs.services.schedules import (
     check_schedule_params,
     schedule_create,
@@ -72,6 +80,9 @@ __all__ = [
     "Beat",
     "ClaimedRun",
     "JobQuarantined",
+    "PruneRun",
+    "Pruner",
+    "RetentionPolicy",
     "account_limit_set",
     "bulk_operation_cancel",
     "bulk_operation_create",
@@ -94,6 +105,7 @@ __all__ = [
     "job_update",
     "jobs_create",
     "jobs_dispatch_due",
+    "jobs_prune",
     "jobs_release_waiting",
     "jobs_release_waiting_all",
     "jobs_requeue_unclaimed",
@@ -101,6 +113,7 @@ __all__ = [
     "jobs_sweep_lost",
     "limits_of_account",
     "provider_event_ingest",
+    "retention_preview",
     "schedule_create",
     "schedule_create_default",
     "schedule_delete",

@@ -6,7 +6,9 @@ JOBS_SCHEDULES_INTERVAL seconds it fires the due sync schedules (each creates it
 whatever the number of schedulers); every JOBS_SWEEP_INTERVAL seconds it declares lost the runs
 whose worker stopped heart-beating, enqueues again the queued jobs no worker picked up and
 releases jobs held by a concurrency limit whose slot freed; every round it hands out the bulk
-operations whose next batch is due; every JOBS_ROLLUP_INTERVAL seconds it rolls the closed
+operations whose next batch is due, and one small batch of pruning by the retention policy
+(jobs.services.retention: at most JOBS_PRUNE_ROWS_PER_MINUTE rows a minute); every
+JOBS_ROLLUP_INTERVAL seconds it rolls the closed
 minutes up for queue health (jobs.monitoring.rollups), and it writes its own heartbeat
 (jobs.monitoring.heartbeats) every JOBS_PROCESS_HEARTBEAT_SECONDS. Several can run at once
 (each step locks with SKIP LOCKED; the rollup holds its cursor row). It outlives database
@@ -55,6 +57,7 @@ class Command(BaseCommand):
         next_sweep = next_rollup = next_schedules = 0.0
         backoff = 0.0
         beat = heartbeats.SchedulerBeat()
+        pruner = services.Pruner()
         while not stop.is_set():
             try:
                 # Honour CONN_MAX_AGE and the health checks, as a request would.
@@ -77,8 +80,12 @@ class Command(BaseCommand):
                     rollups.roll_up()
                     heartbeats.prune_gone(timezone.now())
                     next_rollup = time.monotonic() + settings.JOBS_ROLLUP_INTERVAL
+                pruner.step()
                 backoff = 0.0
             except Exception as exc:
+                # A run cut short starts again from its first batch (it removed only what its
+                # policy allowed, and its audit event says how far it got).
+                pruner.run = None
                 backoff = min(max(backoff * 2, 0.5), 10.0)
                 if isinstance(exc, OperationalError | InterfaceError):
                     logger.warning("database unavailable (%s); again in %.1fs", exc, backoff)
