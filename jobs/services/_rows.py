@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import router, transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -178,6 +178,19 @@ def delete_job_rows(ids: list[str]) -> None:
     with db.cursor() as cursor:
         for statement in sql.delete_statements(db.vendor):
             cursor.execute(statement, [param])
+
+
+def forget_pruned_jobs(task_ids: Iterable[str | None]) -> None:
+    """After the retention policy removed jobs of these tasks: count each task's jobs again
+    (its counters and status speak of the jobs that exist), and remove the tasks left with none
+    (finished work past its retention, like their jobs; a schedule's `last_task` is unlinked)."""
+    ids = sorted({task_id for task_id in task_ids if task_id})
+    if not ids:
+        return
+    refresh_task_statuses(ids)
+    Task.objects.filter(pk__in=ids).exclude(
+        Exists(Job.objects.filter(task_id=OuterRef("pk")))
+    ).delete()
 
 
 def close_attempt(

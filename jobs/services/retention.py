@@ -208,13 +208,14 @@ class PruneRun:
         rows = list(
             queryset.select_for_update(skip_locked=True)
             .order_by("finished_at")
-            .values_list("pk", "finished_at")[:limit]
+            .values_list("pk", "finished_at", "task_id")[:limit]
         )
         if not rows:
             return 0, 0
-        ids = [pk for pk, _ in rows]
+        ids = [pk for pk, _, _ in rows]
         attempts = JobAttempt.objects.filter(job_id__in=ids).count()
         _rows.delete_job_rows(ids)
+        _rows.forget_pruned_jobs(task_id for _, _, task_id in rows)
         self.cursors[status] = rows[-1][1]
         return len(ids), attempts
 
