@@ -53,10 +53,13 @@ WORKER_ENTRY = "jobs.execution.worker.run_job"
 # A bulk operation's batches run on the workers too (jobs.services.bulk): "run operation X".
 BULK_ENTRY = "jobs.execution.worker.run_bulk_operation"
 BATCH_SIZE = 1000
-# Messages the ORM broker takes per read, in turn across the accounts' lines: one read and one
-# compare-and-set for all of them, so the read's cost (a statement of three parts) is shared;
-# an account with work waits behind at most this many messages per other account with work.
-FAIR_BATCH = 10
+# Messages the ORM broker takes per read, in turn across the accounts' lines, with one
+# compare-and-set for all of them: more than one shares the read's cost (a statement of three
+# parts), and an account with work then waits behind up to that many messages per other account
+# with work. One: with 10, a run of tests/execution/test_faults.py's kill -9 of workers left a
+# job queued and never run on the ORM broker (2 runs of 2; the cause is not found yet), with 1
+# it passed. Keep it at 1 until that is understood.
+FAIR_BATCH = 1
 # The lane ahead of the line on the ORM broker: messages visible since the epoch.
 AHEAD_OF_THE_LINE = datetime(1970, 1, 1, tzinfo=UTC)
 
