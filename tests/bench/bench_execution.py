@@ -822,7 +822,9 @@ def _cleanup(account: Any, queue: str, broker: str) -> None:
     Task.objects.filter(account=account)._raw_delete(db)
     AuditEvent.objects.filter(account_id=account.pk)._raw_delete(db)
     ApiKey.objects.filter(account=account).delete()
+    # The queue's lane and every account's line (the fair brokers keep one per account).
     OrmQ.objects.filter(key=queue).delete()
+    OrmQ.objects.filter(key__startswith=f"{queue}:").delete()
     account.delete()
     if broker == "redis":
         from django_q.brokers import get_broker
