@@ -48,8 +48,10 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from core.actors import Actor, ActorType
-from core.audit import AuditCommand, audit, link_jobs
+from core.audit import AuditCommand, audit, audit_fields
+from core.db import insert_rows
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core.models import AuditEvent, AuditEventJob
 from jobs import rules, sql
 from jobs.execution.broker import enqueue_bulk_operations_on_commit, enqueue_on_commit
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
@@ -82,6 +84,8 @@ class BatchOutcome:
     """What one batch did: the ids it acted on, and the others counted by reason."""
 
     acted: list[str] = field(default_factory=list)
+    # The account of each acted job (an operation across accounts audits each one's share).
+    accounts: dict[str, str] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
     failed: int = 0
 
@@ -167,6 +171,7 @@ def apply_batch(
             acting.append(row)
     outcome.skipped = Counter({k: v for k, v in outcome.skipped.items() if v})
     outcome.acted = [row[0] for row in acting]
+    outcome.accounts = {row[0]: row[3] for row in acting}
     if outcome.acted:
         writer(outcome.acted, actor=actor, note=note, inputs=inputs, now=now)
         _rows.refresh_task_statuses(row[2] for row in acting)
@@ -446,23 +451,7 @@ def _run_batch(operation: BulkOperation, now: datetime) -> None:
         )
         outcome = _one_by_one(command, ids, actor=actor, operation=operation)
     if outcome.acted:
-        event = audit(
-            actor=actor,
-            command=command.audit_command,
-            account_id=operation.account_id or "",
-            reason=operation.note,
-            data={
-                "bulk_operation_id": operation.pk,
-                "batch": operation.next_batch,
-                "filter": operation.filter,
-                "done": len(outcome.acted),
-                "skipped": dict(outcome.skipped),
-                "failed": outcome.failed,
-                "job_ids": outcome.acted,
-            },
-            now=now,
-        )
-        link_jobs(event, outcome.acted)
+        _audit_batch(operation, command, actor, outcome, now)
     skipped = Counter(operation.skipped)
     skipped.update(outcome.skipped)
     operation.skipped = dict(skipped)
@@ -487,6 +476,52 @@ def _run_batch(operation: BulkOperation, now: datetime) -> None:
     if operation.next_batch >= operation.batches:
         fields += _finish(operation, now, save=False)
     operation.save(update_fields=fields)
+
+
+def _audit_batch(
+    operation: BulkOperation,
+    command: Command,
+    actor: Actor,
+    outcome: BatchOutcome,
+    now: datetime,
+) -> None:
+    """One audit event for the batch, with its ids, linked to each job it changed. An operation
+    across accounts writes one event per account the batch touched, each with that account's
+    ids only: an account key's audit query finds what was done to its jobs, and never sees
+    another account's ids."""
+    data = {
+        "bulk_operation_id": operation.pk,
+        "batch": operation.next_batch,
+        "filter": operation.filter,
+    }
+    if operation.account_id:
+        shares = {operation.account_id: outcome.acted}
+        data |= {"skipped": dict(outcome.skipped), "failed": outcome.failed}
+    else:
+        shares = {}
+        for job_id in outcome.acted:
+            shares.setdefault(outcome.accounts.get(job_id, ""), []).append(job_id)
+    events = AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                **audit_fields(
+                    actor=actor,
+                    command=command.audit_command,
+                    account_id=account_id,
+                    reason=operation.note,
+                    data=data | {"done": len(ids), "job_ids": ids},
+                    now=now,
+                )
+            )
+            for account_id, ids in shares.items()
+        ]
+    )
+    links = [
+        AuditEventJob(event_id=event.pk, job_id=job_id)
+        for event, ids in zip(events, shares.values(), strict=True)
+        for job_id in ids
+    ]
+    insert_rows(links)
 
 
 def _one_by_one(
