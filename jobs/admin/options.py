@@ -4,7 +4,7 @@ triage, the dashboard and the audit log. Thin: every change goes through jobs.se
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,20 @@ from jobs.states import MUTABLE_FIELDS, JobStatus, allowed_commands
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
+
+
+def _summarized(events: Iterable[AuditEvent]) -> list[AuditEvent]:
+    """The timeline's events with the id list of an event about many jobs (a bulk batch, a
+    search-delete) shown as its length: the page speaks of one job."""
+    shown = []
+    for event in events:
+        ids = event.data.get("job_ids") if isinstance(event.data, dict) else None
+        if isinstance(ids, list):
+            event.data = {k: v for k, v in event.data.items() if k != "job_ids"} | {
+                "jobs": len(ids)
+            }
+        shown.append(event)
+    return shown
 
 
 def status_badge(status: str, label: str | None = None) -> str:
@@ -403,7 +417,7 @@ class JobAdmin(NoCountAdminMixin, DomainErrorMessageMixin, admin.ModelAdmin):
                 title=f"Job {obj.pk}",
                 job=obj,
                 commands=commands,
-                audit_events=list(job_timeline(obj)),
+                audit_events=_summarized(job_timeline(obj)),
                 queue_url=urls.queue_url(account=obj.account_id),
                 is_running=obj.status == JobStatus.RUNNING,
             )
