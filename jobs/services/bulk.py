@@ -49,7 +49,7 @@ from django.utils import timezone
 
 from core.actors import Actor, ActorType
 from core.audit import AuditCommand, audit, audit_fields
-from core.db import insert_rows
+from core.db import insert_plain_rows
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.models import AuditEvent, AuditEventJob
 from jobs import rules, sql
@@ -517,11 +517,11 @@ def _audit_batch(
         ]
     )
     links = [
-        AuditEventJob(event_id=event.pk, job_id=job_id)
+        (job_id, event.pk)
         for event, ids in zip(events, shares.values(), strict=True)
         for job_id in ids
     ]
-    insert_rows(links)
+    insert_plain_rows(AuditEventJob, ("job_id", "event"), links)
 
 
 def _one_by_one(

@@ -268,22 +268,22 @@ def test_a_batch_interrupted_midway_is_done_again_once(
 
     jobs = [make_job(status=JobStatus.FAILED) for _ in range(6)]
     operation = create(account, actor)
-    real = bulk.insert_rows
+    real = bulk.insert_plain_rows
     calls = {"n": 0}
 
-    def dies_in_the_second_batch(rows):
+    def dies_in_the_second_batch(*args):
         calls["n"] += 1
-        real(rows)
+        real(*args)
         if calls["n"] == 2:
             raise KeyboardInterrupt  # as a kill: nothing after this in the batch commits
 
-    monkeypatch.setattr(bulk, "insert_rows", dies_in_the_second_batch)
+    monkeypatch.setattr(bulk, "insert_plain_rows", dies_in_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
         services.bulk_operation_run(operation.pk)
     operation.refresh_from_db()
     assert (operation.next_batch, operation.done) == (1, 2)
     assert Job.objects.filter(status=JobStatus.QUEUED).count() == 2
-    monkeypatch.setattr(bulk, "insert_rows", real)
+    monkeypatch.setattr(bulk, "insert_plain_rows", real)
     run_all(operation)
     assert operation.done == 6
     for job in jobs:
