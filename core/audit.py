@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.actors import Actor
-from core.db import insert_rows
+from core.db import insert_plain_rows
 from core.models import AuditEvent, AuditEventJob
 
 
@@ -125,7 +125,9 @@ def link_jobs(event: AuditEvent | int, job_ids: Iterable[str]) -> None:
     """Record that `event` touched each of `job_ids` (one COPY on PostgreSQL), so each job's
     own audit query finds it (for_job)."""
     event_id = event if isinstance(event, int) else event.pk
-    insert_rows([AuditEventJob(event_id=event_id, job_id=job_id) for job_id in job_ids])
+    insert_plain_rows(
+        AuditEventJob, ("job_id", "event"), [(job_id, event_id) for job_id in job_ids]
+    )
 
 
 def for_job(job_id: str) -> Q:

@@ -121,6 +121,38 @@ def insert_rows(objs: Sequence[models.Model]) -> None:
         obj._state.db = connection.alias
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def insert_plain_rows(
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[str | int]]
+) -> None:
+    """Insert rows of plain values (text and integers, no NULL) of `fields`, many of them: on
+    PostgreSQL one COPY of a text block built at once, which for 100,000 narrow rows (audit
+    links) is several times faster than insert_rows' model instances and row-by-row writes;
+    elsewhere one INSERT run for each row (executemany)."""
+    if not rows:
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column(meta.get_field(name))) for name in fields)
+    if connection.vendor != "postgresql":
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        with connection.cursor() as cursor:
+            cursor.executemany(f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {row}", rows)
+        return
+    text = "".join(
+        "\t".join(str(value).translate(_COPY_ESCAPES) for value in values) + "\n" for values in rows
+    )
+    sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(sql) as copy,
+    ):
+        copy.write(text)
+
+
 class HotStatement:
     """One statement of the worker's hot path (PostgreSQL), run through libpq directly.
 

@@ -92,7 +92,7 @@ CANCELLED_CODE = "cancelled"
 # The commands a bulk operation (jobs.services.bulk) runs over everything a filter matched. Each
 # batch acts on the jobs whose status ALLOWED_FROM[command] holds and counts the others as
 # skipped. Cancel joins this tuple when the per-job `job_cancel` lands (see
-# jobs.services.bulk.BATCH_WRITERS, where its set-based twin goes).
+# jobs.services._batch.BATCH_WRITERS, where its set-based twin goes).
 BULK_COMMANDS: tuple[Command, ...] = (
     Command.RETRY,
     Command.RESOLVE,

@@ -5,6 +5,7 @@ by primary key, its attempts and its audit events by their (job, id) indexes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core import live
+from core.models import AuditEvent
 from jobs.admin import urls
 from jobs.admin.actions import BUTTON_COMMANDS
 from jobs.admin.forms import COMMAND_FORMS
@@ -122,11 +124,25 @@ def summary_context(model_admin: JobAdmin, request: HttpRequest, job: Job) -> di
     }
 
 
+def summarized(events: Iterable[AuditEvent]) -> list[AuditEvent]:
+    """The timeline's events with the id list of an event about many jobs (a bulk batch, a
+    search-delete) shown as its length: the page speaks of one job."""
+    shown = []
+    for event in events:
+        ids = event.data.get("job_ids") if isinstance(event.data, dict) else None
+        if isinstance(ids, list):
+            event.data = {k: v for k, v in event.data.items() if k != "job_ids"} | {
+                "jobs": len(ids)
+            }
+        shown.append(event)
+    return shown
+
+
 def history_context(job: Job) -> dict[str, Any]:
     attempts = list(
         JobAttempt.objects.filter(job_id=job.pk).order_by("-number")[: ATTEMPTS_SHOWN + 1]
     )
-    events = list(job_timeline(job))
+    events = summarized(job_timeline(job))
     return {
         "job": job,
         "attempts": attempts[:ATTEMPTS_SHOWN],

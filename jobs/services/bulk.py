@@ -30,200 +30,41 @@ no pacing.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import router, transaction
 from django.db.models import F, Q
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from core.actors import Actor, ActorType
-from core.audit import AuditCommand, audit, link_jobs
+from core.audit import AuditCommand, audit, audit_fields
+from core.db import insert_plain_rows
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core.models import AuditEvent, AuditEventJob
 from jobs import rules, sql
-from jobs.execution.broker import enqueue_bulk_operations_on_commit, enqueue_on_commit
+from jobs.execution.broker import enqueue_bulk_operations_on_commit
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
 from jobs.models import BulkOperation, BulkOperationChunk, Job
-from jobs.services import _rows
+from jobs.services._batch import PACED_COMMANDS, BatchOutcome, apply_batch, skip_reason
 from jobs.services.quarantine import CONNECTION_ERRORS
 from jobs.states import (
     BULK_ACTIVE,
     BULK_COMMANDS,
-    MAX_ATTEMPT_COUNT,
     BulkStatus,
     Command,
-    JobStatus,
-    is_allowed,
 )
 
 logger = logging.getLogger(__name__)
 
-# The commands that queue jobs, and so may be paced.
-PACED_COMMANDS = frozenset({Command.RETRY, Command.TRIGGER})
 # A paced batch holds about this many seconds of the rate.
 PACE_STEP_SECONDS = 1.0
-
-
-# --- one batch, set-based (shared with search-delete) ------------------------------------------
-
-
-@dataclass
-class BatchOutcome:
-    """What one batch did: the ids it acted on, and the others counted by reason."""
-
-    acted: list[str] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
-    failed: int = 0
-
-
-def skip_reason(command: Command, status: str) -> str | None:
-    """Why the state table leaves a job in `status` alone under `command`, or None if it may
-    act: `running`, or `status_changed:<status>` (the job moved since the set was fixed)."""
-    if is_allowed(command, status):
-        return None
-    return "running" if status == JobStatus.RUNNING else f"status_changed:{status}"
-
-
-def _ids_in(ids: list[str]) -> RawSQL:
-    """`ids` as a subquery for `pk__in`, bound as one parameter (jobs.sql.IDS_SUBQUERY)."""
-    vendor = transaction.get_connection(router.db_for_write(Job)).vendor
-    param = ",".join(ids) if vendor == "postgresql" else json.dumps(ids)
-    return RawSQL(sql.IDS_SUBQUERY[vendor], [param])
-
-
-def _lock_rows(ids: list[str], *, for_delete: bool) -> list[tuple[Any, ...]]:
-    """The jobs among `ids` that still exist, locked in id order (one statement), as
-    (id, status, task_id, account_id, action, attempt_count). NO KEY UPDATE, as for one job,
-    except for a delete."""
-    return list(
-        Job.objects.select_for_update(no_key=not for_delete, of=("self",))
-        .filter(pk__in=_ids_in(ids))
-        .order_by("pk")
-        .values_list("pk", "status", "task_id", "account_id", "action", "attempt_count")
-    )
-
-
-def _siblings_running(rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
-    """The (account, action) pairs among `rows` with a running job: trigger's twin rule, one
-    query for the whole batch."""
-    pairs = {(row[3], row[4]) for row in rows}
-    if not pairs:
-        return set()
-    condition = Q()
-    for account_id, action in pairs:
-        condition |= Q(account_id=account_id, action=action)
-    return set(
-        Job.objects.filter(condition, status=JobStatus.RUNNING)
-        .values_list("account_id", "action")
-        .distinct()
-    )
-
-
-def apply_batch(
-    command: Command,
-    ids: list[str],
-    *,
-    actor: Actor,
-    note: str = "",
-    inputs: Mapping[str, Any] | None = None,
-    now: datetime | None = None,
-) -> BatchOutcome:
-    """Run `command` on the jobs `ids` inside the caller's transaction, set-based: the same
-    changes the per-job services of jobs.services.commands make, checked against the same state
-    table, for the whole batch in a few statements. The caller audits (it knows what the batch
-    belongs to); broker messages go after commit."""
-    inputs = inputs or {}
-    now = now or timezone.now()
-    outcome = BatchOutcome()
-    writer = BATCH_WRITERS.get(command)
-    if writer is None:
-        raise ValidationFailed.for_field("command", f"{command.value} is not a bulk command.")
-    rows = _lock_rows(sorted(ids), for_delete=command is Command.DELETE)
-    outcome.skipped["gone"] = len(set(ids)) - len(rows)
-    twins = (
-        _siblings_running(rows) if command is Command.TRIGGER and not inputs.get("force") else set()
-    )
-    acting: list[tuple[Any, ...]] = []
-    for row in rows:
-        _, status, _, account_id, action, attempt_count = row
-        reason = skip_reason(command, status)
-        if reason is None and command in PACED_COMMANDS and attempt_count >= MAX_ATTEMPT_COUNT:
-            reason = "attempts_exhausted"
-        if reason is None and (account_id, action) in twins:
-            reason = "sibling_running"
-        if reason:
-            outcome.skipped[reason] += 1
-        else:
-            acting.append(row)
-    outcome.skipped = Counter({k: v for k, v in outcome.skipped.items() if v})
-    outcome.acted = [row[0] for row in acting]
-    if outcome.acted:
-        writer(outcome.acted, actor=actor, note=note, inputs=inputs, now=now)
-        _rows.refresh_task_statuses(row[2] for row in acting)
-    return outcome
-
-
-def _queue_now(ids: list[str], *, ahead: bool, now: datetime) -> None:
-    """_rows.requeue and _rows.grant_attempt_if_spent for a set: queued now, a fresh start,
-    one more attempt when the budget is spent."""
-    Job.objects.filter(pk__in=_ids_in(ids)).update(
-        status=JobStatus.QUEUED,
-        heartbeat_at=None,
-        enqueued_at=now,
-        finished_at=None,
-        run_at=now,
-        worker="",
-        resolution=None,
-        max_attempts=Greatest(F("max_attempts"), F("attempt_count") + 1),
-        updated_at=now,
-    )
-    enqueue_on_commit(ids, ahead=ahead)
-
-
-def _retry(ids: list[str], *, now: datetime, **_: Any) -> None:
-    _queue_now(ids, ahead=False, now=now)
-
-
-def _trigger(ids: list[str], *, now: datetime, **_: Any) -> None:
-    _queue_now(ids, ahead=True, now=now)
-
-
-def _resolve(
-    ids: list[str], *, actor: Actor, note: str, inputs: Mapping[str, Any], now: datetime
-) -> None:
-    Job.objects.filter(pk__in=_ids_in(ids)).update(
-        status=JobStatus.RESOLVED,
-        resolution={"code": inputs["code"], "note": note, "by": actor.name, "at": now.isoformat()},
-        finished_at=now,
-        updated_at=now,
-    )
-
-
-def _delete(ids: list[str], **_: Any) -> None:
-    _rows.delete_job_rows(ids)
-
-
-# The set-based write of each bulk command, after apply_batch has locked and checked the rows.
-# Cancel's entry goes here once the per-job `job_cancel` lands: its set-based twin marks the
-# running jobs for their workers to stop (what job_cancel does for one), and BULK_COMMANDS in
-# jobs.states gains Command.CANCEL.
-BATCH_WRITERS: dict[Command, Callable[..., None]] = {
-    Command.RETRY: _retry,
-    Command.RESOLVE: _resolve,
-    Command.TRIGGER: _trigger,
-    Command.DELETE: _delete,
-}
-
 
 # --- creating an operation ---------------------------------------------------------------------
 
@@ -446,23 +287,7 @@ def _run_batch(operation: BulkOperation, now: datetime) -> None:
         )
         outcome = _one_by_one(command, ids, actor=actor, operation=operation)
     if outcome.acted:
-        event = audit(
-            actor=actor,
-            command=command.audit_command,
-            account_id=operation.account_id or "",
-            reason=operation.note,
-            data={
-                "bulk_operation_id": operation.pk,
-                "batch": operation.next_batch,
-                "filter": operation.filter,
-                "done": len(outcome.acted),
-                "skipped": dict(outcome.skipped),
-                "failed": outcome.failed,
-                "job_ids": outcome.acted,
-            },
-            now=now,
-        )
-        link_jobs(event, outcome.acted)
+        _audit_batch(operation, command, actor, outcome, now)
     skipped = Counter(operation.skipped)
     skipped.update(outcome.skipped)
     operation.skipped = dict(skipped)
@@ -487,6 +312,52 @@ def _run_batch(operation: BulkOperation, now: datetime) -> None:
     if operation.next_batch >= operation.batches:
         fields += _finish(operation, now, save=False)
     operation.save(update_fields=fields)
+
+
+def _audit_batch(
+    operation: BulkOperation,
+    command: Command,
+    actor: Actor,
+    outcome: BatchOutcome,
+    now: datetime,
+) -> None:
+    """One audit event for the batch, with its ids, linked to each job it changed. An operation
+    across accounts writes one event per account the batch touched, each with that account's
+    ids only: an account key's audit query finds what was done to its jobs, and never sees
+    another account's ids."""
+    data = {
+        "bulk_operation_id": operation.pk,
+        "batch": operation.next_batch,
+        "filter": operation.filter,
+    }
+    if operation.account_id:
+        shares = {operation.account_id: outcome.acted}
+        data |= {"skipped": dict(outcome.skipped), "failed": outcome.failed}
+    else:
+        shares = {}
+        for job_id in outcome.acted:
+            shares.setdefault(outcome.accounts.get(job_id, ""), []).append(job_id)
+    events = AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                **audit_fields(
+                    actor=actor,
+                    command=command.audit_command,
+                    account_id=account_id,
+                    reason=operation.note,
+                    data=data | {"done": len(ids), "job_ids": ids},
+                    now=now,
+                )
+            )
+            for account_id, ids in shares.items()
+        ]
+    )
+    links = [
+        (job_id, event.pk)
+        for event, ids in zip(events, shares.values(), strict=True)
+        for job_id in ids
+    ]
+    insert_plain_rows(AuditEventJob, ("job_id", "event"), links)
 
 
 def _one_by_one(

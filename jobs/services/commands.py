@@ -21,7 +21,7 @@ from jobs.execution.broker import enqueue_on_commit
 from jobs.filters import filter_jobs, has_filters, normalize_filter_params
 from jobs.models import Job
 from jobs.services import _rows, limits
-from jobs.services.bulk import apply_batch
+from jobs.services._batch import apply_batch
 from jobs.states import (
     Command,
     JobStatus,

@@ -76,3 +76,12 @@ def test_a_read_only_operator_sees_no_buttons_and_cannot_cancel(readonly_client,
     assert readonly_client.post(cancel).status_code == 403
     operation.refresh_from_db()
     assert operation.status == "running"
+
+
+def test_the_job_page_shows_its_batch_with_a_count_not_the_ids(operator_client, operation):
+    services.bulk_operation_run(operation.pk)
+    job_id = BulkOperation.objects.get(pk=operation.pk).chunks.get(number=0).job_ids.split(",")[0]
+    html = operator_client.get(reverse("admin:jobs_job_change", args=[job_id])).content.decode()
+    timeline = html.split('id="audit-timeline"', 1)[1]
+    assert "provider is back" in timeline and "&#x27;jobs&#x27;: 2" in timeline
+    assert "job_ids" not in timeline

@@ -158,7 +158,7 @@ def test_a_staff_user_needs_the_commands_permission(api, account, django_user_mo
     from django.contrib.auth.models import Permission
 
     user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_bulkoperation"))
+    user.user_permissions.add(Permission.objects.get(codename="view_job"))
     api.client.force_login(user)
     JobFactory(account=account, status=S.FAILED)
     refused = api.post(URL, body(account.pk))

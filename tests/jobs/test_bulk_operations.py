@@ -189,6 +189,21 @@ def test_across_accounts_and_within_one(account, other_account, actor, make_job,
     assert across.done == 2
 
 
+def test_across_accounts_each_account_gets_its_own_share_of_a_batch(
+    account, other_account, actor, make_job, settings
+):
+    settings.JOBS_BULK_DEFAULT_RATE = 0
+    mine = [make_job(status=JobStatus.FAILED) for _ in range(2)]
+    theirs = make_job(account=other_account, status=JobStatus.FAILED)
+    operation = create(None, actor)
+    run_all(operation)
+    assert operation.batches == 1
+    events = AuditEvent.objects.filter(data__bulk_operation_id=operation.pk, command="retry")
+    shares = {event.account_id: sorted(event.data["job_ids"]) for event in events}
+    assert shares == {account.pk: sorted(j.pk for j in mine), other_account.pk: [theirs.pk]}
+    assert events_of(theirs.pk) == ["retry"]
+
+
 def test_a_dry_run_counts_and_creates_nothing(account, actor, make_job):
     make_job(status=JobStatus.FAILED)
     assert create(account, actor, dry_run=True) == 1
@@ -253,22 +268,22 @@ def test_a_batch_interrupted_midway_is_done_again_once(
 
     jobs = [make_job(status=JobStatus.FAILED) for _ in range(6)]
     operation = create(account, actor)
-    real = bulk.link_jobs
+    real = bulk.insert_plain_rows
     calls = {"n": 0}
 
-    def dies_in_the_second_batch(event, ids):
+    def dies_in_the_second_batch(*args):
         calls["n"] += 1
-        real(event, ids)
+        real(*args)
         if calls["n"] == 2:
             raise KeyboardInterrupt  # as a kill: nothing after this in the batch commits
 
-    monkeypatch.setattr(bulk, "link_jobs", dies_in_the_second_batch)
+    monkeypatch.setattr(bulk, "insert_plain_rows", dies_in_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
         services.bulk_operation_run(operation.pk)
     operation.refresh_from_db()
     assert (operation.next_batch, operation.done) == (1, 2)
     assert Job.objects.filter(status=JobStatus.QUEUED).count() == 2
-    monkeypatch.setattr(bulk, "link_jobs", real)
+    monkeypatch.setattr(bulk, "insert_plain_rows", real)
     run_all(operation)
     assert operation.done == 6
     for job in jobs:
