@@ -89,15 +89,16 @@ TARGET_OF: dict[Command, JobStatus | None] = {
 
 # The resolution code of a job whose run was stopped by a cancel.
 CANCELLED_CODE = "cancelled"
+
 # The commands a bulk operation (jobs.services.bulk) runs over everything a filter matched. Each
 # batch acts on the jobs whose status ALLOWED_FROM[command] holds and counts the others as
-# skipped. Cancel joins this tuple when the per-job `job_cancel` lands (see
-# jobs.services._batch.BATCH_WRITERS, where its set-based twin goes).
+# skipped (jobs.services._batch.BATCH_WRITERS has the set-based write of each).
 BULK_COMMANDS: tuple[Command, ...] = (
     Command.RETRY,
     Command.RESOLVE,
     Command.TRIGGER,
     Command.DELETE,
+    Command.CANCEL,
 )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import router, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -24,7 +24,7 @@ from core.errors import ValidationFailed
 from jobs import sql
 from jobs.execution.broker import enqueue_on_commit
 from jobs.models import Job
-from jobs.services import _rows
+from jobs.services import _rows, limits
 from jobs.states import MAX_ATTEMPT_COUNT, Command, JobStatus, is_allowed
 
 # The commands that queue jobs, and so may be paced.
@@ -69,22 +69,6 @@ def _lock_rows(ids: list[str], *, for_delete: bool) -> list[tuple[Any, ...]]:
     )
 
 
-def _siblings_running(rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
-    """The (account, action) pairs among `rows` with a running job: trigger's twin rule, one
-    query for the whole batch."""
-    pairs = {(row[3], row[4]) for row in rows}
-    if not pairs:
-        return set()
-    condition = Q()
-    for account_id, action in pairs:
-        condition |= Q(account_id=account_id, action=action)
-    return set(
-        Job.objects.filter(condition, status=JobStatus.RUNNING)
-        .values_list("account_id", "action")
-        .distinct()
-    )
-
-
 def apply_batch(
     command: Command,
     ids: list[str],
@@ -106,8 +90,12 @@ def apply_batch(
         raise ValidationFailed.for_field("command", f"{command.value} is not a bulk command.")
     rows = _lock_rows(sorted(ids), for_delete=command is Command.DELETE)
     outcome.skipped["gone"] = len(set(ids)) - len(rows)
+    # Trigger's rule without force, asked as the per-job trigger asks it (jobs.services.limits):
+    # the (account, action) pairs already running as many jobs as their limit allows.
     twins = (
-        _siblings_running(rows) if command is Command.TRIGGER and not inputs.get("force") else set()
+        limits.pairs_at_limit({(row[3], row[4]) for row in rows})
+        if command is Command.TRIGGER and not inputs.get("force")
+        else set()
     )
     acting: list[tuple[Any, ...]] = []
     for row in rows:
@@ -123,24 +111,39 @@ def apply_batch(
             acting.append(row)
     outcome.skipped = Counter({k: v for k, v in outcome.skipped.items() if v})
     outcome.acted = [row[0] for row in acting]
-    outcome.accounts = {row[0]: row[3] for row in acting}
     if outcome.acted:
-        writer(outcome.acted, actor=actor, note=note, inputs=inputs, now=now)
-        _rows.refresh_task_statuses(row[2] for row in acting)
+        written = writer(outcome.acted, actor=actor, note=note, inputs=inputs, now=now)
+        if written is not None:
+            # The writer acted on fewer (a cancel already pending on some).
+            done = set(written)
+            missed = len(outcome.acted) - len(done)
+            if missed:
+                outcome.skipped[WRITER_SKIP[command]] += missed
+            acting = [row for row in acting if row[0] in done]
+            outcome.acted = [row[0] for row in acting]
+        if command in CHANGES_STATUS:
+            _rows.refresh_task_statuses(row[2] for row in acting)
+    outcome.accounts = {row[0]: row[3] for row in acting}
     return outcome
 
 
-def _queue_now(ids: list[str], *, ahead: bool, now: datetime) -> None:
-    """_rows.requeue and _rows.grant_attempt_if_spent for a set: queued now, a fresh start,
-    one more attempt when the budget is spent."""
+def _queue_now(ids: list[str], *, ahead: bool, now: datetime, ignore_limit: bool = False) -> None:
+    """_rows.requeue and _rows.grant_attempt_if_spent for a set: queued now, a fresh start
+    (no wait for a concurrency slot, no cancel request of an earlier run), one more attempt
+    when the budget is spent; a forced trigger may go over the concurrency limit once."""
     Job.objects.filter(pk__in=_ids_in(ids)).update(
         status=JobStatus.QUEUED,
         heartbeat_at=None,
         enqueued_at=now,
         finished_at=None,
+        wait_reason="",
         run_at=now,
         worker="",
         resolution=None,
+        ignore_limit=ignore_limit,
+        cancel_requested_at=None,
+        cancel_requested_by="",
+        cancel_note="",
         max_attempts=Greatest(F("max_attempts"), F("attempt_count") + 1),
         updated_at=now,
     )
@@ -151,17 +154,21 @@ def _retry(ids: list[str], *, now: datetime, **_: Any) -> None:
     _queue_now(ids, ahead=False, now=now)
 
 
-def _trigger(ids: list[str], *, now: datetime, **_: Any) -> None:
-    _queue_now(ids, ahead=True, now=now)
+def _trigger(ids: list[str], *, now: datetime, inputs: Mapping[str, Any], **_: Any) -> None:
+    _queue_now(ids, ahead=True, now=now, ignore_limit=bool(inputs.get("force")))
 
 
 def _resolve(
     ids: list[str], *, actor: Actor, note: str, inputs: Mapping[str, Any], now: datetime
 ) -> None:
+    # _rows.move_to's bookkeeping for a terminal status, then the resolution.
     Job.objects.filter(pk__in=_ids_in(ids)).update(
         status=JobStatus.RESOLVED,
-        resolution={"code": inputs["code"], "note": note, "by": actor.name, "at": now.isoformat()},
+        heartbeat_at=None,
+        enqueued_at=None,
         finished_at=now,
+        wait_reason="",
+        resolution={"code": inputs["code"], "note": note, "by": actor.name, "at": now.isoformat()},
         updated_at=now,
     )
 
@@ -170,13 +177,23 @@ def _delete(ids: list[str], **_: Any) -> None:
     _rows.delete_job_rows(ids)
 
 
+def _cancel(ids: list[str], *, actor: Actor, note: str, now: datetime, **_: Any) -> list[str]:
+    """What job_cancel records for one running job, for the batch: the request, which each
+    job's worker reads with its next heartbeat. The status does not change here."""
+    return _rows.request_cancel(ids, actor=actor, note=note, now=now)
+
+
 # The set-based write of each bulk command, after apply_batch has locked and checked the rows.
-# Cancel's entry goes here once the per-job `job_cancel` lands: its set-based twin marks the
-# running jobs for their workers to stop (what job_cancel does for one), and BULK_COMMANDS in
-# jobs.states gains Command.CANCEL.
-BATCH_WRITERS: dict[Command, Callable[..., None]] = {
+# A writer that may act on fewer than it was given returns the ids it acted on.
+BATCH_WRITERS: dict[Command, Callable[..., list[str] | None]] = {
     Command.RETRY: _retry,
     Command.RESOLVE: _resolve,
     Command.TRIGGER: _trigger,
     Command.DELETE: _delete,
+    Command.CANCEL: _cancel,
 }
+# Why a writer left a checked job alone.
+WRITER_SKIP = {Command.CANCEL: "cancel_pending"}
+# The commands whose batch changes a status (the tasks are counted again): a cancel only
+# records a request.
+CHANGES_STATUS = frozenset(BATCH_WRITERS) - {Command.CANCEL}

@@ -119,6 +119,17 @@ def check_trigger(job: Job) -> None:
         )
 
 
+def pairs_at_limit(pairs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (account, action) pairs among `pairs` that already run as many jobs as check_trigger
+    allows: the same rule for a batch of triggers (jobs.services._batch)."""
+    full = set()
+    for account_id, action in sorted(pairs):
+        limit = effective_limit(account_id, action) or 1
+        if len(_running(account_id, action, at_most=limit)) >= limit:
+            full.add((account_id, action))
+    return full
+
+
 def jobs_release_waiting(*, account_id: str, action: str, now: datetime | None = None) -> list[str]:
     """Queue the jobs of the pair held by its limit, as many as there are free slots (the
     limit less the jobs running or already queued, which will take slots first), highest

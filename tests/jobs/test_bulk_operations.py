@@ -323,3 +323,51 @@ def test_the_timeline_of_a_job_shows_its_bulk_operation(account, actor, make_job
     run_all(create(account, actor))
     job.refresh_from_db()
     assert "retry" in [event.command for event in job_timeline(job)]
+
+
+def test_cancel_as_an_operation_records_a_request_on_each_running_job_and_counts_the_rest(
+    account, actor, make_job, small_batches
+):
+    running = [make_job(status=JobStatus.RUNNING, worker="w1") for _ in range(3)]
+    queued = make_job(status=JobStatus.QUEUED)
+    operation = create(
+        account,
+        actor,
+        command="cancel",
+        filters={"status": ["running", "queued"]},
+        note="provider down again",
+    )
+    assert operation.matched == 4
+    # One of them is cancelled by hand first: the batch leaves it alone and says why.
+    services.job_cancel(job_id=running[0].pk, actor=actor, note="by hand")
+
+    assert run_all(operation) == "succeeded"
+    assert operation.done == 2
+    assert operation.skipped == {"cancel_pending": 1, "status_changed:queued": 1}
+    for job in running:
+        job.refresh_from_db()
+        assert job.status == JobStatus.RUNNING  # its worker stops it at its next check
+        assert job.cancel_requested_at is not None
+    assert [j.cancel_note for j in running] == [
+        "by hand",
+        "provider down again",
+        "provider down again",
+    ]
+    assert events_of(running[1].pk) == ["cancel"]
+    queued.refresh_from_db()
+    assert queued.status == JobStatus.QUEUED and queued.cancel_requested_at is None
+
+
+def test_a_bulk_retry_clears_the_cancel_request_and_the_limit_wait_of_the_run_before(
+    account, actor, make_job, small_batches
+):
+    job = make_job(status=JobStatus.RESOLVED)
+    Job.objects.filter(pk=job.pk).update(
+        cancel_requested_at=timezone.now(), cancel_requested_by="user:x", cancel_note="stop"
+    )
+    operation = create(account, actor, command="trigger", filters={"status": ["resolved"]})
+    assert run_all(operation) == "succeeded"
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert (job.cancel_requested_at, job.cancel_requested_by, job.cancel_note) == (None, "", "")
+    assert (job.wait_reason, job.ignore_limit) == ("", False)
