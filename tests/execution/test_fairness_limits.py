@@ -14,7 +14,7 @@ from core.actors import Actor
 from core.models import AuditEvent
 from jobs import services
 from jobs.execution.actions.registry import JobSpec
-from jobs.models import ConcurrencyLimit, Job
+from jobs.models import ConcurrencyLimit, Job, ProcessHeartbeat, ProcessKind
 from jobs.states import TERMINAL, JobStatus
 from tests.execution.conftest import Execution
 from tests.factories import AccountFactory
@@ -81,11 +81,17 @@ def test_concurrency_limits_hold_across_two_clusters(execution: Execution) -> No
     # test_limited's policy allows 2 at once per account; the second account allows itself 1.
     ConcurrencyLimit.objects.create(account=own_limit, action="test_limited", limit=1)
     runs = str(execution.runs)
-    a = create(by_policy, "test_limited", 24, dir=runs, limit=2, seconds=0.15)
-    b = create(own_limit, "test_limited", 12, dir=runs, limit=1, seconds=0.15)
     execution.cluster()
     execution.cluster()
     execution.scheduler()
+    # Both clusters' four workers are up before the work arrives, so both can take part.
+    execution.wait(
+        lambda: ProcessHeartbeat.objects.filter(kind=ProcessKind.WORKER).count() == 4,
+        timeout=60,
+        what="the two clusters' workers to beat",
+    )
+    a = create(by_policy, "test_limited", 24, dir=runs, limit=2, seconds=0.15)
+    b = create(own_limit, "test_limited", 12, dir=runs, limit=1, seconds=0.15)
 
     execution.wait(lambda: finished(a + b), timeout=180, what="every limited job to finish")
     assert set(Job.objects.filter(pk__in=a + b).values_list("status", flat=True)) == {S.SUCCEEDED}
@@ -98,8 +104,13 @@ def test_concurrency_limits_hold_across_two_clusters(execution: Execution) -> No
     assert holds > 0 and releases >= holds
     workers = {line.split()[1] for line in lines(execution.runs / "starts.log")}
     assert workers == {by_policy.pk, own_limit.pk}
-    hosts = set(Job.objects.filter(pk__in=a + b).values_list("worker", flat=True))
-    assert len(hosts) >= 3, "both clusters took part"
+    ran_on = set(Job.objects.filter(pk__in=a + b).values_list("worker", flat=True))
+    clusters = {
+        beat.cluster_pid
+        for beat in ProcessHeartbeat.objects.filter(kind=ProcessKind.WORKER)
+        if f"{beat.host}:{beat.pid}" in ran_on
+    }
+    assert len(clusters) == 2, "both clusters took part"
 
 
 @pytest.mark.parametrize("broker", ["orm", "redis"], indirect=True)

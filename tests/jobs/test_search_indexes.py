@@ -200,6 +200,7 @@ def many_jobs(account):
             INSERT INTO {Job._meta.db_table}
                 (id, account_id, action, payload, labels, status, priority, run_at,
                  attempt_count, max_attempts, last_error_code, last_error_detail, worker,
+                 cancel_requested_by, cancel_note, wait_reason, ignore_limit,
                  created_at, updated_at)
             SELECT 'job_' || lpad(i::text, 26, '0'), %(account)s, 'imap_sync_messages',
                 CASE WHEN i %% 5000 = 7 THEN '{{"folder": "Quarantine-7"}}'::jsonb
@@ -208,7 +209,7 @@ def many_jobs(account):
                 CASE WHEN i %% 5000 = 3 THEN 'mailbox quota exceeded on shard zebra-' || i
                      WHEN i %% 3 = 0 THEN ''
                      ELSE 'IMAP connection timed out after ' || (i %% 60) || ' s' END,
-                '', now(), now()
+                '', '', '', '', FALSE, now(), now()
             FROM generate_series(1, 20000) AS i
             """,
             {"account": account.pk},
