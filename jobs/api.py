@@ -840,7 +840,7 @@ class BulkOperationViewSet(viewsets.ViewSet):
         "counted. 409 with its status when it has already ended.",
         parameters=[BULK_OPERATION_ID, IDEMPOTENCY_KEY],
         request=BulkCancelInput,
-        responses={200: BulkOperationSerializer, **error_responses(409, body=True)},
+        responses={200: BulkOperationSerializer, **error_responses(409, 422, body=True)},
         tags=["bulk operations"],
     )
     @idempotent

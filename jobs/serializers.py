@@ -9,7 +9,7 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.plumbing import ResolvedComponent
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from core.api.pagination import MAX_LIMIT, cursor_pattern, prefixed_id
@@ -766,6 +766,7 @@ class ConcurrencyLimitSerializer(serializers.Serializer[Any]):
     )
 
 
+@extend_schema_serializer(many=False)  # one object, even for a list action
 class ConcurrencyLimitListSerializer(serializers.Serializer[Any]):
     results = ConcurrencyLimitSerializer(many=True)
 
