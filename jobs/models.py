@@ -57,13 +57,16 @@ class Task(models.Model):
     # transition in its own statement (jobs.services._rows): `status` is derived from them, so
     # no transition scans the task's jobs. Not PositiveIntegerField: a CHECK constraint would
     # turn a miscount into a failed transition instead of a wrong number an operator can see.
-    jobs_scheduled = models.IntegerField(default=0, editable=False)
-    jobs_queued = models.IntegerField(default=0, editable=False)
-    jobs_running = models.IntegerField(default=0, editable=False)
-    jobs_succeeded = models.IntegerField(default=0, editable=False)
-    jobs_failed = models.IntegerField(default=0, editable=False)
-    jobs_stalled = models.IntegerField(default=0, editable=False)
-    jobs_resolved = models.IntegerField(default=0, editable=False)
+    # The columns added in this release have database defaults too (db_default), so that rows
+    # written without naming them (a process of the previous release during a rolling deploy,
+    # COPY loads) are valid.
+    jobs_scheduled = models.IntegerField(default=0, db_default=0, editable=False)
+    jobs_queued = models.IntegerField(default=0, db_default=0, editable=False)
+    jobs_running = models.IntegerField(default=0, db_default=0, editable=False)
+    jobs_succeeded = models.IntegerField(default=0, db_default=0, editable=False)
+    jobs_failed = models.IntegerField(default=0, db_default=0, editable=False)
+    jobs_stalled = models.IntegerField(default=0, db_default=0, editable=False)
+    jobs_resolved = models.IntegerField(default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -158,12 +161,14 @@ class Job(models.Model):
     # whom, why. The worker's heartbeat reads it; the run's end turns it into the resolution.
     # Cleared when the job is queued again (a retry or trigger of the resolved job).
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
-    cancel_requested_by = models.CharField(max_length=200, blank=True)
-    cancel_note = models.TextField(blank=True)
+    cancel_requested_by = models.CharField(max_length=200, blank=True, db_default="")
+    cancel_note = models.TextField(blank=True, db_default="")
     # Per-account concurrency limits (jobs.services.limits): why a due scheduled job waits
     # (held over its limit), and whether its next claim may go over the limit (a forced trigger).
-    wait_reason = models.CharField(max_length=32, choices=WaitReason.choices, blank=True)
-    ignore_limit = models.BooleanField(default=False)
+    wait_reason = models.CharField(
+        max_length=32, choices=WaitReason.choices, blank=True, db_default=""
+    )
+    ignore_limit = models.BooleanField(default=False, db_default=False)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
