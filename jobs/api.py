@@ -38,7 +38,7 @@ from core.api.views import (
     reject_unknown_params,
     validated,
 )
-from core.errors import NotFound, ValidationFailed
+from core.errors import NotFound
 from jobs import rules, selectors, services
 from jobs.execution.actions.registry import action_names
 from jobs.filters import MULTI_VALUED, JobFilter
@@ -780,8 +780,10 @@ class BulkOperationViewSet(viewsets.ViewSet):
         account_id = data["account_id"]
         if account_id is None:
             if not caller.is_operator:
-                raise ValidationFailed.for_field(
-                    "account_id", "Only operators may run an operation across accounts."
+                # A privilege, not a malformed body: 403, as for a read-only key.
+                raise PermissionDenied(
+                    "Only operators may run an operation across accounts (account_id null); "
+                    "give your account's id."
                 )
         else:
             account_id = account_selectors.account_get(caller, account_id).pk

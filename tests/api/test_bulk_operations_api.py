@@ -91,8 +91,8 @@ def test_only_operators_may_act_across_accounts(api, keys, account, other_accoun
     JobFactory(account=account, status=S.FAILED)
     JobFactory(account=other_account, status=S.FAILED)
     refused = api.post(URL, body(None), key=keys.a)
-    assert refused.status_code == 400
-    assert "account_id" in error_of(refused)["fields"]
+    assert refused.status_code == 403
+    assert "account_id null" in error_of(refused)["message"]
     started = api.post(URL, body(None, pace=None), key=keys.op)
     assert started.status_code == 202
     assert started.json()["account_id"] is None and started.json()["progress"]["matched"] == 2
