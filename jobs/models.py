@@ -161,12 +161,12 @@ class Job(models.Model):
     # whom, why. The worker's heartbeat reads it; the run's end turns it into the resolution.
     # Cleared when the job is queued again (a retry or trigger of the resolved job).
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
-    cancel_requested_by = models.CharField(max_length=200, blank=True, db_default="")
-    cancel_note = models.TextField(blank=True, db_default="")
+    cancel_requested_by = models.CharField(max_length=200, blank=True, default="", db_default="")
+    cancel_note = models.TextField(blank=True, default="", db_default="")
     # Per-account concurrency limits (jobs.services.limits): why a due scheduled job waits
     # (held over its limit), and whether its next claim may go over the limit (a forced trigger).
     wait_reason = models.CharField(
-        max_length=32, choices=WaitReason.choices, blank=True, db_default=""
+        max_length=32, choices=WaitReason.choices, blank=True, default="", db_default=""
     )
     ignore_limit = models.BooleanField(default=False, db_default=False)
 
