@@ -17,6 +17,7 @@ from core.api.serializers import (
     DATE_TIME_SCHEMA,
     JSON_VALUE_REF,
     LABEL_VALUE,
+    NON_BLANK_TEXT,
     TEXT,
     WHITESPACE,
     BlankAsNullCharField,
@@ -652,6 +653,19 @@ class PaceInput(StrictSerializer):
 
 
 class BulkOperationInput(StrictSerializer):
+    # resolve needs a code and a note that is not blank, as the per-job resolve does: said in
+    # the schema (a conditional), so that a client and schemathesis know it before asking.
+    schema_extra = {
+        "if": {
+            "properties": {"command": {"const": Command.RESOLVE.value}},
+            "required": ["command"],
+        },
+        "then": {
+            "required": ["code", "note"],
+            "properties": {"note": {"minLength": 1, "pattern": ecma(NON_BLANK_TEXT)}},
+        },
+    }
+
     command = StrictChoiceField(choices=[command.value for command in BULK_COMMANDS])
     filter = JobFilterInput(
         required=False, help_text="The filters of a search body (`{}`: every job in scope)."
