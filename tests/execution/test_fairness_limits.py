@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.db.models import Max
 
+from accounts.services import account_pause, account_resume
 from core.actors import Actor
 from core.models import AuditEvent
 from jobs import services
@@ -90,8 +91,13 @@ def test_concurrency_limits_hold_across_two_clusters(execution: Execution) -> No
         timeout=60,
         what="the two clusters' workers to beat",
     )
+    # The work arrives at once, as a backlog: created while the accounts are paused, then let go.
+    for account in (by_policy, own_limit):
+        account_pause(account_id=account.pk, actor=ACTOR)
     a = create(by_policy, "test_limited", 24, dir=runs, limit=2, seconds=0.15)
     b = create(own_limit, "test_limited", 12, dir=runs, limit=1, seconds=0.15)
+    for account in (by_policy, own_limit):
+        account_resume(account_id=account.pk, actor=ACTOR)
 
     execution.wait(lambda: finished(a + b), timeout=180, what="every limited job to finish")
     assert set(Job.objects.filter(pk__in=a + b).values_list("status", flat=True)) == {S.SUCCEEDED}
