@@ -108,8 +108,8 @@ class Execution:
         self.procs.append(proc)
         return proc
 
-    def cluster(self, workers: int = 2) -> Proc:
-        return self.start("qcluster", "qcluster", JOBS_WORKERS=str(workers))
+    def cluster(self, workers: int = 2, **env: str) -> Proc:
+        return self.start("qcluster", "qcluster", JOBS_WORKERS=str(workers), **env)
 
     def scheduler(self) -> Proc:
         return self.start("scheduler", "jobs_scheduler")

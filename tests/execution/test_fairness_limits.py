@@ -82,8 +82,11 @@ def test_concurrency_limits_hold_across_two_clusters(execution: Execution) -> No
     # test_limited's policy allows 2 at once per account; the second account allows itself 1.
     ConcurrencyLimit.objects.create(account=own_limit, action="test_limited", limit=1)
     runs = str(execution.runs)
-    execution.cluster()
-    execution.cluster()
+    # Each cluster takes at most 2 messages ahead of its workers (queue_limit): with the
+    # default 50, the first cluster to ask could take the whole backlog into its own queue
+    # (it did on SQLite), and the other cluster's workers would never meet the limit.
+    execution.cluster(JOBS_QUEUE_LIMIT="2")
+    execution.cluster(JOBS_QUEUE_LIMIT="2")
     execution.scheduler()
     # Both clusters' four workers are up before the work arrives, so both can take part.
     execution.wait(
