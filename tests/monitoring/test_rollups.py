@@ -121,7 +121,7 @@ def test_a_closed_hour_is_summed_from_its_minutes_and_read_back(db):
     run_jobs(account, succeed=2, fail=1, retry=0)
     rollups.roll_up(now=later())
     # Move the rolled-up minutes two hours back, then close that hour. A run at the top of the
-    # hour has already closed the hour the jobs ran in: that row sums minutes moved away, so it goes.
+    # hour has already closed the hour the jobs ran in: that row sums minutes moved away; drop it.
     JobRollup.objects.filter(granularity="h").delete()
     minute_rows = JobRollup.objects.filter(granularity="m")
     hour_ago = rollups.floor_hour(timezone.now()) - timedelta(hours=2)
