@@ -1,4 +1,4 @@
-"""Load the realistic data set (tests.bench.dataset.ensure_realistic_dataset) and report its
+"""Load the realistic data set (tests.bench.realistic.ensure_realistic_dataset) and report its
 load time, its size and its shape: `python3 dev.py bench dataset [--jobs N] [--accounts N]`.
 
 Loaded once per database: a second run with the same size only describes it.
@@ -10,7 +10,7 @@ import argparse
 
 from django.db import connection
 
-from tests.bench.dataset import ensure_realistic_dataset
+from tests.bench.realistic import ensure_realistic_dataset
 
 
 def main(argv: list[str]) -> int:
@@ -24,7 +24,8 @@ def main(argv: list[str]) -> int:
     data = ensure_realistic_dataset(jobs=args.jobs, accounts=args.accounts)
     how = f"loaded in {data.load_seconds:,.1f} s" if data.load_seconds else "already loaded"
     print(
-        f"{data.jobs:,} jobs, {data.attempts:,} attempts, {data.audit_events:,} audit events over "
+        f"{data.jobs:,} jobs ({data.tasks:,} tasks), {data.attempts:,} attempts, "
+        f"{data.audit_events:,} audit events over "
         f"{len(data.account_ids):,} accounts: {how}; {data.bytes / 2**30:,.2f} GiB with indexes"
     )
     with connection.cursor() as cursor:

@@ -813,13 +813,15 @@ def _cleanup(account: Any, queue: str, broker: str) -> None:
     from django_q.models import OrmQ
 
     from accounts.models import ApiKey
-    from core.models import AuditEvent
+    from core.models import AuditEvent, AuditEventJob
     from jobs.models import Job, JobAttempt, Task
 
     db = router.db_for_write(Job)
     JobAttempt.objects.filter(job__account=account)._raw_delete(db)
     Job.objects.filter(account=account)._raw_delete(db)
     Task.objects.filter(account=account)._raw_delete(db)
+    # A task's creation event links its jobs (core_auditeventjob): the links go first.
+    AuditEventJob.objects.filter(event__account_id=account.pk)._raw_delete(db)
     AuditEvent.objects.filter(account_id=account.pk)._raw_delete(db)
     ApiKey.objects.filter(account=account).delete()
     # The queue's lane and every account's line (the fair brokers keep one per account).
