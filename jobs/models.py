@@ -109,6 +109,10 @@ class ProviderEvent(models.Model):
                 fields=["account", "provider", "external_id"], name="provider_event_unique"
             )
         ]
+        indexes = [
+            # The retention policy finds expired events oldest first (jobs.services.retention).
+            models.Index(fields=["created_at"], name="provider_event_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.type} {self.external_id}"

@@ -293,9 +293,14 @@ JOBS_RETAIN_STALLED_DAYS = env_days("JOBS_RETAIN_STALLED_DAYS", None)
 # Days an audit event is kept, counted from its creation; the events of a job that still exists
 # are kept with it, whatever their age (audit events outlive the jobs they speak of).
 JOBS_RETAIN_AUDIT_DAYS = env_days("JOBS_RETAIN_AUDIT_DAYS", 90.0)
-# The scheduler prunes in batches (one short transaction each, rows locked with SKIP LOCKED),
-# at most JOBS_PRUNE_ROWS_PER_MINUTE jobs and audit events a minute, one batch per round of its
-# loop so dispatching never waits behind a clean-up. 0 turns pruning off in the scheduler.
+# Days a provider event is kept, counted from its creation, and never while a job made from it
+# exists. It is also the dedup record of the provider's push: once it is gone, a redelivery of
+# that push is ingested again, so this stays well beyond any provider's redelivery window.
+JOBS_RETAIN_PROVIDER_EVENTS_DAYS = env_days("JOBS_RETAIN_PROVIDER_EVENTS_DAYS", 30.0)
+# The scheduler prunes in batches (one short transaction each, jobs locked with SKIP LOCKED),
+# at most JOBS_PRUNE_ROWS_PER_MINUTE jobs, audit and provider events a minute, one batch per
+# round of its loop so dispatching never waits behind a clean-up. 0 turns pruning off in the
+# scheduler.
 JOBS_PRUNE_BATCH = env_int("JOBS_PRUNE_BATCH", 500)
 JOBS_PRUNE_ROWS_PER_MINUTE = env_int("JOBS_PRUNE_ROWS_PER_MINUTE", 30_000)
 # Key for encrypting mailbox credentials at rest (Fernet, urlsafe base64 of 32 bytes). When unset

@@ -30,7 +30,7 @@ from jobs.admin.forms import COMMAND_FORMS
 from jobs.execution.actions.registry import action_names
 from jobs.models import BulkOperation, Job
 from jobs.monitoring import heartbeats, rollups
-from jobs.services.retention import AUDIT
+from jobs.services.retention import AUDIT, PROVIDER_EVENTS
 from jobs.states import ALLOWED_FROM, Command, JobStatus
 
 if TYPE_CHECKING:
@@ -465,7 +465,8 @@ def counts_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
 # this many): enough to say exactly what the next run removes, without reading millions of
 # index entries on every visit when a backlog is large; more shows as "at least".
 RETENTION_PREVIEW_MIN_CAP = 1_000
-RETENTION_LABELS = {AUDIT: "Audit events"}
+# The classes that are not a status of jobs (those are labelled and coloured by their status).
+RETENTION_LABELS = {AUDIT: "Audit events", PROVIDER_EVENTS: "Provider events"}
 
 
 def retention_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
@@ -493,7 +494,7 @@ def retention_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         {
             "row": row,
             "label": RETENTION_LABELS.get(row.name, f"{row.name.capitalize()} jobs"),
-            "status": row.name if row.name != AUDIT else "",
+            "status": "" if row.name in RETENTION_LABELS else row.name,
         }
         for row in services.retention_preview(policy=policy, cap=cap)
     ]

@@ -1,27 +1,36 @@
-"""Retention: finished jobs (with their attempts) and old audit events are removed by a policy,
-in small batches, by the scheduler (jobs_scheduler) or `manage.py jobs_prune`.
+"""Retention: finished jobs (with their attempts), old audit events and old provider events are
+removed by a policy, in small batches, by the scheduler (jobs_scheduler) or `manage.py jobs_prune`.
 
 The policy (`RetentionPolicy.from_settings`, JOBS_RETAIN_*): days per terminal status, counted
-from `finished_at`, and days for audit events, counted from their creation. Only terminal
-statuses can have a retention, so a scheduled, queued or running job is never a candidate; a
-status without one (failed and stalled by default) is kept until an operator acts.
+from `finished_at`, and days for audit events and for provider events, counted from their
+creation. Only terminal statuses can have a retention, so a scheduled, queued or running job is
+never a candidate; a status without one (failed and stalled by default) is kept until an
+operator acts.
 
 Audit events outlive the jobs they speak of: an event is removed by its own age only, never with
 its job, and never while the job it names still exists (nor a task's `create_task` event while a
 job of that task exists), so a job kept for a year keeps its whole timeline.
+
+Provider events go the same way: by their own age, and never while a job made from them
+(`Job.provider_event`) still exists, so a kept job still shows what pushed it. A provider event
+is also the dedup record of a provider's push (unique on account, provider, external id):
+once it is removed, a redelivery of that push is ingested again as new. Their retention
+(30 days by default) is therefore well beyond any provider's redelivery window.
 
 How a run stays gentle on a large table:
 - each batch is one short transaction that locks at most JOBS_PRUNE_BATCH jobs (SKIP LOCKED: a
   job an operator is acting on right now is left for the next run) and removes them through
   `_rows.delete_job_rows`, the one home of how a job's rows go;
 - the rows are found through indexes, oldest first: jobs by `job_finished_at` (finished_at,
-  status), audit events by their `created_at` index, so no batch scans a table;
+  status), audit events by their `created_at` index, provider events by
+  `provider_event_created` (whether a job still points to one is a probe of the partial index
+  `job_provider_event`), so no batch scans a table;
 - each class of rows keeps a cursor for the run, so rows that are kept (an old failed job when
-  failed jobs are kept, an old audit event of a job that still exists) are stepped over once
-  per run, not once per batch;
-- the scheduler spends at most JOBS_PRUNE_ROWS_PER_MINUTE rows a minute (jobs and audit
-  events), one batch per round of its loop, so dispatching never waits behind a clean-up and
-  autovacuum keeps pace with the dead tuples (no bloat spike).
+  failed jobs are kept, an old audit or provider event of a job that still exists) are stepped
+  over once per run, not once per batch;
+- the scheduler spends at most JOBS_PRUNE_ROWS_PER_MINUTE rows a minute (jobs, audit events
+  and provider events), one batch per round of its loop, so dispatching never waits behind a
+  clean-up and autovacuum keeps pace with the dead tuples (no bloat spike).
 
 Each run that removes something is one audit event (`prune`, by `system:pruner`) written with
 its first batch and brought up to date in the transaction of every later batch, so its counts
@@ -44,22 +53,29 @@ from django.utils import timezone
 from core.actors import Actor
 from core.audit import AuditCommand, audit
 from core.models import AuditEvent
-from jobs.models import Job, JobAttempt
+from jobs.models import Job, JobAttempt, ProviderEvent
 from jobs.services import _rows
 from jobs.states import SYSTEM_PRUNER, TERMINAL, JobStatus
 
 AUDIT = "audit_events"
+PROVIDER_EVENTS = "provider_events"
 # The statuses in the order a run takes them (and the admin shows them).
 _STATUS_ORDER = (JobStatus.SUCCEEDED, JobStatus.RESOLVED, JobStatus.FAILED, JobStatus.STALLED)
 assert set(_STATUS_ORDER) == TERMINAL
+# Every class of rows, in that order: the jobs first, so that the events of the jobs a run
+# removes can go in the same run.
+_CLASS_ORDER = (*(status.value for status in _STATUS_ORDER), AUDIT, PROVIDER_EVENTS)
 
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Days to keep a finished job per terminal status (None: keep), and audit events."""
+    """Days to keep a finished job per terminal status (None: keep), audit events and provider
+    events."""
 
     job_days: dict[JobStatus, float | None]
     audit_days: float | None
+    # Kept unless asked for: a policy built by hand (a test, a bench) removes no provider event.
+    provider_event_days: float | None = None
     batch: int = 500
     rows_per_minute: int = 30_000
 
@@ -68,7 +84,7 @@ class RetentionPolicy:
         if not_terminal:
             # A retention for a waiting or running job would remove work still to be done.
             raise ValueError(f"Only finished jobs have a retention, not {sorted(not_terminal)}.")
-        for days in [*self.job_days.values(), self.audit_days]:
+        for days in [*self.job_days.values(), self.audit_days, self.provider_event_days]:
             if days is not None and not days > 0:
                 raise ValueError(f"A retention is more than 0 days, not {days!r}.")
         if self.batch < 1:
@@ -84,17 +100,21 @@ class RetentionPolicy:
                 JobStatus.STALLED: settings.JOBS_RETAIN_STALLED_DAYS,
             },
             audit_days=settings.JOBS_RETAIN_AUDIT_DAYS,
+            provider_event_days=settings.JOBS_RETAIN_PROVIDER_EVENTS_DAYS,
             batch=settings.JOBS_PRUNE_BATCH,
             rows_per_minute=settings.JOBS_PRUNE_ROWS_PER_MINUTE,
         )
 
     def days_of(self, name: str) -> float | None:
-        return self.audit_days if name == AUDIT else self.job_days.get(JobStatus(name))
+        if name == AUDIT:
+            return self.audit_days
+        if name == PROVIDER_EVENTS:
+            return self.provider_event_days
+        return self.job_days.get(JobStatus(name))
 
     def classes(self) -> list[str]:
         """The classes of rows this policy removes, in the order a run takes them."""
-        names = [status.value for status in _STATUS_ORDER if self.job_days.get(status)]
-        return [*names, AUDIT] if self.audit_days else names
+        return [name for name in _CLASS_ORDER if self.days_of(name)]
 
     def cutoff(self, name: str, now: datetime) -> datetime | None:
         """Rows of class `name` older than this are removed (None: kept)."""
@@ -122,6 +142,28 @@ def _expired_audit_events(cutoff: datetime) -> QuerySet[AuditEvent]:
     )
 
 
+def _expired_provider_events(cutoff: datetime) -> QuerySet[ProviderEvent]:
+    """Provider events older than `cutoff` that no job still in the table was made from."""
+    # `provider_event_id = <id>` implies NOT NULL: a probe of the partial index
+    # job_provider_event. Only a job created with its event points to one (ingest), so an old
+    # event cannot gain a job between this read and its deletion.
+    job_exists = Exists(Job.objects.filter(provider_event_id=OuterRef("pk")))
+    return ProviderEvent.objects.filter(created_at__lt=cutoff).exclude(job_exists)
+
+
+# The classes removed by their own age, counted from `created_at`, batch after batch in
+# (created_at, id) order.
+_BY_AGE: dict[str, Callable[[datetime], QuerySet[Any]]] = {
+    AUDIT: _expired_audit_events,
+    PROVIDER_EVENTS: _expired_provider_events,
+}
+
+
+def _expired(name: str, cutoff: datetime) -> QuerySet[Any]:
+    """The rows of class `name` past `cutoff` that may go: what a run removes, a preview counts."""
+    return _BY_AGE[name](cutoff) if name in _BY_AGE else _expired_jobs(name, cutoff)
+
+
 # --- a run ------------------------------------------------------------------------------------
 
 
@@ -134,8 +176,8 @@ class PruneRun:
     counts: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     event_id: int | None = None
-    # Per class: the position reached (a finished_at for jobs, a (created_at, id) for audit
-    # events); and the classes done for this run.
+    # Per class: the position reached (a finished_at for jobs, a (created_at, id) for audit and
+    # provider events); and the classes done for this run.
     cursors: dict[str, Any] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     # Who the run's audit event names: the pruner, or the operator who asked for a run now.
@@ -156,7 +198,8 @@ class PruneRun:
 
     @property
     def removed(self) -> int:
-        """Rows this run removed that count against the budget (jobs and audit events)."""
+        """Rows this run removed that count against the budget (jobs, audit and provider
+        events; attempts go with their job)."""
         return sum(n for name, n in self.counts.items() if name != "attempts")
 
     def record(self) -> dict[str, Any]:
@@ -182,8 +225,8 @@ class PruneRun:
             if name in self.done:
                 continue
             with transaction.atomic():
-                if name == AUDIT:
-                    removed, attempts = self._audit_batch(limit), 0
+                if name in _BY_AGE:
+                    removed, attempts = self._by_age_batch(name, limit), 0
                 else:
                     removed, attempts = self._job_batch(name, limit)
                 if removed:
@@ -219,22 +262,26 @@ class PruneRun:
         self.cursors[status] = rows[-1][1]
         return len(ids), attempts
 
-    def _audit_batch(self, limit: int) -> int:
-        cutoff = self.policy.cutoff(AUDIT, self.now)
-        assert cutoff is not None  # classes() lists audit events only with a retention
-        queryset = _expired_audit_events(cutoff)
-        if AUDIT in self.cursors:
+    def _by_age_batch(self, name: str, limit: int) -> int:
+        """A batch of audit or provider events."""
+        cutoff = self.policy.cutoff(name, self.now)
+        assert cutoff is not None  # classes() lists a class only with a retention
+        queryset = _BY_AGE[name](cutoff)
+        if name in self.cursors:
             # Past the last event this run removed, in (created_at, id) order: the created_at
             # index gives the range, the id breaks ties between events of one instant.
-            at, last_id = self.cursors[AUDIT]
+            at, last_id = self.cursors[name]
             queryset = queryset.filter(created_at__gte=at).exclude(created_at=at, id__lte=last_id)
         rows = list(queryset.order_by("created_at", "id").values_list("id", "created_at")[:limit])
         if not rows:
             return 0
         # Counted as deleted by this statement: another scheduler's run may have taken some
-        # of the same events first (audit events are not locked; deleting one twice is no harm).
-        deleted, _ = AuditEvent.objects.filter(id__in=[pk for pk, _ in rows]).delete()
-        self.cursors[AUDIT] = (rows[-1][1], rows[-1][0])
+        # of the same events first (events are not locked; deleting one twice is no harm).
+        # Only the ids are loaded: a provider event is deleted through Django's collector (for
+        # Job.provider_event's SET_NULL, which finds no job here), and its payload is not needed.
+        ids = [pk for pk, _ in rows]
+        deleted: int = queryset.model.objects.filter(id__in=ids).only("id").delete()[0]
+        self.cursors[name] = (rows[-1][1], rows[-1][0])
         return deleted
 
     def _audit(self) -> None:
@@ -265,8 +312,8 @@ def jobs_prune(
     actor: Actor = SYSTEM_PRUNER,
 ) -> dict[str, Any]:
     """One run of the retention policy, batch after batch, until nothing is left to remove or
-    `max_rows` rows (jobs and audit events) are removed; returns its record (the counts its
-    audit event holds). Unpaced: the scheduler paces its runs with `Pruner`."""
+    `max_rows` rows (jobs, audit and provider events) are removed; returns its record (the
+    counts its audit event holds). Unpaced: the scheduler paces its runs with `Pruner`."""
     run = PruneRun.start(policy, now, actor)
     while not run.finished:
         left = None if max_rows is None else max_rows - run.removed
@@ -303,15 +350,12 @@ def retention_preview(
     now = now or timezone.now()
     budget = policy.rows_per_minute
     rows: list[PreviewRow] = []
-    for name in [*(status.value for status in _STATUS_ORDER), AUDIT]:
+    for name in _CLASS_ORDER:
         cutoff = policy.cutoff(name, now)
         if cutoff is None:
             rows.append(PreviewRow(name, None, None, None, False, 0))
             continue
-        queryset: QuerySet[Any] = (
-            _expired_audit_events(cutoff) if name == AUDIT else _expired_jobs(name, cutoff)
-        )
-        queryset = queryset.order_by()
+        queryset = _expired(name, cutoff).order_by()
         expired = (queryset[:cap] if cap is not None else queryset).count()
         capped = cap is not None and expired >= cap
         next_run = min(expired, budget)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core.audit import AuditCommand
 from core.models import AuditEvent
-from jobs.models import Job
+from jobs.models import Job, ProviderEvent
 from jobs.states import JobStatus
 
 URL = reverse("admin:jobs_job_retention")
@@ -48,6 +48,32 @@ def test_the_page_shows_the_policy_and_what_the_next_run_removes(
     # A read-only operator sees no button, and the page removed nothing.
     assert 'id="prune-now"' not in html
     assert Job.objects.count() == 4
+
+
+def test_the_page_shows_the_provider_events(readonly_client, account, make_job, settings):
+    settings.JOBS_RETAIN_PROVIDER_EVENTS_DAYS = 30.0
+    for n, days in enumerate((31, 31, 1)):
+        ProviderEvent.objects.create(
+            account=account,
+            provider="imap",
+            type="mailbox.changed",
+            external_id=f"e{n}",
+            created_at=timezone.now() - timedelta(days=days),
+        )
+    html = readonly_client.get(URL).content.decode()
+    row = re.search(r'<tr data-rows="provider_events">(.*?)</tr>', html, re.S).group(1)
+    # Labelled as rows of their own, not as a status of jobs.
+    assert "Provider events" in row and "job-status" not in row
+    assert "30 days" in row
+    assert _cell(html, "provider_events", "expired") == "2"
+    assert _cell(html, "provider_events", "next-run") == "2"
+
+    settings.JOBS_RETAIN_PROVIDER_EVENTS_DAYS = None
+    html = readonly_client.get(URL).content.decode()
+    row = re.search(r'<tr data-rows="provider_events">(.*?)</tr>', html, re.S).group(1)
+    assert "for ever" in row and "until an operator acts" not in row
+    assert _cell(html, "provider_events", "expired") == "—"
+    assert ProviderEvent.objects.count() == 3
 
 
 def test_a_read_only_operator_cannot_run_it(readonly_client, make_job):

@@ -13,7 +13,7 @@ from core.audit import AuditCommand
 from core.models import AuditEvent
 from jobs import services
 from jobs.models import Job, JobAttempt, ProviderEvent
-from jobs.services.retention import AUDIT, Pruner, PruneRun, RetentionPolicy
+from jobs.services.retention import AUDIT, PROVIDER_EVENTS, Pruner, PruneRun, RetentionPolicy
 from jobs.states import SYSTEM_PRUNER, JobStatus
 from jobsconsole.env import env_days
 
@@ -25,6 +25,7 @@ def policy(**overrides):
     values = {
         "job_days": {S.SUCCEEDED: 7.0, S.RESOLVED: 30.0, S.FAILED: None, S.STALLED: None},
         "audit_days": 90.0,
+        "provider_event_days": 30.0,
         "batch": 500,
         "rows_per_minute": 30_000,
     }
@@ -59,6 +60,17 @@ def event(job_id="", days_ago=0.0, command=AuditCommand.CLAIM, **kwargs):
     )
 
 
+def provider_event(account, days_ago=0.0, job=None):
+    return ProviderEvent.objects.create(
+        account=account,
+        provider="imap",
+        type="mailbox.changed",
+        external_id=f"ext-{ProviderEvent.objects.count()}-{days_ago}",
+        job=job,
+        created_at=ago(days_ago),
+    )
+
+
 def remaining(*jobs):
     return set(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("pk", flat=True))
 
@@ -80,7 +92,7 @@ def test_removes_only_what_the_policy_says(make_job):
     assert remaining(*old_ok, old_resolved) == set()
     kept = [young_ok, young_resolved, old_failed, old_stalled]
     assert remaining(*kept) == {j.pk for j in kept}
-    assert record["removed"] == {"succeeded": 3, "resolved": 1, AUDIT: 0}
+    assert record["removed"] == {"succeeded": 3, "resolved": 1, AUDIT: 0, PROVIDER_EVENTS: 0}
     assert record["complete"] is True
 
 
@@ -103,6 +115,8 @@ def test_a_policy_for_a_waiting_status_is_refused():
             policy(job_days={status: 1.0})
     with pytest.raises(ValueError, match="more than 0"):
         policy(audit_days=0)
+    with pytest.raises(ValueError, match="more than 0"):
+        policy(provider_event_days=-1.0)
 
 
 def test_failed_and_stalled_go_when_configured(make_job):
@@ -167,13 +181,15 @@ def test_audit_events_kept_when_their_retention_is_keep(make_job):
     assert AuditEvent.objects.filter(pk=old.pk).exists()
 
 
-def test_a_run_goes_in_batches_and_is_one_audit_event_with_exact_counts(make_job):
+def test_a_run_goes_in_batches_and_is_one_audit_event_with_exact_counts(make_job, account):
     for _ in range(7):
         job(make_job, S.SUCCEEDED, 10)
     for _ in range(3):
         job(make_job, S.RESOLVED, 40)
     for n in range(5):
         event(f"job_01HZZZZZZZZZZZZZZZZZZZZZ{n:02d}", days_ago=100)
+    for _ in range(3):
+        provider_event(account, days_ago=40)
 
     run = PruneRun.start(policy(batch=2), NOW)
     steps = []
@@ -187,10 +203,61 @@ def test_a_run_goes_in_batches_and_is_one_audit_event_with_exact_counts(make_job
     assert max(steps) == 2
     (prune,) = prune_events()
     assert prune.actor == SYSTEM_PRUNER.name and prune.actor_type == "system"
-    assert prune.data["removed"] == {"succeeded": 7, "resolved": 3, AUDIT: 5}
-    assert prune.data["batches"] == 4 + 2 + 3
+    assert prune.data["removed"] == {"succeeded": 7, "resolved": 3, AUDIT: 5, PROVIDER_EVENTS: 3}
+    assert prune.data["batches"] == 4 + 2 + 3 + 2
     assert prune.data["complete"] is True
-    assert "7 succeeded, 3 resolved, 5 audit_events" in prune.reason
+    assert "7 succeeded, 3 resolved, 5 audit_events, 3 provider_events" in prune.reason
+    assert ProviderEvent.objects.count() == 0
+
+
+def test_provider_events_go_by_their_age_once_no_job_points_to_them(make_job, account):
+    old = [provider_event(account, days_ago=31) for _ in range(3)]
+    young = provider_event(account, days_ago=29)
+    # A failed job kept for a year still shows the event that pushed it, however old.
+    kept_job = job(make_job, S.FAILED, 365)
+    kept_event = provider_event(account, days_ago=365, job=kept_job)
+    Job.objects.filter(pk=kept_job.pk).update(provider_event=kept_event)
+    # The event of a job this run removes goes in the same run (jobs are taken first).
+    pruned_job = job(make_job, S.SUCCEEDED, 40)
+    freed_event = provider_event(account, days_ago=40, job=pruned_job)
+    Job.objects.filter(pk=pruned_job.pk).update(provider_event=freed_event)
+
+    record = services.jobs_prune(policy=policy(batch=2), now=NOW)
+
+    assert set(ProviderEvent.objects.values_list("pk", flat=True)) == {young.pk, kept_event.pk}
+    assert record["removed"][PROVIDER_EVENTS] == 4
+    assert record["removed"]["succeeded"] == 1
+    assert Job.objects.get(pk=kept_job.pk).provider_event_id == kept_event.pk
+    assert {e.pk for e in old}.isdisjoint(ProviderEvent.objects.values_list("pk", flat=True))
+
+
+def test_a_removed_provider_event_is_ingested_again(account):
+    # The event is the dedup record of the push: past its retention, a redelivery is new.
+    def ingest():
+        return services.provider_event_ingest(
+            account=account,
+            provider="imap",
+            type="mailbox.changed",
+            external_id="push-1",
+            payload={},
+            actor=SYSTEM_PRUNER,
+        )
+
+    first, created = ingest()
+    assert created
+    assert ingest() == (first, False)
+    Job.objects.filter(provider_event=first).delete()
+    ProviderEvent.objects.filter(pk=first.pk).update(created_at=ago(31))
+    services.jobs_prune(policy=policy(), now=NOW)
+    again, created = ingest()
+    assert created and again.pk != first.pk
+
+
+def test_provider_events_kept_when_their_retention_is_keep(account):
+    old = provider_event(account, days_ago=5000)
+    record = services.jobs_prune(policy=policy(provider_event_days=None), now=NOW)
+    assert ProviderEvent.objects.filter(pk=old.pk).exists()
+    assert PROVIDER_EVENTS not in record["removed"]
 
 
 def test_a_run_that_removes_nothing_writes_no_audit_event(make_job):
@@ -229,6 +296,24 @@ def test_the_pruner_spends_its_budget_per_minute_one_batch_per_step(make_job):
     assert pruner.step() == 1
 
 
+def test_the_pruners_budget_counts_provider_events(make_job, account):
+    for _ in range(3):
+        job(make_job, S.SUCCEEDED, 10)
+    for _ in range(4):
+        provider_event(account, days_ago=40)
+    clock = [1000.0]
+    pruner = Pruner(lambda: policy(batch=2, rows_per_minute=5), clock=lambda: clock[0])
+
+    removed = [pruner.step() for _ in range(5)]
+    # 3 jobs, then 2 of the events: the minute's 5 rows; then nothing until the next minute.
+    assert removed == [2, 1, 2, 0, 0]
+    assert ProviderEvent.objects.count() == 2
+    clock[0] += 60
+    assert [pruner.step() for _ in range(3)] == [2, 0, 0]
+    assert ProviderEvent.objects.count() == 0
+    assert pruner.run is None
+
+
 def test_the_pruner_is_off_with_no_budget(make_job):
     job(make_job, S.SUCCEEDED, 10)
     pruner = Pruner(lambda: policy(rows_per_minute=0), clock=lambda: 0.0)
@@ -236,11 +321,15 @@ def test_the_pruner_is_off_with_no_budget(make_job):
     assert Job.objects.count() == 1
 
 
-def test_preview_counts_what_the_next_run_removes(make_job):
+def test_preview_counts_what_the_next_run_removes(make_job, account):
     for _ in range(4):
         job(make_job, S.SUCCEEDED, 10)
     job(make_job, S.RESOLVED, 40)
     event("job_01HZZZZZZZZZZZZZZZZZZZZZZZ", days_ago=100)
+    for _ in range(2):
+        provider_event(account, days_ago=40)
+    linked = job(make_job, S.FAILED, 40)
+    Job.objects.filter(pk=linked.pk).update(provider_event=provider_event(account, days_ago=40))
     rows = {
         row.name: row
         for row in services.retention_preview(policy=policy(rows_per_minute=4), now=NOW)
@@ -250,27 +339,44 @@ def test_preview_counts_what_the_next_run_removes(make_job):
     assert (rows["resolved"].expired, rows["resolved"].next_run) == (1, 0)
     assert rows["failed"].days is None and rows["failed"].expired is None
     assert rows[AUDIT].expired == 1
+    # The event a kept job points to is not past its retention; the budget is spent already.
+    assert (rows[PROVIDER_EVENTS].expired, rows[PROVIDER_EVENTS].next_run) == (2, 0)
+    assert rows[PROVIDER_EVENTS].days == 30.0
+    roomy = services.retention_preview(policy=policy(rows_per_minute=100), now=NOW)
+    assert (roomy[-1].name, roomy[-1].expired, roomy[-1].next_run) == (PROVIDER_EVENTS, 2, 2)
+    kept = services.retention_preview(policy=policy(provider_event_days=None), now=NOW)[-1]
+    assert (kept.days, kept.expired, kept.next_run) == (None, None, 0)
     capped = services.retention_preview(policy=policy(), now=NOW, cap=2)[0]
     assert (capped.expired, capped.capped) == (2, True)
-    assert Job.objects.count() == 5  # a preview removes nothing
+    assert Job.objects.count() == 6  # a preview removes nothing
+    assert ProviderEvent.objects.count() == 3
 
 
-def test_jobs_prune_dry_run_removes_nothing_and_says_what_would_go(make_job, settings):
+def test_jobs_prune_dry_run_removes_nothing_and_says_what_would_go(make_job, account, settings):
     for _ in range(3):
         job(make_job, S.SUCCEEDED, 10)
     young = job(make_job, S.SUCCEEDED, 1)
+    settings.JOBS_RETAIN_PROVIDER_EVENTS_DAYS = 30.0
+    for days in (31, 31, 5):
+        provider_event(account, days_ago=days)
     out = io.StringIO()
     call_command("jobs_prune", "--dry-run", stdout=out)
     text = out.getvalue()
     assert Job.objects.count() == 4
+    assert ProviderEvent.objects.count() == 3
     assert "dry run, nothing removed" in text
     (line,) = [line for line in text.splitlines() if line.startswith("succeeded")]
     assert line.split()[-2:] == ["3", "3"]  # past its cut-off, and in the next run
+    (line,) = [line for line in text.splitlines() if line.startswith(PROVIDER_EVENTS)]
+    assert line.split()[1:3] == ["30", "d"]
+    assert line.split()[-2:] == ["2", "2"]
     assert prune_events() == []
 
     out = io.StringIO()
     call_command("jobs_prune", stdout=out)
     assert "removed 3 succeeded" in out.getvalue()
+    assert "2 provider_events" in out.getvalue()
+    assert ProviderEvent.objects.count() == 1
     assert remaining(young) == {young.pk}
     assert Job.objects.count() == 1
     assert len(prune_events()) == 1

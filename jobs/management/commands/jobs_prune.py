@@ -22,7 +22,10 @@ def _days(days: float | None) -> str:
 
 
 class Command(BaseCommand):
-    help = "Remove finished jobs and old audit events by the retention policy (JOBS_RETAIN_*)."
+    help = (
+        "Remove finished jobs and old audit and provider events by the retention policy "
+        "(JOBS_RETAIN_*)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
@@ -59,12 +62,12 @@ class Command(BaseCommand):
             f"{policy.rows_per_minute:,} rows a minute); dry run, nothing removed:"
         )
         self.stdout.write(
-            f"{'rows':<14} {'keep for':>9} {'older than':<26} {'past it':>12} {'next run':>10}"
+            f"{'rows':<16} {'keep for':>9} {'older than':<26} {'past it':>12} {'next run':>10}"
         )
         for row in services.retention_preview(policy=policy):
             cutoff = row.cutoff.isoformat(timespec="seconds") if row.cutoff else "-"
             expired = "-" if row.expired is None else f"{row.expired:,}"
             self.stdout.write(
-                f"{row.name:<14} {_days(row.days):>9} {cutoff:<26} {expired:>12} "
+                f"{row.name:<16} {_days(row.days):>9} {cutoff:<26} {expired:>12} "
                 f"{row.next_run:>10,}"
             )
