@@ -132,8 +132,10 @@ def link_jobs(event: AuditEvent | int, job_ids: Iterable[str]) -> None:
 
 def for_job(job_id: str) -> Q:
     """The condition of every audit event that touched the job: its own events (`job_id`), and
-    the events about many jobs linked to it (link_jobs). Two index probes: audit_job and the
-    link table's primary key."""
-    return Q(job_id=job_id) | Q(
-        pk__in=AuditEventJob.objects.filter(job_id=job_id).values("event_id")
-    )
+    the events about many jobs linked to it (link_jobs). Their ids come from two index probes
+    (audit_job and the link table's primary key) joined by a UNION: written as `job_id = X OR
+    id IN (links)`, PostgreSQL cannot combine the two and, for a page ordered by id, walked the
+    whole table backwards by its primary key (320 ms at 800,000 events, seconds at 40M)."""
+    own = AuditEvent.objects.filter(job_id=job_id).order_by().values("pk")
+    linked = AuditEventJob.objects.filter(job_id=job_id).order_by().values("event_id")
+    return Q(pk__in=own.union(linked, all=True))
