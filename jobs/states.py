@@ -160,7 +160,8 @@ class WaitReason(models.TextChoices):
 WAITING_SLOT_Q = Q(wait_reason=WaitReason.CONCURRENCY_LIMIT.value)
 # Fires due sync schedules (jobs.services.schedules): the tasks it creates name it.
 SYSTEM_SCHEDULER = Actor.system("scheduler")
-# Removes finished jobs and old audit events by the retention policy (jobs.services.retention).
+# Removes finished jobs, old audit events and old provider events by the retention policy
+# (jobs.services.retention).
 SYSTEM_PRUNER = Actor.system("pruner")
 
 

@@ -9,7 +9,8 @@ the public services from here (`from jobs import services`).
 - maintenance: the scheduler's sweeps (lost runs, due jobs, unclaimed messages);
 - schedules: sync schedules (create, update, pause, resume, run now, delete) and the
   scheduler's step that fires the due ones;
-- retention: removing finished jobs and old audit events by the retention policy, in batches;
+- retention: removing finished jobs, old audit events and provider events by the retention
+  policy, in batches;
 - quarantine: failing a job whose row a step cannot read or process, so it stops no one else;
 - _rows: row helpers for these modules only (locking, bookkeeping, task status, deletes).
 
