@@ -333,8 +333,11 @@ class AccountJobsViewSet(viewsets.ViewSet):
         # The hot path: scope is checked without a query where the key tells it.
         account_id = account_selectors.account_id_in_scope(caller, account_id)
         queryset, params = selectors.jobs_search(account_id, data, queryset=JOB_ROWS)
+        scan = selectors.jobs_search_scan(account_id, params, queryset=JOB_ROWS)
         limit, cursor = page_params(data)
-        page = paginate(queryset, limit=limit, cursor=cursor, parse_id=prefixed_id("job"))
+        page = paginate(
+            queryset, limit=limit, cursor=cursor, parse_id=prefixed_id("job"), scan=scan
+        )
         if not page.items and caller.is_operator:
             account_selectors.account_get(caller, account_id)  # an unknown account is a 404
         params["limit"] = str(limit)

@@ -197,17 +197,23 @@ class JobFilterForm(forms.Form):
         return data
 
 
-def _filter_text(qs: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
-    # Text in the error detail, or an exact id (operators paste ids into search boxes).
+def text_condition(value: str) -> Q | None:
+    """What `q` matches: text in the error detail, or an exact id (operators paste ids into
+    search boxes); None for blank text (no condition)."""
     text = value.strip()
     if not text:
-        return qs
+        return None
     # `detail <> ''` changes no result (the text is not empty) and lets PostgreSQL use the
     # partial trigram index job_error_detail_trgm (jobs.sql.SEARCH_INDEXES).
     condition = Q(last_error_detail__icontains=text) & ~Q(last_error_detail="")
     if is_valid_id(text, "job"):
         condition |= Q(id=text)
-    return qs.filter(condition)
+    return condition
+
+
+def _filter_text(qs: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+    condition = text_condition(value)
+    return qs if condition is None else qs.filter(condition)
 
 
 class JobFilter(django_filters.FilterSet):

@@ -19,11 +19,18 @@ from django.utils import timezone
 from accounts.permissions import Principal
 from accounts.selectors import get_in_scope
 from core.actors import ActorType
+from core.api.pagination import Scan
 from core.audit import for_job as audit_for_job
 from core.errors import ValidationFailed
 from core.ids import id_pattern
 from core.models import AuditEvent
-from jobs.filters import UtcDateTimeFilter, filter_jobs, id_validator, normalize_filter_params
+from jobs.filters import (
+    UtcDateTimeFilter,
+    filter_jobs,
+    id_validator,
+    normalize_filter_params,
+    text_condition,
+)
 from jobs.models import BulkOperation, Job, ProviderEvent, Schedule, Task
 from jobs.states import BulkStatus
 
@@ -52,6 +59,21 @@ def jobs_search(
     params = normalize_filter_params(data, reserved=JOB_PAGE_PARAMS)
     queryset = Job.objects.all() if queryset is None else queryset
     return filter_jobs(queryset.filter(account_id=account_id), params), params
+
+
+def jobs_search_scan(
+    account_id: str, params: QueryDict, *, queryset: QuerySet[Job] | None = None
+) -> Scan | None:
+    """For a page of jobs_search whose filters (`params`, as it returned them, so valid) hold
+    text (`q`): the jobs without the text and the text's condition, for the paginator to scan
+    (core.api.pagination.Scan); None without text."""
+    condition = text_condition(params.get("q", ""))
+    if condition is None:
+        return None
+    others = params.copy()
+    others.pop("q")
+    queryset = Job.objects.all() if queryset is None else queryset
+    return Scan(filter_jobs(queryset.filter(account_id=account_id), others), condition)
 
 
 # --- tasks and provider events -------------------------------------------------------------------
