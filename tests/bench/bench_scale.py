@@ -128,6 +128,11 @@ def main(argv: list[str]) -> int:
             status |= _api(api, auth, hot, data.rare_term, data.common_term, args.repeat)
         if "admin" in parts:
             status |= _admin(admin, hot, args.repeat)
+            metrics = _get(api, "/metrics", **auth)
+            statements = captured_selects(metrics)
+            samples = timed(metrics, args.repeat)
+            sql_ms = timed(replay(statements), args.repeat)
+            print(_line("/metrics (operator key)", samples, sql_ms, ADMIN_P95_MS), flush=True)
         if "scan" in parts:
             status |= _rare_scan(hot, data.rare_term, args.scan_repeat)
     finally:
@@ -184,12 +189,31 @@ def _admin(client: Client, hot: str, repeat: int) -> int:
         ("admin queue: unfiltered", jobs),
         ("admin job page (5 attempts)", reverse("admin:jobs_job_change", args=[job.pk])),
         ("admin error triage", reverse("admin:jobs_job_triage")),
-        ("admin dashboard (24 h)", f"{reverse('admin:jobs_job_dashboard')}?range=24h"),
+        *(
+            (f"admin dashboard ({key})", f"{reverse('admin:jobs_job_dashboard')}?range={key}")
+            for key in ("1h", "24h", "7d")
+        ),
+        (
+            "admin dashboard (7d), the account",
+            f"{reverse('admin:jobs_job_dashboard')}?range=7d&account={hot}",
+        ),
+        ("admin workers page", reverse("admin:jobs_job_workers")),
         ("admin audit log", reverse("admin:core_auditevent_changelist")),
         (
             "admin audit log: the account",
             f"{reverse('admin:core_auditevent_changelist')}?account_id={hot}",
         ),
+    ]
+    # One refresh of each live region (core.live): what an open page costs every few seconds.
+    job_url = reverse("admin:jobs_job_change", args=[job.pk])
+    pages += [
+        ("live: queue rows, account + failed", f"{jobs}?account={hot}&status=failed&_live=1"),
+        ("live: queue rows, unfiltered", f"{jobs}?_live=1"),
+        ("live: job summary", f"{job_url}?_live=summary"),
+        ("live: job history", f"{job_url}?_live=history"),
+        ("live: triage", reverse("admin:jobs_job_triage") + "?_live=1"),
+        ("live: index counts", reverse("admin:jobs_job_counts")),
+        ("live: dashboard (24 h)", f"{reverse('admin:jobs_job_dashboard')}?range=24h&_live=1"),
     ]
     print(f"\n{'admin':40} {'med ms':>8} {'p95 ms':>8} {'SQL ms':>9} {'ratio':>7}")
     for name, url in pages:
