@@ -733,12 +733,15 @@ class AuditEventViewSet(viewsets.ViewSet):
 
 # --- bulk operations -----------------------------------------------------------------------------
 
-# The permission a staff user needs for each bulk command: the same as for the command on one job.
+# The permission a staff user needs for each bulk command: the same as for the command on one job
+# (JobViewSet.staff_permissions; cancel of running jobs is jobs.cancel_job there too). Every
+# command in BULK_COMMANDS has one: tests/api/test_bulk_operations_api.py checks.
 BULK_PERMISSIONS = {
     Command.RETRY: "jobs.retry_job",
     Command.RESOLVE: "jobs.resolve_job",
     Command.TRIGGER: "jobs.trigger_job",
     Command.DELETE: "jobs.delete_job",
+    Command.CANCEL: "jobs.cancel_job",
 }
 
 
@@ -757,8 +760,9 @@ class BulkOperationViewSet(viewsets.ViewSet):
     @extend_schema(
         operation_id="bulk_operations_create",
         summary="Start a bulk operation",
-        description="Runs `command` (retry, resolve, trigger, delete) on every job the "
-        "`filter` (the search body's filters) matches in `account_id`, or across accounts "
+        description="Runs `command` (retry, resolve, trigger, delete, or cancel: of running "
+        "jobs) on every job the `filter` (the search body's filters) matches in `account_id`, "
+        "or across accounts "
         "when it is null (operators only; an account key's own account otherwise, 404 for any "
         "other). The set is fixed now: jobs that match later are not swept in. 202 with the "
         "operation, which runs in the background in batches; 200 with the count for a "

@@ -167,3 +167,49 @@ def test_a_staff_user_needs_the_commands_permission(api, account, django_user_mo
     user = django_user_model.objects.get(pk=user.pk)
     api.client.force_login(user)
     assert api.post(URL, body(account.pk)).status_code == 202
+
+
+def test_every_bulk_command_names_a_staff_permission():
+    from jobs.api import BULK_PERMISSIONS
+    from jobs.states import BULK_COMMANDS
+
+    assert set(BULK_PERMISSIONS) == set(BULK_COMMANDS)
+
+
+def test_a_staff_user_needs_the_cancel_permission_for_a_bulk_cancel(
+    api, account, django_user_model
+):
+    """A bulk cancel (of running jobs) takes jobs.cancel_job, as POST /api/jobs/:id/cancel does:
+    403 in the JSON shape without it (was a KeyError, a 500), 202 with it; cancelling that
+    operation takes the same permission."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("canceller", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_job"))
+    api.client.force_login(user)
+    running = JobFactory(account=account, status=S.RUNNING)
+    cancel_body = {"command": "cancel", "filter": {"status": "running"}, "account_id": account.pk}
+    refused = api.post(URL, cancel_body)
+    assert refused.status_code == 403, refused.content
+    assert error_of(refused)["code"] == "permission_denied"
+    assert "jobs.cancel_job" in error_of(refused)["message"]
+    assert not BulkOperation.objects.exists()
+
+    operation = services.bulk_operation_create(
+        command="cancel",
+        filters={"status": "running"},
+        account_id=account.pk,
+        actor=services_actor(),
+    )
+    refused = api.post(f"{URL}/{operation.pk}/cancel", {})
+    assert refused.status_code == 403, refused.content
+    assert error_of(refused)["code"] == "permission_denied"
+
+    user.user_permissions.add(Permission.objects.get(codename="cancel_job"))
+    api.client.force_login(django_user_model.objects.get(pk=user.pk))
+    assert api.post(f"{URL}/{operation.pk}/cancel", {}).json()["status"] == "cancelled"
+    started = api.post(URL, {**cancel_body, "note": "provider down"})
+    assert started.status_code == 202, started.content
+    services.bulk_operation_run(started.json()["id"])
+    assert api.get(f"{URL}/{started.json()['id']}").json()["progress"]["done"] == 1
+    assert Job.objects.get(pk=running.pk).cancel_requested_by == "user:canceller"
