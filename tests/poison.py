@@ -55,3 +55,26 @@ WRONG_SHAPE_JSON = ["[]", '"x"', "null", "123"]
 # Storable in PostgreSQL's jsonb, deeper than Python's json module can parse (SQLite's
 # json_valid, which guards the column, refuses it).
 DEEP_JSON = "[" * 5000 + "]" * 5000
+
+
+def refuse_updates(job_id: str) -> None:
+    """Make the database refuse every change of the job but a failure (as a constraint or a
+    trigger a restore brought along would), in this test's transaction only."""
+    with connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute(
+                "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.id = '{job_id}' AND NEW.status <> 'failed' THEN "
+                "RAISE EXCEPTION 'refused by a constraint' USING ERRCODE = 'check_violation'; "
+                "END IF; RETURN NEW; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER test_refuse BEFORE UPDATE ON jobs_job "
+                "FOR EACH ROW EXECUTE FUNCTION test_refuse()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER test_refuse BEFORE UPDATE ON jobs_job "
+                f"WHEN NEW.id = '{job_id}' AND NEW.status <> 'failed' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END"
+            )

@@ -271,6 +271,7 @@ def _run_batch(operation: BulkOperation, now: datetime) -> None:
     chunk = BulkOperationChunk.objects.get(operation=operation, number=operation.next_batch)
     ids = chunk.job_ids.split(",") if chunk.job_ids else []
     actor = Actor(ActorType(operation.actor_type), operation.actor)
+    one_by_one = False
     try:
         with transaction.atomic():
             outcome = apply_batch(
@@ -286,7 +287,9 @@ def _run_batch(operation: BulkOperation, now: datetime) -> None:
             exc,
         )
         outcome = _one_by_one(command, ids, actor=actor, operation=operation)
-    if outcome.acted:
+        one_by_one = True
+    # One event for a set-based batch; the per-job services of a detour audited each job.
+    if outcome.acted and not one_by_one:
         _audit_batch(operation, command, actor, outcome, now)
     skipped = Counter(operation.skipped)
     skipped.update(outcome.skipped)
@@ -364,8 +367,8 @@ def _one_by_one(
     command: Command, ids: list[str], *, actor: Actor, operation: BulkOperation
 ) -> BatchOutcome:
     """A batch that failed as a whole (a row the set-based statements could not process), done
-    through the per-job service, each job in a savepoint: a refusal is a skip, anything else a
-    failure that stops no other job."""
+    through the per-job service, each job in a savepoint: a success is done (in `acted`), a
+    refusal a skip, anything else a failure that stops no other job."""
     from jobs.services.commands import job_command
 
     outcome = BatchOutcome()
@@ -385,7 +388,9 @@ def _one_by_one(
         except Exception:
             logger.exception("bulk operation %s: %s of %s failed", operation.pk, command, job_id)
             outcome.failed += 1
-        # The per-job service audits each job itself: no batch event or link for these.
+        else:
+            # The per-job service audited the job itself: the caller writes no batch event.
+            outcome.acted.append(job_id)
     return outcome
 
 

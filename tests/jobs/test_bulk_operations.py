@@ -371,3 +371,42 @@ def test_a_bulk_retry_clears_the_cancel_request_and_the_limit_wait_of_the_run_be
     assert job.status == JobStatus.QUEUED
     assert (job.cancel_requested_at, job.cancel_requested_by, job.cancel_note) == (None, "", "")
     assert (job.wait_reason, job.ignore_limit) == ("", False)
+
+
+def test_a_batch_that_fails_as_a_whole_is_done_one_job_at_a_time(
+    account, actor, make_job, small_batches, caplog
+):
+    """A row the set-based UPDATE cannot change (the database refuses it: a trigger standing
+    for a constraint a restore brought along, as in test_poisoned_rows) fails its whole batch;
+    the batch is then done through the per-job service, each job alone: the good jobs are
+    retried and counted done, the refused one is counted failed and left as it was, the other
+    batches are untouched by the detour, and the operation finishes."""
+    import logging
+
+    from tests.poison import refuse_updates
+
+    caplog.set_level(logging.WARNING, logger="jobs.services.bulk")
+    jobs = [make_job(status=JobStatus.FAILED) for _ in range(5)]
+    bad = jobs[1]  # in the first batch (ids in order: jobs[0], jobs[1])
+    refuse_updates(bad.pk)
+    operation = create(account, actor, note="provider is back")
+    assert (operation.matched, operation.batches) == (5, 3)
+
+    assert run_all(operation) == "succeeded"
+    assert operation.status == BulkStatus.SUCCEEDED and operation.finished_at is not None
+    assert (operation.done, operation.failed, operation.skipped) == (4, 1, {})
+    assert progress(operation)["remaining"] == 0
+    assert [Job.objects.get(pk=job.pk).status for job in jobs] == [
+        JobStatus.QUEUED,
+        JobStatus.FAILED,
+        JobStatus.QUEUED,
+        JobStatus.QUEUED,
+        JobStatus.QUEUED,
+    ]
+    fallback = [r.getMessage() for r in caplog.records if "one by one" in r.getMessage()]
+    assert len(fallback) == 1 and "batch 0 failed" in fallback[0]
+    # Each job retried once, with one audit event: the per-job service's for the detour's
+    # good job, the batch's for the others; none for the refused job.
+    assert events_of(jobs[0].pk) == ["retry"]
+    assert all(events_of(job.pk) == ["retry"] for job in jobs[2:])
+    assert events_of(bad.pk) == []

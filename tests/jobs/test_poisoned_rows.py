@@ -31,6 +31,7 @@ from tests.poison import (
     after_year_9999,
     corrupt,
     is_postgres,
+    refuse_updates,
     unreadable_timestamps,
 )
 
@@ -407,29 +408,6 @@ def test_an_operator_sees_a_corrupt_running_job(
 # --- a row the database refuses to change ------------------------------------------------------
 
 
-def _refuse_updates(job_id: str) -> None:
-    """Make the database refuse every change of the job but a failure (as a constraint or a
-    trigger a restore brought along would), in this test's transaction only."""
-    with connection.cursor() as cursor:
-        if is_postgres():
-            cursor.execute(
-                "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF NEW.id = '{job_id}' AND NEW.status <> 'failed' THEN "
-                "RAISE EXCEPTION 'refused by a constraint' USING ERRCODE = 'check_violation'; "
-                "END IF; RETURN NEW; END $$"
-            )
-            cursor.execute(
-                "CREATE TRIGGER test_refuse BEFORE UPDATE ON jobs_job "
-                "FOR EACH ROW EXECUTE FUNCTION test_refuse()"
-            )
-        else:
-            cursor.execute(
-                "CREATE TRIGGER test_refuse BEFORE UPDATE ON jobs_job "
-                f"WHEN NEW.id = '{job_id}' AND NEW.status <> 'failed' "
-                "BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END"
-            )
-
-
 @pytest.mark.parametrize(
     ("status", "found_by"),
     [
@@ -445,7 +423,7 @@ def test_a_row_the_database_refuses_to_change_is_quarantined_alone(
     fails alone is quarantined: with the database's error, as no value of it is unreadable."""
     caplog.set_level(logging.WARNING)
     job = _make(status, account)
-    _refuse_updates(job.pk)
+    refuse_updates(job.pk)
 
     one_round()
 
