@@ -30,8 +30,10 @@ def filter_words(operation: BulkOperation, account: Account | None = None) -> st
     """The operation's filter in an operator's words, as the queue describes its own."""
     params = QueryDict(mutable=True)
     for name, values in operation.filter.items():
-        params.setlist(name, values)
-    words = QueueFilter(operation.account_id or "", False, params).describe(account)
+        if name != services.STALLED_NOW_KEY:
+            params.setlist(name, values)
+    stalled_now = services.STALLED_NOW_KEY in operation.filter
+    words = QueueFilter(operation.account_id or "", stalled_now, params).describe(account)
     return words if operation.account_id else f"every account; {words}"
 
 

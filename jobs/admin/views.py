@@ -61,10 +61,12 @@ def bulk_command(
         queue_filter = QueueFilter.from_query(request.GET)
     except ValidationFailed:
         queue_filter = QueueFilter()
-    # "All N matching" becomes a bulk operation (no cap, in the background) whenever the
-    # queue's filter is one a search body can say; "stalled now" (running jobs, which no bulk
-    # command acts on) and a selection of rows stay one service call per job.
-    as_operation = select_across and not queue_filter.stalled_now
+    # "All N matching" becomes a bulk operation (no cap, in the background), "stalled now"
+    # included: the service judges it once, when it fixes the set (bulk_operation_create's
+    # stalled_now). Of the commands, only cancel acts on those running jobs; the others count
+    # them as skipped (running). A selection of rows (one page at most) stays one service call
+    # per job, in the request.
+    as_operation = select_across
     if CONFIRM in request.POST and form.is_valid():
         actor = Actor.user(request.user)
         if as_operation:
@@ -78,6 +80,7 @@ def bulk_command(
                     note=data.get("note", ""),
                     inputs=data,
                     default_pace=True,
+                    stalled_now=queue_filter.stalled_now,
                 )
             except DomainError as exc:
                 model_admin.message_user(request, f"Not started: {exc.message}", messages.ERROR)

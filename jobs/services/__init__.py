@@ -19,6 +19,7 @@ tasks by id), checks jobs.states, writes, audits and sends broker messages after
 """
 
 from jobs.services.bulk import (
+    STALLED_NOW_KEY,
     bulk_operation_cancel,
     bulk_operation_create,
     bulk_operation_run,
@@ -78,6 +79,7 @@ from jobs.services.schedules import (
 
 __all__ = [
     "SEARCH_DELETE_BATCH",
+    "STALLED_NOW_KEY",
     "Beat",
     "ClaimedRun",
     "JobQuarantined",

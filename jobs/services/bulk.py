@@ -59,12 +59,16 @@ from jobs.states import (
     BULK_COMMANDS,
     BulkStatus,
     Command,
+    stale_heartbeat,
 )
 
 logger = logging.getLogger(__name__)
 
 # A paced batch holds about this many seconds of the rate.
 PACE_STEP_SECONDS = 1.0
+# The key under which an operation's filter records the admin's "stalled now" (the queue's own
+# query-string name for it, jobs.admin.filters.STALLED_PARAM; no FilterSet field has it).
+STALLED_NOW_KEY = "stalled"
 
 # --- creating an operation ---------------------------------------------------------------------
 
@@ -118,10 +122,14 @@ def bulk_operation_create(
     pace: Mapping[str, Any] | None = None,
     default_pace: bool = False,
     dry_run: bool = False,
+    stalled_now: bool = False,
 ) -> BulkOperation | int:
     """Create an operation running `command` on every job `filters` match in `account_id` (None:
     across accounts; the caller checked it is an operator), or, for a `dry_run`, count them.
-    `pace`: {"rate": jobs/s} or {"window_seconds": s}; `default_pace` when none was given."""
+    `pace`: {"rate": jobs/s} or {"window_seconds": s}; `default_pace` when none was given.
+    `stalled_now`: the admin queue's own filter besides the FilterSet's (running jobs without a
+    heartbeat for the grace, jobs.states.stale_heartbeat): judged once, when the set is fixed,
+    and recorded in the operation's filter as `STALLED_NOW_KEY`."""
     try:
         command = Command(command)
     except ValueError:
@@ -137,12 +145,16 @@ def bulk_operation_create(
             fields={"filter": ["At least one filter field is required."]},
         )
     base = Job.objects.all() if account_id is None else Job.objects.filter(account_id=account_id)
+    if stalled_now:
+        base = base.filter(stale_heartbeat())
     matched_qs = filter_jobs(base, params).order_by()
     if dry_run:
         return matched_qs.count()
     now = timezone.now()
     size = settings.JOBS_BULK_BATCH_SIZE
     filter_record = {name: params.getlist(name) for name in params}
+    if stalled_now:
+        filter_record[STALLED_NOW_KEY] = ["1"]
     with transaction.atomic():
         operation = BulkOperation(
             command=command.value,

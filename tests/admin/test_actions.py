@@ -270,3 +270,56 @@ def test_a_selection_has_no_cap_and_runs_in_the_request(operator_client, make_jo
     _, done = run_action(operator_client, "retry_jobs", [j.pk for j in jobs])
     assert messages_of(done) == ["3 jobs retried."]
     assert not BulkOperation.objects.exists()
+
+
+def test_all_matching_stalled_now_is_a_background_operation(
+    operator_client, account, other_account, make_job
+):
+    """ "All N matching" with "stalled now" no longer runs one job at a time in the request
+    (no upper bound): it starts a bulk operation whose fixed set is the jobs stalled when it
+    was created, as for any other filter."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.admin.bulk import filter_words
+
+    old = timezone.now() - timedelta(minutes=10)
+    stale = [make_job(status=S.RUNNING, heartbeat_at=old) for _ in range(3)]
+    fresh = make_job(status=S.RUNNING, heartbeat_at=timezone.now())
+    failed = make_job(status=S.FAILED)
+    theirs = make_job(status=S.RUNNING, heartbeat_at=old, account=other_account)
+    query = f"account={account.pk}&stalled=1"
+    page, done = run_action(
+        operator_client, "cancel_jobs", [stale[0].pk], query=query, select_across=True, note="hung"
+    )
+    html = page.content.decode()
+    assert 'id="bulk-total">3<' in html and 'id="bulk-as-operation"' in html
+    # Nothing was done in the request: the operation does it.
+    assert not Job.objects.filter(cancel_requested_at__isnull=False).exists()
+    operation = ran_in_the_background(done)
+    assert messages_of(done) == ["Started: cancel of 3 jobs, in the background."]
+    assert (operation.command, operation.matched, operation.done) == ("cancel", 3, 3)
+    assert operation.filter == {services.STALLED_NOW_KEY: ["1"]}
+    assert "stalled now" in filter_words(operation, account)
+    requested = set(
+        Job.objects.filter(cancel_requested_at__isnull=False).values_list("pk", flat=True)
+    )
+    assert requested == {job.pk for job in stale}
+    assert Job.objects.get(pk=stale[0].pk).cancel_note == "hung"
+    assert fresh.pk not in requested and theirs.pk not in requested and failed.pk not in requested
+
+
+def test_all_matching_stalled_now_with_retry_skips_them_as_running(operator_client, make_job):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    stale = make_job(status=S.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=10))
+    _, done = run_action(
+        operator_client, "retry_jobs", [stale.pk], query="stalled=1", select_across=True
+    )
+    operation = ran_in_the_background(done)
+    assert (operation.matched, operation.done, operation.skipped) == (1, 0, {"running": 1})
+    assert operation.account_id is None
+    assert status_of(stale) == ["running"]
