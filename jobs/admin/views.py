@@ -314,6 +314,8 @@ def _health_scope(request: HttpRequest) -> tuple[str, Account | None, str, str]:
 
 
 DEFAULT_RANGE = "24h"
+# What one bucket of a range's series is, in the chart's heading (minutes -> words).
+STEP_LABELS = {1: "minute", 60: "hour", 360: "6 hours"}
 
 
 def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
@@ -332,6 +334,7 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         counts=None if scope_account or action else board.by_status,
     )
     step = int(rollups.RANGES[range_key][2].total_seconds() // 60)
+    step_label = STEP_LABELS.get(step, f"{step} minutes")
     scope = {"account": scope_account, "action": action or None}
     context = {
         **model_admin.admin_site.each_context(request),
@@ -349,6 +352,7 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         "stalled_url": urls.queue_url(stalled="1"),
         "needs_operator_url": urls.queue_url(status=urls.NEEDS_OPERATOR_STATUSES),
         "range_key": range_key,
+        "step_label": step_label,
         "ranges": [(key, urls.dashboard_url(range=key, **scope)) for key in rollups.RANGES],
         "account": account,
         "account_id": account_id,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.urls import reverse
@@ -104,3 +105,31 @@ def test_dashboard_without_rollups_says_so(readonly_client):
     html = readonly_client.get(DASHBOARD).content.decode()
     assert "none yet (is a scheduler running?)" in html
     assert 'id="oldest-queued">—<' in html
+
+
+def test_the_chart_heading_names_its_buckets(readonly_client):
+    for range_key, bucket in (("1h", "minute"), ("24h", "hour"), ("7d", "6 hours")):
+        html = readonly_client.get(f"{DASHBOARD}?range={range_key}").content.decode()
+        heading = re.search(r'<h2 id="health-chart-heading">([^:]*):', html)
+        assert heading and heading[1] == f"Runs finished per {bucket}, last {range_key} (UTC)"
+
+
+def test_workers_and_dashboard_show_moments_in_the_console_form(readonly_client):
+    beat(ProcessKind.WORKER, 101, ago=1)
+    beat(ProcessKind.WORKER, 201, ago=600, cluster_pid=200)
+    beat(ProcessKind.SCHEDULER, 300, ago=2)
+    through = rollups.floor_minute(timezone.now()) - timedelta(minutes=1)
+    RollupCursor.objects.create(name=rollups.CURSOR, through=through)
+    html = readonly_client.get(WORKERS).content.decode()
+    # Every cell and line that tells a moment: <time> with the absolute form (seconds, zone) on
+    # hover or beside; no bare "Y-m-d H:i:s".
+    moments = re.findall(r'<time datetime="[^"]+" title="([^"]+)">([^<]+)</time>', html)
+    assert len(moments) >= 2 + 2 * 3 + 1  # as of; per process: started, beat; a gone one's since
+    assert any(re.fullmatch(r"\d+ (s|min|h)( \d+ min)? ago|just now", text) for _, text in moments)
+    bare = re.sub(r"<time[^>]*>.*?</time>", "", html)
+    assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?! UTC)", bare)
+    dashboard = readonly_client.get(DASHBOARD).content.decode()
+    rolled = re.search(
+        r'id="rolled-up-to"><time datetime="[^"]+" title="[^"]+">([^<]+)<', dashboard
+    )
+    assert rolled and rolled[1] == through.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core.actors import Actor
 from jobs import services
-from jobs.models import JobAttempt
+from jobs.models import JobAttempt, ProcessHeartbeat, ProcessKind
 from jobs.states import JobStatus
 from tests.browser.test_console import OPERATE, staff
 from tests.factories import AccountFactory, JobFactory
@@ -96,13 +96,45 @@ def console_data():
     services.job_retry(
         job_id=JobFactory(account=other, status=S.FAILED).pk, actor=Actor.system("t")
     )
-    return account, failed
+    # For the schedules list, the workers page and the bulk operations' pages.
+    for target, cadence in (
+        (account, {"cron": "*/15 * * * *"}),
+        (other, {"interval_seconds": 600}),
+    ):
+        services.schedule_create(
+            account=target, kind="mailbox_sync", cadence=cadence, actor=Actor.system("t")
+        )
+    for kind, pid, cluster_pid, beat_ago in (
+        (ProcessKind.WORKER, 4242, 4200, 1),
+        (ProcessKind.WORKER, 4243, 4200, 1),
+        (ProcessKind.WORKER, 5151, 5100, 900),  # a cluster that stopped beating: gone
+        (ProcessKind.SCHEDULER, 4300, None, 2),
+    ):
+        ProcessHeartbeat.objects.create(
+            kind=kind,
+            host="host-1",
+            pid=pid,
+            cluster_pid=cluster_pid,
+            queue="jobsconsole",
+            started_at=now - timedelta(hours=2),
+            beat_at=now - timedelta(seconds=beat_ago),
+            jobs_done=40,
+            jobs_failed=3,
+        )
+    operation = services.bulk_operation_create(
+        command="retry",
+        filters={"status": ["failed"], "last_error_code": ["provider_auth_failed"]},
+        account_id=account.pk,
+        actor=Actor.system("t"),
+        note="credentials fixed",
+    )
+    return account, failed, operation
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_screenshots_of_every_page(open_page, django_user_model, console_data, theme, capsys):
-    staff(django_user_model, "operator", OPERATE)
-    account, failed = console_data
+    staff(django_user_model, "operator", [*OPERATE, "jobs.view_schedule"])
+    account, failed, operation = console_data
     page = open_page("operator")
     base = page.url
     # The admin's own toggle cycles auto → dark → light (on a light system): click it to the
@@ -123,11 +155,17 @@ def test_screenshots_of_every_page(open_page, django_user_model, console_data, t
         "audit_log": f"{base}core/auditevent/",
         "accounts": f"{base}accounts/account/",
         "account": f"{base}accounts/account/{account.pk}/change/",
+        "workers": f"{base}jobs/job/workers/",
+        "retention": f"{base}jobs/job/retention/",
+        "schedules": f"{base}jobs/schedule/",
+        "bulk_operations": f"{base}jobs/bulkoperation/",
+        "bulk_progress": f"{base}jobs/bulkoperation/{operation.pk}/change/",
     }
     out = folder()
     problems = []
     for name, url in pages.items():
-        page.goto(url)
+        response = page.goto(url)
+        assert response is not None and response.status == 200, f"{name}: {url}"
         assert page.evaluate("document.documentElement.dataset.theme") == theme  # remembered
         page.screenshot(path=str(out / f"{name}-{theme}.png"), full_page=True)
         width = page.evaluate("document.documentElement.scrollWidth")
