@@ -24,7 +24,7 @@ from core.ids import id_pattern, is_valid_id
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 # The rows a page scans in order before it asks the condition's own index (see Scan).
-SCAN_WINDOWS = (500, 5_000)
+SCAN_WINDOWS = (500, 2_500)
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
 
