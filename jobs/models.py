@@ -459,6 +459,38 @@ class JobRollup(models.Model):
         return f"{self.granularity} {self.bucket} {self.account_id or '*'} {self.action}"
 
 
+class DepthSample(models.Model):
+    """How deep a queue was at one minute (or, per hour, the deepest of the hour's minutes):
+    jobs scheduled, queued and running, and how long the oldest queued job had waited, for one
+    action of one account, every action (action "") or every account (account_id ""). Sampled
+    once a minute by the scheduler (jobs.monitoring.rollups.sample_depth) from the job table's
+    status index, only for accounts and actions that have such jobs, besides the one row of
+    every account and every action that says the minute was sampled. Kept as long as the
+    rollups (minute rows two days, hour rows 35 days)."""
+
+    granularity = models.CharField(max_length=1, choices=RollupGranularity.choices)
+    bucket = models.DateTimeField()  # the start of the minute or hour (UTC)
+    account_id = models.CharField(max_length=32, blank=True)  # "": every account
+    action = models.CharField(max_length=100, blank=True)  # "": every action
+    sampled_at = models.DateTimeField()  # when (the hour's last sample, for an hour row)
+    scheduled = models.PositiveIntegerField(default=0)
+    queued = models.PositiveIntegerField(default=0)
+    running = models.PositiveIntegerField(default=0)
+    # Seconds the longest-waiting queued job had waited since it was due (None: none queued).
+    oldest_queued_seconds = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "account_id", "action", "bucket"],
+                name="depth_sample_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket} {self.account_id or '*'} {self.action or '*'}"
+
+
 class RollupCursor(models.Model):
     """How far the rollups go: every minute before `through` is rolled up. One row, locked by the
     scheduler that rolls up, so two schedulers never count a minute twice."""

@@ -434,3 +434,81 @@ def prune_runs(*, limit: int = 10) -> list[AuditEvent]:
     """The last runs of the retention pruner, newest first (their audit events, through the
     audit_command index)."""
     return list(AuditEvent.objects.filter(command=AuditCommand.PRUNE).order_by("-id")[:limit])
+
+
+@dataclass
+class LineSeries:
+    kind: str  # a status: its colour
+    label: str
+    segments: list[str]  # SVG polylines' points ("x,y x,y ..."): a gap where nothing was sampled
+    dots: list[tuple[float, float, str]]  # (x, y, hover text) of each sampled bucket
+
+
+@dataclass
+class LineChart:
+    """Geometry of the queue-depth line chart (a line per status), for a server-rendered SVG."""
+
+    width: int
+    height: int
+    lines: list[LineSeries]
+    ticks: list[tuple[float, str]]
+    grid: list[tuple[float, int]]
+    plot_left: int
+    plot_bottom: int
+
+
+def depth_chart(
+    points: list[tuple[datetime, dict[str, int] | None]],
+    *,
+    step_minutes: int,
+    width: int = 760,
+    height: int = 220,
+) -> LineChart:
+    """Lines of jobs per status over a series of (bucket start, {status: jobs} or None where
+    nothing was sampled): the deepest sample of each bucket. A line breaks where a bucket has
+    no sample."""
+    left, right, top, bottom = 48, 8, 10, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    statuses = [JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING]
+    peak = max([1, *(max(p.values()) for _, p in points if p)])
+    scale = _nice_ceiling(peak)
+    slot = plot_w / max(len(points), 1)
+    label, every = _tick_format(step_minutes)
+    lines = []
+    for status in statuses:
+        segments: list[list[str]] = [[]]
+        dots = []
+        for i, (start, depth) in enumerate(points):
+            if depth is None:
+                if segments[-1]:
+                    segments.append([])
+                continue
+            x = round(left + i * slot + slot / 2, 1)
+            y = round(top + plot_h - plot_h * depth[status.value] / scale, 1)
+            segments[-1].append(f"{x},{y}")
+            dots.append(
+                (x, y, f"{start.strftime('%Y-%m-%d %H:%M')} UTC: {depth[status.value]} {status}")
+            )
+        lines.append(
+            LineSeries(
+                kind=status.value,
+                label=status.label,
+                segments=[" ".join(seg) for seg in segments if seg],
+                dots=dots,
+            )
+        )
+    ticks = [
+        (round(left + i * slot + slot / 2, 1), start.strftime(label))
+        for i, (start, _) in enumerate(points)
+        if i % every == 0
+    ]
+    grid = [(round(top + plot_h - plot_h * k / 4, 1), int(scale * k / 4)) for k in range(0, 5)]
+    return LineChart(width, height, lines, ticks, grid, left, top + plot_h)
+
+
+def _tick_format(step_minutes: int) -> tuple[str, int]:
+    if step_minutes == 1:
+        return "%H:%M", 10
+    if step_minutes == 60:
+        return "%H:00", 3
+    return "%a %d %H:00", 4

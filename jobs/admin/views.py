@@ -320,19 +320,24 @@ STEP_LABELS = {1: "minute", 60: "hour", 360: "6 hours"}
 
 def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     """Counts by status, queue health over 1 h, 24 h or 7 d (every account and action, or one
-    of each: depth, oldest queued age, throughput, created -> started latency, failures by
-    error code) and the failures waiting for an operator. `?_live=1` renders the live region
+    of each: depth and oldest queued age from the scheduler's samples, now and over the range;
+    throughput, created -> started latency, failures by error code from the rollups) and the
+    failures waiting for an operator. `?_live=1` renders the live region
     alone, for live.js."""
     range_key, account, account_id, action = _health_scope(request)
     scope_account = account.pk if account else None
     board = reports.dashboard()
     health = rollups.queue_health(range_key, account_id=scope_account, action=action or None)
-    depth = reports.depth(
-        account_id=scope_account,
-        action=action or None,
-        # Every account and action: the board has just counted these statuses.
-        counts=None if scope_account or action else board.by_status,
-    )
+    # Depth from the scheduler's samples (never a count of the job table here): over the range
+    # for the chart, and the newest sample for the cards.
+    depth = rollups.depth_history(range_key, account_id=scope_account, action=action or None)
+    current = depth.current
+    depth_counts = current.by_status() if current else {}
+    if not (scope_account or action):
+        # Every account and action: the board has just counted those waiting for an operator.
+        depth_counts.update(
+            {status: board.by_status[status] for status in (JobStatus.FAILED, JobStatus.STALLED)}
+        )
     step = int(rollups.RANGES[range_key][2].total_seconds() // 60)
     step_label = STEP_LABELS.get(step, f"{step} minutes")
     scope = {"account": scope_account, "action": action or None}
@@ -366,9 +371,14 @@ def dashboard_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
                 n,
                 urls.queue_url(status=status, account=scope_account, action=action or None),
             )
-            for status, n in depth.by_status.items()
+            for status, n in depth_counts.items()
         ],
-        "oldest_queued_age": depth.oldest_queued_age(board.now),
+        "depth_sample": current,
+        "oldest_queued_age": current.oldest_queued_seconds if current else None,
+        "depth_chart": reports.depth_chart(
+            [(start, point.by_status() if point else None) for start, point in depth.series],
+            step_minutes=step,
+        ),
         "latency_p50": health.total.latency_quantile(0.5),
         "latency_p95": health.total.latency_quantile(0.95),
         "health_failures": health.failure_rows(),

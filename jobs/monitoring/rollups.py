@@ -15,6 +15,12 @@ Rows are kept per (minute, account, action) and per (minute, every account, acti
 same per hour once the hour has closed (summed from its minutes). Minute rows are kept two days,
 hour rows 35 days: the 1 h view reads 60 minutes, the 24 h and 7 d views read closed hours plus
 the minutes of the hour in progress.
+
+Queue depth is not in the audit trail: `sample_depth` counts it once a minute from the job
+table's status index (scheduled, queued, running, and the oldest queued job's wait) into
+`DepthSample` rows, only for the accounts and actions that have such jobs, under its own cursor
+row; closed hours keep their deepest minute, with the same retention. `depth_history` reads
+them back for a range, like `queue_health`.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Min, Q
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from core.audit import AuditCommand
 from core.models import AuditEvent
-from jobs.models import Job, JobRollup, RollupCursor, RollupGranularity
+from jobs.models import DepthSample, Job, JobRollup, RollupCursor, RollupGranularity
 from jobs.states import JobStatus
 
 MINUTE = timedelta(minutes=1)
@@ -434,3 +440,223 @@ def queue_health(
         series=list(buckets.values()),
         by_action=dict(sorted(by_action.items())),
     )
+
+
+# --- queue depth over time (the scheduler samples it once a minute) ----------------------------
+
+DEPTH_CURSOR = "depth"
+EVERY_ACTION = ""
+# The statuses a depth sample counts: work still to do.
+SAMPLED_STATUSES = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING)
+MAX_AGE_SECONDS = 2**31 - 1
+
+
+@dataclass
+class DepthPoint:
+    """One sample (or the deepest of a bucket's samples) of one scope."""
+
+    start: datetime
+    scheduled: int = 0
+    queued: int = 0
+    running: int = 0
+    oldest_queued_seconds: int | None = None
+    sampled_at: datetime | None = None
+
+    def by_status(self) -> dict[str, int]:
+        return {
+            JobStatus.SCHEDULED.value: self.scheduled,
+            JobStatus.QUEUED.value: self.queued,
+            JobStatus.RUNNING.value: self.running,
+        }
+
+    def deepest(self, other: DepthPoint | DepthSample) -> None:
+        self.scheduled = max(self.scheduled, other.scheduled)
+        self.queued = max(self.queued, other.queued)
+        self.running = max(self.running, other.running)
+        if other.oldest_queued_seconds is not None:
+            self.oldest_queued_seconds = max(
+                self.oldest_queued_seconds or 0, other.oldest_queued_seconds
+            )
+        if other.sampled_at and (self.sampled_at is None or other.sampled_at > self.sampled_at):
+            self.sampled_at = other.sampled_at
+
+
+def depth_now(now: datetime) -> dict[tuple[str, str], DepthPoint]:
+    """{(account id, action): depth} of every account and action with a scheduled, queued or
+    running job, also under every account (""), every action ("") and both: one GROUP BY over
+    those statuses' ranges of the (status, run_at) index, so idle accounts cost nothing."""
+    minute = floor_minute(now)
+    rows = (
+        Job.objects.filter(status__in=SAMPLED_STATUSES)
+        .order_by()
+        .values_list("account_id", "action", "status")
+        .annotate(n=Count("*"), oldest=Min("run_at", filter=Q(status=JobStatus.QUEUED)))
+    )
+    points: dict[tuple[str, str], DepthPoint] = {
+        (EVERY_ACCOUNT, EVERY_ACTION): DepthPoint(minute, sampled_at=now)
+    }
+    for account_id, action, status, n, oldest in rows:
+        age = None
+        if isinstance(oldest, datetime):
+            # Clamped to the column (a run_at written by SQL may be centuries old).
+            age = min(max(int((now - oldest).total_seconds()), 0), MAX_AGE_SECONDS)
+        for key in (
+            (account_id, action),
+            (account_id, EVERY_ACTION),
+            (EVERY_ACCOUNT, action),
+            (EVERY_ACCOUNT, EVERY_ACTION),
+        ):
+            point = points.setdefault(key, DepthPoint(minute, sampled_at=now))
+            setattr(point, status, getattr(point, status) + n)
+            if age is not None:
+                point.oldest_queued_seconds = max(point.oldest_queued_seconds or 0, age)
+    return points
+
+
+def sample_depth(*, now: datetime | None = None) -> bool:
+    """Write this minute's depth samples, unless they are written already (by this scheduler or
+    another: the samples' cursor row is held locked meanwhile). Closes the hours before it:
+    their hour rows (the deepest minute of each scope) once, and old rows go. Returns whether
+    this call sampled."""
+    now = now or timezone.now()
+    minute = floor_minute(now)
+    with transaction.atomic():
+        cursor = RollupCursor.objects.select_for_update().filter(name=DEPTH_CURSOR).first()
+        if cursor is None:
+            try:
+                with transaction.atomic():
+                    cursor = RollupCursor.objects.create(name=DEPTH_CURSOR, through=minute)
+            except IntegrityError:
+                return False  # another scheduler created it just now: it samples this minute
+        elif cursor.through > minute:
+            return False  # this minute is sampled
+        previous = cursor.through
+        DepthSample.objects.bulk_create(
+            [
+                DepthSample(
+                    granularity=RollupGranularity.MINUTE,
+                    bucket=minute,
+                    account_id=account_id,
+                    action=action,
+                    sampled_at=now,
+                    scheduled=point.scheduled,
+                    queued=point.queued,
+                    running=point.running,
+                    oldest_queued_seconds=point.oldest_queued_seconds,
+                )
+                for (account_id, action), point in depth_now(now).items()
+            ]
+        )
+        for hour in _closed_hours(previous - MINUTE, minute):
+            _depth_hour(hour)
+        cursor.through = minute + MINUTE
+        cursor.save(update_fields=["through"])
+    return True
+
+
+def _depth_hour(hour: datetime) -> None:
+    """An hour's depth rows: per scope, the deepest of its minutes (once); old rows go."""
+    if DepthSample.objects.filter(granularity=RollupGranularity.HOUR, bucket=hour).exists():
+        return
+    points: dict[tuple[str, str], DepthPoint] = {}
+    for row in DepthSample.objects.filter(
+        granularity=RollupGranularity.MINUTE, bucket__gte=hour, bucket__lt=hour + HOUR
+    ):
+        points.setdefault((row.account_id, row.action), DepthPoint(hour)).deepest(row)
+    DepthSample.objects.bulk_create(
+        [
+            DepthSample(
+                granularity=RollupGranularity.HOUR,
+                bucket=hour,
+                account_id=account_id,
+                action=action,
+                sampled_at=point.sampled_at or hour,
+                scheduled=point.scheduled,
+                queued=point.queued,
+                running=point.running,
+                oldest_queued_seconds=point.oldest_queued_seconds,
+            )
+            for (account_id, action), point in points.items()
+        ]
+    )
+    # The same retention as the rollups' rows.
+    DepthSample.objects.filter(
+        Q(granularity=RollupGranularity.MINUTE, bucket__lt=hour - KEEP_MINUTES)
+        | Q(granularity=RollupGranularity.HOUR, bucket__lt=hour - KEEP_HOURS)
+    ).delete()
+
+
+@dataclass
+class DepthHistory:
+    """A scope's depth over a range: a point per bucket (the deepest sample in it; None where
+    nothing was sampled), and the newest sample (None: never sampled)."""
+
+    series: list[tuple[datetime, DepthPoint | None]]
+    current: DepthPoint | None
+
+
+def depth_history(
+    range_key: str,
+    *,
+    account_id: str | None = None,
+    action: str | None = None,
+    now: datetime | None = None,
+) -> DepthHistory:
+    """Depth samples of `range_key` for every account or one, every action or one: minutes for
+    1 h; for 24 h and 7 d closed hours from the hour rows, the open hour from its minutes; each
+    bucket the deepest of its rows. A bucket that was sampled (the every-account, every-action
+    row, written each minute, says so) but where the scope had no row is zero. The current
+    depth is the scope's row in the newest sample."""
+    span, granularity, step = RANGES[range_key]
+    now = now or timezone.now()
+    if granularity == RollupGranularity.MINUTE:
+        end = floor_minute(now) + MINUTE
+    else:
+        end = floor_hour(now) + HOUR
+        end += -(end - TOTAL_BUCKET) % step
+    start = end - span
+    sampled = DepthSample.objects.filter(account_id=EVERY_ACCOUNT, action=EVERY_ACTION)
+    scope = DepthSample.objects.filter(
+        account_id=account_id or EVERY_ACCOUNT, action=action or EVERY_ACTION
+    )
+    # Minutes from `open_from` (the hour after the last hour row; for 1 h, the range's start).
+    open_from = start
+    if granularity == RollupGranularity.HOUR:
+        last_hour = (
+            sampled.filter(granularity=granularity, bucket__gte=start, bucket__lt=end)
+            .order_by("-bucket")
+            .values_list("bucket", flat=True)
+            .first()
+        )
+        open_from = last_hour + HOUR if last_hour else start
+
+    def rows_of(rows: QuerySet[DepthSample]) -> list[DepthSample]:
+        # One query: the minutes from open_from, the hour rows before it (two index ranges).
+        wanted = Q(granularity=RollupGranularity.MINUTE, bucket__gte=open_from, bucket__lt=end)
+        if granularity == RollupGranularity.HOUR:
+            wanted |= Q(granularity=granularity, bucket__gte=start, bucket__lt=open_from)
+        return list(rows.filter(wanted))
+
+    points: dict[datetime, DepthPoint | None] = {
+        start + i * step: None for i in range(span // step)
+    }
+    for row in rows_of(sampled) if (account_id or action) else []:
+        key = row.bucket - (row.bucket - start) % step
+        if key in points:
+            points[key] = DepthPoint(key)
+    for row in rows_of(scope):
+        key = row.bucket - (row.bucket - start) % step
+        if key in points:
+            point = points[key] or DepthPoint(key)
+            point.deepest(row)
+            points[key] = point
+    newest = sampled.filter(granularity=RollupGranularity.MINUTE).order_by("-bucket").first()
+    current = None
+    if newest:
+        current = DepthPoint(newest.bucket, sampled_at=newest.sampled_at)
+        mine: DepthSample | None = newest
+        if account_id or action:
+            mine = scope.filter(granularity=RollupGranularity.MINUTE, bucket=newest.bucket).first()
+        if mine is not None:
+            current.deepest(mine)
+    return DepthHistory(series=list(points.items()), current=current)

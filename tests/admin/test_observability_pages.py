@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import JobRollup, ProcessHeartbeat, ProcessKind, RollupCursor
+from jobs.models import DepthSample, JobRollup, ProcessHeartbeat, ProcessKind, RollupCursor
 from jobs.monitoring import rollups
 from jobs.states import JobStatus
 from tests.factories import AccountFactory, JobFactory
@@ -78,6 +78,7 @@ def test_dashboard_queue_health_per_range_account_and_action(readonly_client):
     RollupCursor.objects.create(name=rollups.CURSOR, through=rollups.floor_minute(now))
     JobFactory(account=account, status=JobStatus.QUEUED, run_at=now - timedelta(minutes=3))
     JobFactory(account=other, status=JobStatus.QUEUED, action="noop")
+    rollups.sample_depth()  # the scheduler's depth sample of this minute
 
     html = readonly_client.get(DASHBOARD + "?range=1h").content.decode()
     assert 'id="runs-started">15<' in html and 'id="runs-finished">15<' in html
@@ -133,3 +134,37 @@ def test_workers_and_dashboard_show_moments_in_the_console_form(readonly_client)
         r'id="rolled-up-to"><time datetime="[^"]+" title="[^"]+">([^<]+)<', dashboard
     )
     assert rolled and rolled[1] == through.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def test_the_dashboard_shows_depth_from_the_newest_sample(readonly_client):
+    account = AccountFactory()
+    now = timezone.now()
+    minute = rollups.floor_minute(now)
+    for account_id, queued in (("", 40), (account.pk, 7)):
+        DepthSample.objects.create(
+            granularity="m",
+            bucket=minute,
+            account_id=account_id,
+            action="",
+            sampled_at=now - timedelta(seconds=5),
+            queued=queued,
+            running=2,
+            oldest_queued_seconds=125,
+        )
+    # The job table says otherwise: the page does not count it.
+    JobFactory(account=account, status=JobStatus.QUEUED)
+    html = readonly_client.get(f"{DASHBOARD}?range=1h&account={account.pk}").content.decode()
+    assert 'data-depth="queued"><span class="job-status job-status-queued">' in html
+    assert '<span class="count-big">7</span></a>' in html
+    assert 'id="oldest-queued">2 min 5 s<' in html
+    assert "depth sample of <time" in html and "(5 s ago)" in html
+    assert 'data-depth="failed"' not in html  # an account's failures are not sampled
+    assert 'id="depth-chart"' in html and 'data-status="queued"' in html
+    every = readonly_client.get(f"{DASHBOARD}?range=24h").content.decode()
+    assert '<span class="count-big">40</span></a>' in every
+    assert 'data-depth="failed"' in every  # every account: counted now, cheaply
+
+
+def test_the_dashboard_without_samples_says_so(readonly_client):
+    html = readonly_client.get(DASHBOARD).content.decode()
+    assert "No depth sample yet" in html and 'id="oldest-queued">—<' in html

@@ -133,8 +133,8 @@ def test_chart_geometry_scales_to_the_peak():
 def test_dashboard_and_triage_query_counts(operator_client, django_assert_max_num_queries):
     for _ in range(20):
         JobFactory(account=AccountFactory(), status=S.FAILED)
-    # The queue health adds a fixed five: the rollup cursor, hour and minute rows, depth, the
-    # oldest queued job.
+    # The queue health adds a fixed six: the rollup cursor, hour and minute rows; the depth
+    # samples' last hour row, their hour and minute rows, the newest sample.
     with django_assert_max_num_queries(15):
         operator_client.get(DASHBOARD)
     with django_assert_max_num_queries(10):

@@ -15,6 +15,7 @@ from django.utils import timezone
 from core.actors import Actor
 from jobs import services
 from jobs.models import JobAttempt, ProcessHeartbeat, ProcessKind
+from jobs.monitoring import rollups
 from jobs.states import JobStatus
 from tests.browser.test_console import OPERATE, staff
 from tests.factories import AccountFactory, JobFactory
@@ -128,6 +129,9 @@ def console_data():
         actor=Actor.system("t"),
         note="credentials fixed",
     )
+    # The dashboard's depth chart: the scheduler's samples of the last minutes.
+    for minutes in (3, 2, 1, 0):
+        rollups.sample_depth(now=now - timedelta(minutes=minutes))
     return account, failed, operation
 
 

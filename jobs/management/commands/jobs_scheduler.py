@@ -9,7 +9,8 @@ releases jobs held by a concurrency limit whose slot freed; every round it hands
 operations whose next batch is due, and one small batch of pruning by the retention policy
 (jobs.services.retention: at most JOBS_PRUNE_ROWS_PER_MINUTE rows a minute); every
 JOBS_ROLLUP_INTERVAL seconds it rolls the closed
-minutes up for queue health (jobs.monitoring.rollups), and it writes its own heartbeat
+minutes up for queue health and samples the queues' depth once a minute
+(jobs.monitoring.rollups), and it writes its own heartbeat
 (jobs.monitoring.heartbeats) every JOBS_PROCESS_HEARTBEAT_SECONDS. Several can run at once
 (each step locks with SKIP LOCKED; the rollup holds its cursor row). It outlives database
 restarts: on a connection error it closes its connections, backs off and goes on. SIGTERM or
@@ -78,6 +79,7 @@ class Command(BaseCommand):
                 services.bulk_operations_dispatch()
                 if time.monotonic() >= next_rollup:
                     rollups.roll_up()
+                    rollups.sample_depth()  # once a minute, whatever the number of schedulers
                     heartbeats.prune_gone(timezone.now())
                     next_rollup = time.monotonic() + settings.JOBS_ROLLUP_INTERVAL
                 pruner.step()
