@@ -491,6 +491,32 @@ class DepthSample(models.Model):
         return f"{self.granularity} {self.bucket} {self.account_id or '*'} {self.action or '*'}"
 
 
+class TriageCount(models.Model):
+    """How many jobs of one account wait for an operator, per action and error code, as the
+    scheduler last counted them (jobs.monitoring.triage). Kept only while counting them live
+    would read too much (more than JOBS_TRIAGE_COUNT_ABOVE failed and stalled jobs): the
+    triage page and /metrics then read these rows and say when they were counted. The moment
+    of the count is the `through` of RollupCursor "triage"."""
+
+    account_id = models.CharField(max_length=32)
+    action = models.CharField(max_length=100)
+    error_code = models.CharField(max_length=100, blank=True)
+    failed = models.PositiveIntegerField(default=0)
+    stalled = models.PositiveIntegerField(default=0)
+    first_seen = models.DateTimeField(null=True, blank=True)  # the group's oldest last_error_at
+    last_seen = models.DateTimeField(null=True, blank=True)  # and its newest
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_id", "action", "error_code"], name="triage_count_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.action} {self.error_code}: {self.failed + self.stalled}"
+
+
 class RollupCursor(models.Model):
     """How far the rollups go: every minute before `through` is rolled up. One row, locked by the
     scheduler that rolls up, so two schedulers never count a minute twice."""

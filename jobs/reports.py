@@ -4,11 +4,13 @@ jobs one by one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -16,6 +18,8 @@ from core.audit import AuditCommand
 from core.models import AuditEvent
 from jobs import sql
 from jobs.models import Job
+from jobs.monitoring import rollups
+from jobs.monitoring import triage as triage_counts
 from jobs.states import NEEDS_OPERATOR, JobStatus, stale_heartbeat
 
 
@@ -33,16 +37,50 @@ class TriageGroup:
     sample_detail: str = ""
 
 
+@dataclass
+class Triage:
+    groups: list[TriageGroup]
+    # When the scheduler counted the groups (jobs.monitoring.triage), on a table too large to
+    # count on every load; None: counted just now.
+    counted_at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(group.count for group in self.groups)
+
+
+def triage(
+    *, account_id: str | None = None, limit: int = 200, now: datetime | None = None
+) -> Triage:
+    """The triage's groups: counted live, or read from the scheduler's counts while those stand
+    (more failed and stalled jobs than a page load should group)."""
+    at = triage_counts.counted_at(now=now)
+    if at is None:
+        return Triage(triage_groups(account_id=account_id, limit=limit))
+    rows = (
+        triage_counts.counts(account_id=account_id)
+        .values("action", "error_code")
+        .annotate(
+            count=Sum(F("failed") + F("stalled")),
+            failed=Sum("failed"),
+            stalled=Sum("stalled"),
+            first_seen=Min("first_seen"),
+            last_seen=Max("last_seen"),
+            accounts=Count("*"),
+        )
+        .order_by("-count", "action", "error_code")[:limit]
+    )
+    return Triage(_with_samples(_groups(rows, code="error_code"), account_id), counted_at=at)
+
+
 def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[TriageGroup]:
-    """Failed and stalled jobs grouped by (action, error code), largest group first.
+    """Failed and stalled jobs grouped by (action, error code), largest group first, counted now.
 
     Every column the grouping reads is in the partial index `job_triage`, so PostgreSQL answers
     it from the index alone; the sample of each group (its latest failure) is then looked up
     by error time through `job_failing_error_at`.
     """
-    jobs = Job.objects.filter(status__in=NEEDS_OPERATOR)
-    if account_id:
-        jobs = jobs.filter(account_id=account_id)
+    jobs = _failing(account_id)
     rows = (
         jobs.values("action", "last_error_code")
         .annotate(
@@ -55,10 +93,19 @@ def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[Tr
         )
         .order_by("-count", "action", "last_error_code")[:limit]
     )
-    groups = [
+    return _with_samples(_groups(rows, code="last_error_code"), account_id)
+
+
+def _failing(account_id: str | None) -> QuerySet[Job]:
+    jobs = Job.objects.filter(status__in=NEEDS_OPERATOR)
+    return jobs.filter(account_id=account_id) if account_id else jobs
+
+
+def _groups(rows: Iterable[Mapping[str, Any]], *, code: str) -> list[TriageGroup]:
+    return [
         TriageGroup(
             action=row["action"],
-            error_code=row["last_error_code"],
+            error_code=row[code],
             count=row["count"],
             failed=row["failed"],
             stalled=row["stalled"],
@@ -69,10 +116,15 @@ def triage_groups(*, account_id: str | None = None, limit: int = 200) -> list[Tr
         )
         for row in rows
     ]
+
+
+def _with_samples(groups: list[TriageGroup], account_id: str | None) -> list[TriageGroup]:
+    """Each group's sample: its latest failure, found by its last error time."""
     latest = {group.last_seen for group in groups if group.last_seen}
     samples: dict[tuple[str, str, datetime | None], tuple[str, str]] = {}
     for job_id, action, code, error_at, detail in (
-        jobs.filter(last_error_at__in=latest)
+        _failing(account_id)
+        .filter(last_error_at__in=latest)
         .order_by("-id")
         .values_list("pk", "action", "last_error_code", "last_error_at", "last_error_detail")
     ):
@@ -92,7 +144,7 @@ def _readable(moment: datetime | None) -> datetime | None:
 def counts_by_status(jobs: QuerySet[Job] | None = None) -> dict[str, int]:
     """{status: count} for every status (zero included), in the state table's order."""
     jobs = Job.objects.all() if jobs is None else jobs
-    counts = dict(jobs.order_by().values_list("status").annotate(n=Count("*")))
+    counts = _counts(jobs)
     return {status.value: counts.get(status.value, 0) for status in JobStatus}
 
 
@@ -338,38 +390,44 @@ class Depth:
         return max((now - self.oldest_queued_run_at).total_seconds(), 0.0)
 
 
-def depth(
-    *,
-    account_id: str | None = None,
-    action: str | None = None,
-    counts: dict[str, int] | None = None,
-) -> Depth:
-    """Jobs per unfinished status and the oldest queued job, for every account and action or
-    one of each. Each status is a range of the (status, run_at) index, or of the account's
-    (account, status) index; the oldest queued job is the first entry of its status's range.
-    `counts`: the statuses' counts when the caller has them already (every account and action),
-    so that only the oldest queued job is looked up."""
-    jobs = Job.objects.all()
-    if account_id:
-        jobs = jobs.filter(account_id=account_id)
-    if action:
-        jobs = jobs.filter(action=action)
-    if counts is None:
-        counts = dict(
-            jobs.filter(status__in=DEPTH_STATUSES)
-            .order_by()
-            .values_list("status")
-            .annotate(n=Count("*"))
-        )
+def _counts(jobs: QuerySet[Job]) -> dict[str, int]:
+    return dict(jobs.order_by().values_list("status").annotate(n=Count("*")))
+
+
+def _oldest_queued(jobs: QuerySet[Job]) -> datetime | None:
+    """When the longest-waiting queued job became due: the first entry of its status's range."""
     oldest = (
         jobs.filter(status=JobStatus.QUEUED)
         .order_by("run_at")
         .values_list("run_at", flat=True)
         .first()
     )
+    return oldest if isinstance(oldest, datetime) else None
+
+
+def depth(*, now: datetime | None = None) -> Depth:
+    """Every account's and action's depth, for /metrics, at any table size: scheduled, queued
+    and running (and the oldest queued job's wait) from the scheduler's newest depth sample, a
+    minute old at most; failed and stalled from its triage counts while those stand. What the
+    scheduler has not recorded lately is counted live."""
+    now = now or timezone.now()
+    counts: dict[str, int] = {}
+    oldest: datetime | None = None
+    sample = rollups.newest_depth(now=now)
+    if sample is not None:
+        counts.update(sample.by_status())
+        if sample.oldest_queued_seconds is not None and sample.sampled_at is not None:
+            oldest = sample.sampled_at - timedelta(seconds=sample.oldest_queued_seconds)
+    if triage_counts.counted_at(now=now) is not None:
+        counts.update(triage_counts.totals())
+    missing = [status for status in DEPTH_STATUSES if status.value not in counts]
+    if missing:
+        counts.update(_counts(Job.objects.filter(status__in=missing)))
+    if sample is None:
+        oldest = _oldest_queued(Job.objects.all())
     return Depth(
         by_status={status.value: counts.get(status.value, 0) for status in DEPTH_STATUSES},
-        oldest_queued_run_at=oldest if isinstance(oldest, datetime) else None,
+        oldest_queued_run_at=oldest,
     )
 
 

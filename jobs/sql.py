@@ -10,7 +10,8 @@ Who runs what:
 - per-account concurrency limits (jobs.services.limits, and the claim of a limited job):
   LIMIT_LOCK, CLAIM_FAILED_PROBE, CLAIM_LIMITED_*;
 - set-based deletes (jobs.services._rows.delete_job_rows): DELETE_*, UNLINK_PROVIDER_EVENTS;
-- the reports (jobs.reports): FAILING_ERROR_CODES, STATUS_FREQUENCIES;
+- the reports (jobs.reports, jobs.monitoring.triage): FAILING_ERROR_CODES, STATUS_FREQUENCIES,
+  TRIAGE_COUNT_INSERT;
 - a worker's connection (jobs.execution.worker): ASYNC_COMMIT;
 - taking a job whose row cannot be read out of the way (jobs.services.quarantine):
   JOB_AS_TEXT, quarantine_statement, QUARANTINE_ATTEMPT;
@@ -40,6 +41,7 @@ from jobs.models import (
     JobAttempt,
     ProviderEvent,
     Task,
+    TriageCount,
 )
 from jobs.states import (
     NEEDS_OPERATOR,
@@ -416,6 +418,20 @@ WITH RECURSIVE groups AS (
 SELECT DISTINCT last_error_code FROM groups WHERE last_error_code <> '' LIMIT %(limit)s
 """
 
+
+# The triage's counts, per account, action and error code, of every failed and stalled job
+# (jobs.monitoring.triage): one pass over the partial index job_triage, in its order, written
+# into the counts table (emptied first, in the same transaction).
+TRIAGE_COUNT_INSERT = f"""
+INSERT INTO {TriageCount._meta.db_table}
+    (account_id, action, error_code, failed, stalled, first_seen, last_seen)
+SELECT account_id, action, last_error_code,
+       SUM(CASE WHEN status = '{JobStatus.FAILED}' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN status = '{JobStatus.STALLED}' THEN 1 ELSE 0 END),
+       MIN(last_error_at), MAX(last_error_at)
+FROM {_JOB} WHERE status IN ({_NEEDS_OPERATOR_SQL})
+GROUP BY action, last_error_code, account_id
+"""
 
 # The most common statuses with their frequencies, and the table's row estimate, from
 # PostgreSQL's statistics (the dashboard's counts of finished jobs on a large table).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -267,9 +268,9 @@ def triage_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     Its table is a live region (core.live): `?_live=1` renders it alone, from the same query."""
     region = live.strip_live(request)
     account_id = request.GET.get("account", "").strip() or None
-    groups = reports.triage_groups(account_id=account_id)
+    triage = reports.triage(account_id=account_id)
     rows = []
-    for group in groups:
+    for group in triage.groups:
         query = urls.queue_query(
             status=urls.NEEDS_OPERATOR_STATUSES,
             action=group.action,
@@ -282,7 +283,9 @@ def triage_view(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
         "title": "Error triage",
         "rows": rows,
         "account_id": account_id,
-        "total": sum(group.count for group in groups),
+        "total": triage.total,
+        "counted_at": triage.counted_at,
+        "count_interval": settings.JOBS_TRIAGE_COUNT_INTERVAL,
         "can_retry": model_admin.has_command_permission(request, "retry"),
         "can_resolve": model_admin.has_command_permission(request, "resolve"),
     }

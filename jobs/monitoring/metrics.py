@@ -45,7 +45,7 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
-        depth = reports.depth()
+        depth = reports.depth(now=now)
         gauge = GaugeMetricFamily(
             "jobs_queue_depth", "Jobs per unfinished status, every account.", labels=["status"]
         )

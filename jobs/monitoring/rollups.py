@@ -586,6 +586,27 @@ def _depth_hour(hour: datetime) -> None:
     ).delete()
 
 
+def newest_depth(*, now: datetime | None = None) -> DepthPoint | None:
+    """Every account's and action's depth in the newest minute sample, if it was taken within
+    the last three minutes (the scheduler samples once a minute); None otherwise."""
+    now = now or timezone.now()
+    row = (
+        DepthSample.objects.filter(
+            granularity=RollupGranularity.MINUTE,
+            account_id=EVERY_ACCOUNT,
+            action=EVERY_ACTION,
+            bucket__gte=floor_minute(now) - 3 * MINUTE,
+        )
+        .order_by("-bucket")
+        .first()
+    )
+    if row is None:
+        return None
+    point = DepthPoint(row.bucket, sampled_at=row.sampled_at)
+    point.deepest(row)
+    return point
+
+
 @dataclass
 class DepthHistory:
     """A scope's depth over a range: a point per bucket (the deepest sample in it; None where

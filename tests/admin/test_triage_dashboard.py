@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from jobs import reports, services
 from jobs.models import BulkOperation, Job
+from jobs.monitoring import triage
 from jobs.states import JobStatus
 from tests.factories import AccountFactory, JobFactory
+from tests.monitoring.test_triage_counts import seed as seed_counted
 
 S = JobStatus
 TRIAGE = reverse("admin:jobs_job_triage")
@@ -139,3 +141,19 @@ def test_dashboard_and_triage_query_counts(operator_client, django_assert_max_nu
         operator_client.get(DASHBOARD)
     with django_assert_max_num_queries(10):
         operator_client.get(TRIAGE)
+
+
+def test_the_triage_page_says_when_the_scheduler_counted(operator_client, settings):
+    # On a table with more waiting jobs than the threshold, the scheduler counts them.
+    settings.JOBS_TRIAGE_COUNT_ABOVE = 2
+    settings.JOBS_TRIAGE_COUNT_INTERVAL = 30.0
+    seed_counted(AccountFactory.create_batch(3))
+    live = operator_client.get(TRIAGE).content.decode()
+    assert 'id="triage-total">6<' in live and "Counted by the scheduler" not in live
+
+    triage.refresh()
+    Job.objects.filter(status=S.STALLED).update(status=S.RESOLVED)  # after the count
+    html = operator_client.get(TRIAGE).content.decode()
+    assert 'id="triage-total">6<' in html
+    assert 'id="triage-counted">Counted by the scheduler' in html
+    assert "every 30 s" in html

@@ -32,7 +32,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from jobs import services
-from jobs.monitoring import heartbeats, rollups
+from jobs.monitoring import heartbeats, rollups, triage
 
 logger = logging.getLogger("jobs.scheduler")
 
@@ -80,6 +80,7 @@ class Command(BaseCommand):
                 if time.monotonic() >= next_rollup:
                     rollups.roll_up()
                     rollups.sample_depth()  # once a minute, whatever the number of schedulers
+                    triage.refresh()  # on a large table, every JOBS_TRIAGE_COUNT_INTERVAL
                     heartbeats.prune_gone(timezone.now())
                     next_rollup = time.monotonic() + settings.JOBS_ROLLUP_INTERVAL
                 pruner.step()
