@@ -18,17 +18,23 @@ rounds each; target < 100 ms with the index.
 
 The dashboard reads rollups (jobs.monitoring.rollups), which the scheduler writes as work runs;
 the data set is loaded, not run, so they are seeded as a busy week leaves them (bench admin's
-seed_rollups, for the 1,000 largest accounts). Nothing is asserted: figures are reported.
+seed_rollups, for the 1,000 largest accounts). The scheduler's other records that pages read
+are kept while they are timed, as the Procfile's scheduler keeps them, by a thread running its
+steps (SchedulerSteps): a depth sample each minute and, with more than JOBS_TRIAGE_COUNT_ABOVE
+jobs failing, the triage counts every JOBS_TRIAGE_COUNT_INTERVAL; the time of each count is
+reported, with the share of a core it costs. Nothing is asserted: figures are reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import Client
@@ -37,6 +43,7 @@ from django.urls import reverse
 from accounts.apikeys import api_key_create, api_key_revoke
 from core.actors import Actor
 from jobs.models import Job
+from jobs.monitoring import rollups, triage
 from tests.bench.bench_admin import seed_rollups
 from tests.bench.realistic import ensure_realistic_dataset
 from tests.bench.sql import captured_selects, replay
@@ -74,6 +81,42 @@ def _line(name: str, samples: list[float], sql: list[float], target: float) -> s
         f"{name:40} {med:8.1f} {high:8.1f} {statistics.median(sql):9.1f} "
         f"{med / max(statistics.median(sql), 0.01):6.1f}x  p95 < {target:.0f}: {verdict}"
     )
+
+
+class SchedulerSteps(threading.Thread):
+    """The scheduler's steps that keep what the pages read (a depth sample each minute, the
+    triage counts every JOBS_TRIAGE_COUNT_INTERVAL), on their own connection while pages are
+    timed; its other steps (dispatch, sweep, prune) would change the data set, so they are left
+    out. Records how long each triage count took."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="scheduler-steps")
+        self.halt = threading.Event()
+        self.counted = threading.Event()
+        self.count_ms: list[float] = []
+
+    def run(self) -> None:
+        try:
+            while not self.halt.is_set():
+                rollups.sample_depth()
+                started = time.perf_counter()
+                if triage.refresh():
+                    self.count_ms.append((time.perf_counter() - started) * 1000)
+                self.counted.set()
+                self.halt.wait(1.0)
+        finally:
+            connection.close()
+
+    def report(self) -> str:
+        if not self.count_ms:
+            return "scheduler: no triage count (not above JOBS_TRIAGE_COUNT_ABOVE)"
+        median = statistics.median(self.count_ms)
+        every = settings.JOBS_TRIAGE_COUNT_INTERVAL
+        counts = ", ".join(f"{ms:,.0f}" for ms in self.count_ms)
+        return (
+            f"scheduler: {len(self.count_ms)} triage counts, {counts} ms (median {median:,.0f} "
+            f"ms every {every:g} s: {100 * median / 1000 / every:.1f}% of a core)"
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -121,6 +164,9 @@ def main(argv: list[str]) -> int:
     admin = Client(SERVER_NAME="localhost")
     admin.force_login(user)
     auth = {"Authorization": f"Bearer {raw_key}"}
+    steps = SchedulerSteps()
+    steps.start()
+    steps.counted.wait()
     try:
         parts = args.parts.split(",")
         status = 0
@@ -136,6 +182,9 @@ def main(argv: list[str]) -> int:
         if "scan" in parts:
             status |= _rare_scan(hot, data.rare_term, args.scan_repeat)
     finally:
+        steps.halt.set()
+        steps.join()
+        print(steps.report())
         api_key_revoke(prefix=key.prefix, actor=actor)
     print(f"\n(bench scale took {time.perf_counter() - began:,.0f} s)")
     return status
