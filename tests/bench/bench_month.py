@@ -541,6 +541,9 @@ def main(argv: list[str]) -> int:
         f"provider_auth_failed (terminal), outage on day {incident_day} 09:00-11:00"
     )
     print(f"scale: {scale}", flush=True)
+    started = time.perf_counter()
+    # The database is created first: DATABASE_URL may name one that does not exist yet.
+    print(f"fresh database {fresh_database()!r} migrated", flush=True)
     with connection.cursor() as cursor:
         cursor.execute("SHOW autovacuum")
         server_autovacuum = cursor.fetchone()[0]
@@ -549,8 +552,6 @@ def main(argv: list[str]) -> int:
         f"{server_autovacuum})",
         flush=True,
     )
-    started = time.perf_counter()
-    print(f"fresh database {fresh_database()!r} migrated", flush=True)
 
     # The month ends at the start of today (UTC): simulated time stays behind the database's.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
