@@ -23,6 +23,7 @@ from jobs import services
 from jobs.execution import worker
 from jobs.management.commands.jobs_scheduler import Command as SchedulerCommand
 from jobs.models import Job, JobAttempt
+from jobs.monitoring import triage
 from jobs.states import JobStatus
 from tests.factories import JobFactory
 from tests.poison import (
@@ -332,7 +333,7 @@ def _read_side_cases() -> list[tuple[str, dict[str, str | None]]]:
     "values", [values for _, values in _read_side_cases()], ids=[n for n, _ in _read_side_cases()]
 )
 def test_an_operator_sees_a_corrupt_job_and_can_act_on_it(
-    values, account, admin, api_get, client, operator_key
+    values, account, admin, api_get, client, operator_key, settings
 ):
     """A finished job nothing will touch again, corrupted: the queue, its page and the API show
     it with the unreadable value as the database spells it, and resolve and delete answer in
@@ -346,6 +347,14 @@ def test_an_operator_sees_a_corrupt_job_and_can_act_on_it(
 
     for url in ("/admin/jobs/job/triage/", "/admin/jobs/job/dashboard/"):
         assert admin.get(url).status_code == 200, url
+    # The same triage and /metrics from the scheduler's counts (kept on a large table).
+    settings.JOBS_TRIAGE_COUNT_ABOVE = 0
+    triage.refresh(force=True)
+    counted = admin.get("/admin/jobs/job/triage/")
+    assert counted.status_code == 200
+    assert ("Counted by the scheduler" in counted.content.decode()) == (status == S.FAILED)
+    metrics = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {operator_key}")
+    assert metrics.status_code == 200 and b"jobs_queue_depth" in metrics.content
     body = api_get(f"/api/jobs/{job.pk}").json()
     page = admin.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
     for column, value in values.items():
