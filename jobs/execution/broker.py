@@ -30,17 +30,24 @@ list: nothing is ever dropped.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import logging
 import os
+import pickle
+import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from time import sleep
 from typing import Any
 
+from django.core.signing import b62_encode
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
+from django.utils.encoding import force_bytes
 from django_q.brokers.orm import ORM
 from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
@@ -164,26 +171,55 @@ for i = 1, n do
 end
 return n
 """
-_POP_FAIR = """
-local turns = redis.call('LLEN', KEYS[1])
-for i = 1, turns do
-    local line = redis.call('LPOP', KEYS[1])
-    if not line then
-        return false
-    end
-    local message = redis.call('LPOP', line)
-    if message then
-        if redis.call('LLEN', line) > 0 then
-            redis.call('RPUSH', KEYS[1], line)
-        else
-            redis.call('SREM', KEYS[2], line)
-        end
-        return message
-    end
-    redis.call('SREM', KEYS[2], line)
+# A fair pop of up to ARGV[1] messages of the accounts' lines, taken in turn, each with its
+# doorbell token: the order BLPOP on the doorbell would hand them out one by one. ARGV[2] is 1
+# when the caller already holds one token (its BLPOP took it); without one, nothing is taken
+# while the lane ahead or the queue's own list holds a message: BLPOP serves those first.
+_POP_BATCH = """
+local want = tonumber(ARGV[1])
+local credit = tonumber(ARGV[2])
+local out = {}
+if credit == 0 and (redis.call('LLEN', KEYS[1]) > 0 or redis.call('LLEN', KEYS[2]) > 0) then
+    return out
 end
-return false
+while #out < want do
+    if credit > 0 then
+        credit = 0
+    elseif not redis.call('LPOP', KEYS[3]) then
+        break
+    end
+    local message = false
+    local turns = redis.call('LLEN', KEYS[4])
+    for i = 1, turns do
+        local line = redis.call('LPOP', KEYS[4])
+        if not line then
+            break
+        end
+        message = redis.call('LPOP', line)
+        if message then
+            if redis.call('LLEN', line) > 0 then
+                redis.call('RPUSH', KEYS[4], line)
+            else
+                redis.call('SREM', KEYS[5], line)
+            end
+            break
+        end
+        redis.call('SREM', KEYS[5], line)
+    end
+    if not message then
+        break
+    end
+    out[#out + 1] = message
+end
+return out
 """
+# Messages a Redis pusher takes per call of _POP_BATCH while messages wait: one round trip to
+# Redis (and one script) for that many messages instead of two per message. They go into the
+# cluster's task queue one by one (django-q2's pusher blocks while the queue holds
+# queue_limit), so a triggered job arriving meanwhile waits behind at most REDIS_BATCH - 1
+# more messages than before, and a cluster killed loses at most that many more (the sweeper
+# sends a queued job nobody claimed again).
+REDIS_BATCH = 10
 
 
 class LanedRedis(Redis):
@@ -192,10 +228,16 @@ class LanedRedis(Redis):
     BLPOP serves the lists it is given in order: the lane ahead first, then the queue's own
     list (messages of no known account, and any django-q2 pushed itself), then the doorbell,
     which holds one token per message in the accounts' lines. A token taken, the broker pops
-    the head of the next account's line in the ring (_POP_FAIR). So a worker blocks while
+    the head of the next account's line in the ring, and while they wait up to REDIS_BATCH
+    messages of the lines in the same order, each with its token (_POP_BATCH); after a full
+    batch the next dequeue pops the lines again at once (unless the lane or the queue's own
+    list holds a message: BLPOP then serves it first), so a busy pusher makes one round trip
+    per REDIS_BATCH messages of the lines. The lane and the queue's own list are popped one
+    message at a time, as django-q2's own broker pops its list. So a worker blocks while
     nothing waits, as django-q2's own broker does, and never polls. A cluster killed between
-    the two loses one token at most: the message it stood for is popped by a later token (the
-    job table is the truth, and the sweeper sends a queued job nobody claimed again)."""
+    the BLPOP and the pop loses one token at most: the message it stood for is popped by a
+    later token (the job table is the truth, and the sweeper sends a queued job nobody
+    claimed again)."""
 
     @property
     def ahead_key(self) -> str:
@@ -226,16 +268,32 @@ class LanedRedis(Redis):
             keys=[self.ring_key, self.members_key, self.bell_key], args=args
         )
 
+    # Whether the last fair pop found as many messages as it asked for: more may be waiting,
+    # so the next dequeue pops again at once instead of blocking first.
+    _more = False
+
     def dequeue(self) -> list[tuple[Any, Any]] | None:
+        if self._more:
+            messages = self._pop_lines(credit=0)
+            if messages:
+                return messages
         task = self.connection.blpop([self.ahead_key, self.list_key, self.bell_key], 1)
         if not task:
             return None
         key, message = task
-        if _text(key) == self.bell_key:
-            message = self._script("_pop", _POP_FAIR)(keys=[self.ring_key, self.members_key])
-            if not message:
-                return None
-        return [(None, message)]
+        if _text(key) != self.bell_key:
+            # The lane ahead or the queue's own list: one message, as django-q2's broker pops.
+            return [(None, message)]
+        # A doorbell token: the head of the next account's line, and more while they wait.
+        return self._pop_lines(credit=1) or None
+
+    def _pop_lines(self, *, credit: int) -> list[tuple[Any, Any]]:
+        messages = self._script("_pop_batch", _POP_BATCH)(
+            keys=[self.ahead_key, self.list_key, self.bell_key, self.ring_key, self.members_key],
+            args=[REDIS_BATCH, credit],
+        )
+        self._more = len(messages) >= REDIS_BATCH
+        return [(None, message) for message in messages]
 
     def _script(self, name: str, source: str) -> Any:
         script = self.__dict__.get(name)
@@ -412,9 +470,9 @@ def _broker(get_broker: Callable[[], Any], conf: Any) -> Any:
 
 
 def _package(job_id: str, conf: Any, func: str = WORKER_ENTRY) -> str:
-    """The signed package async_task(func, job_id, task_name=job_id) would push."""
-    from django_q.signing import SignedPackage
-
+    """The signed package async_task(func, job_id, task_name=job_id) would push: what
+    django_q.signing.SignedPackage.dumps makes of it (tests/jobs/test_broker.py compares the
+    two), signed by _Signer."""
     task = {
         # What django_q.humanhash.uuid()[1] returns, without the human-readable name it also
         # computes and async_task throws away.
@@ -429,4 +487,45 @@ def _package(job_id: str, conf: Any, func: str = WORKER_ENTRY) -> str:
         task["cached"] = conf.CACHED
     if conf.ACK_FAILURES:
         task["ack_failure"] = conf.ACK_FAILURES
-    return SignedPackage.dumps(task)
+    return _signer(conf).dumps(task)
+
+
+class _Signer:
+    """django.core.signing.dumps(obj, key, salt, compress, PickleSerializer), as
+    SignedPackage.dumps calls it, with the HMAC key derived once instead of per message
+    (salted_hmac hashes the salt and the secret again on every call, and a Signer is built
+    and its separator checked each time): a task of 10,000 jobs, or a bulk operation's batch,
+    signs as many messages. Same bytes: pickled, URL-safe base64, the base62 timestamp, then
+    the HMAC-SHA256 of both under sha256(salt + "signer" + key)."""
+
+    def __init__(self, key: str, salt: str, compress: bool) -> None:
+        derived = hashlib.sha256(force_bytes(f"{salt}signer") + force_bytes(key)).digest()
+        self._hmac = hmac.new(derived, digestmod=hashlib.sha256)
+        self.compress = compress
+
+    def dumps(self, obj: Any) -> str:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        prefix = ""
+        if self.compress:
+            compressed = zlib.compress(data)
+            if len(compressed) < len(data) - 1:
+                data, prefix = compressed, "."
+        value = f"{prefix}{_b64(data)}:{b62_encode(int(time.time()))}"
+        mac = self._hmac.copy()
+        mac.update(value.encode())
+        return f"{value}:{_b64(mac.digest())}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+_signers: dict[tuple[str, str, bool], _Signer] = {}
+
+
+def _signer(conf: Any) -> _Signer:
+    key = (conf.SECRET_KEY, conf.PREFIX, bool(conf.COMPRESSED))
+    signer = _signers.get(key)
+    if signer is None:
+        signer = _signers[key] = _Signer(*key)
+    return signer

@@ -140,3 +140,94 @@ def test_on_the_orm_broker_a_turn_is_a_batch_of_the_next_accounts_messages(
     # Three of A, then three from the next account on, wrapping around (B's two, A's next),
     # then A's again.
     assert turns == [a[0:3], [*b, a[3]], a[4:7]]
+
+
+def test_on_redis_a_busy_pusher_takes_a_batch_in_the_order_of_single_pops(
+    db, redis_queue, actor, django_capture_on_commit_callbacks, monkeypatch
+):
+    """LanedRedis pops up to REDIS_BATCH messages of the accounts' lines per call while they
+    wait, in turn, the order one pop at a time gives, each with its doorbell token; the lane
+    ahead and the queue's own list still go first, one message at a time, as django-q2's own
+    broker pops its list."""
+    from django_q.signing import SignedPackage
+
+    from tests.factories import AccountFactory
+
+    monkeypatch.setattr(broker, "REDIS_BATCH", 3)
+    flood, small = AccountFactory(), AccountFactory()
+    a = create_queued(flood, actor, django_capture_on_commit_callbacks, 5)
+    b = create_queued(small, actor, django_capture_on_commit_callbacks, 2)
+    trigger(a[4], actor, django_capture_on_commit_callbacks)
+    broker.enqueue(["job_01J00000000000000000000000"])  # no account known: the main line
+    queue = get_broker()
+
+    batches: list[list[str]] = []
+    while messages := queue.dequeue():
+        batches.append([SignedPackage.loads(message)["args"][0] for _, message in messages])
+
+    taken = [job_id for batch in batches for job_id in batch]
+    assert taken == [
+        a[4],
+        "job_01J00000000000000000000000",
+        a[0],
+        b[0],
+        a[1],
+        b[1],
+        a[2],
+        a[3],
+        a[4],
+    ]
+    assert batches[:2] == [[a[4]], ["job_01J00000000000000000000000"]]
+    assert [len(batch) for batch in batches[2:]] == [3, 3, 1]  # not one pop per message
+    assert queue.queue_size() == 0  # no doorbell token left behind
+    assert queue.connection.llen(queue.ring_key) == 0
+
+
+def test_a_message_is_signed_as_django_q2_signs_it(monkeypatch, settings):
+    """broker._package signs with a key derived once; the bytes are SignedPackage.dumps'
+    own, compressed or not, and a cluster reads them back."""
+    import time
+    from datetime import UTC, datetime
+
+    from django_q.conf import Conf
+    from django_q.signing import SignedPackage
+
+    monkeypatch.setattr(time, "time", lambda: 1_764_633_600.5)
+    task = {
+        "id": "0" * 32,
+        "name": "job_01J00000000000000000000000",
+        "func": broker.WORKER_ENTRY,
+        "args": ("job_01J00000000000000000000000",),
+        "kwargs": {},
+        "started": datetime(2026, 12, 2, tzinfo=UTC),
+        "ack_failure": True,
+    }
+    for compressed in (False, True):
+        monkeypatch.setattr(Conf, "COMPRESSED", compressed)
+        ours = broker._signer(Conf).dumps(task)
+        assert ours == SignedPackage.dumps(task, compressed=compressed)
+        assert SignedPackage.loads(ours) == task
+    monkeypatch.setattr(Conf, "PREFIX", "another-queue")  # another salt, another signature
+    assert broker._signer(Conf).dumps(task) == SignedPackage.dumps(task, compressed=True)
+    package = broker._package("job_01J00000000000000000000000", Conf)
+    assert SignedPackage.loads(package)["args"] == ("job_01J00000000000000000000000",)
+
+
+def test_on_redis_a_job_triggered_between_two_batches_goes_before_the_next(
+    db, redis_queue, account, actor, make_job, django_capture_on_commit_callbacks, monkeypatch
+):
+    from django_q.signing import SignedPackage
+
+    monkeypatch.setattr(broker, "REDIS_BATCH", 2)
+    waiting = create_queued(account, actor, django_capture_on_commit_callbacks, 5)
+    queue = get_broker()
+
+    def take() -> list[str]:
+        return [SignedPackage.loads(message)["args"][0] for _, message in queue.dequeue() or []]
+
+    assert take() == waiting[:2]  # a full batch: the next dequeue pops the lines at once...
+    triggered = make_job(status=JobStatus.FAILED)
+    trigger(triggered.pk, actor, django_capture_on_commit_callbacks)
+    assert take() == [triggered.pk]  # ...unless the lane ahead holds a message
+    assert take() == waiting[2:4]
+    assert take() == waiting[4:]
