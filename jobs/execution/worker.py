@@ -208,9 +208,17 @@ def run_bulk_operation(operation_id: str) -> str:
     return _with_db_retry(lambda: services.bulk_operation_run(operation_id), what="bulk operation")
 
 
+_identity: tuple[int, str] = (0, "")
+
+
 def worker_identity() -> str:
-    """hostname:pid of this worker process, recorded on the job and its attempt."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """hostname:pid of this worker process, recorded on the job and its attempt. Kept per
+    process: gethostname is a system call, and this is asked for on every claim."""
+    global _identity
+    pid = os.getpid()
+    if _identity[0] != pid:
+        _identity = (pid, f"{socket.gethostname()}:{pid}")
+    return _identity[1]
 
 
 def _fail(job_id: str, number: int, **error: Any) -> str:
