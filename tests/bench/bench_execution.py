@@ -637,6 +637,10 @@ def _raw_run(path: Path, count: int) -> float:
                     "kwargs": {},
                     "started": timezone.now(),
                     "ack_failure": Conf.ACK_FAILURES,
+                    # `save` on, as the baseline says: a Success row per task. The
+                    # cluster's save_limit is -1 (ours keeps its own attempt rows), and without
+                    # this key the raw side saved nothing at all.
+                    "save": True,
                 }
             )
             for n in range(start, min(count, start + 1000))
