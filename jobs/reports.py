@@ -218,12 +218,37 @@ def dashboard(*, now: datetime | None = None, hours: int = 24) -> Dashboard:
     buckets = {
         since + timedelta(hours=i): HourBucket(since + timedelta(hours=i)) for i in range(hours)
     }
+    estimates = status_estimates()
+    if estimates and hours == 24:
+        # A large table: grouping a day of finished jobs reads every one of them (330,000 in
+        # 320 ms at 10M); the scheduler's rollups hold the same figures per hour (runs that
+        # ended succeeded, and those that left the job failed or stalled).
+        for point in rollups.queue_health("24h", now=now).series:
+            bucket = buckets.get(point.start)
+            if bucket is not None:
+                bucket.succeeded, bucket.failed = point.tally.succeeded, point.tally.failed
+    else:
+        _count_finished(buckets, since, since + timedelta(hours=hours))
+    stalled_now = Job.objects.filter(stale_heartbeat(now)).order_by()[: STALLED_NOW_CAP + 1].count()
+    return Dashboard(
+        now=now,
+        by_status=estimates or counts_by_status(),
+        estimated=frozenset(estimates),
+        stalled_now=min(stalled_now, STALLED_NOW_CAP),
+        stalled_capped=stalled_now > STALLED_NOW_CAP,
+        failures_by_code=[(code or "(none)", n) for code, n in failures],
+        hours=list(buckets.values()),
+    )
+
+
+def _count_finished(buckets: dict[datetime, HourBucket], since: datetime, until: datetime) -> None:
+    """Jobs that finished succeeded, or failed or stalled, per hour from `since` to `until`."""
     finished = (
         Job.objects.filter(
             # Bounded above too: a finish after the last hour has no bucket (and one after
             # year 9999, written by SQL, could not be read).
             finished_at__gte=since,
-            finished_at__lt=since + timedelta(hours=hours),
+            finished_at__lt=until,
             status__in=[JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STALLED],
         )
         .annotate(hour=TruncHour("finished_at"))
@@ -239,17 +264,6 @@ def dashboard(*, now: datetime | None = None, hours: int = 24) -> Dashboard:
             bucket.succeeded += n
         else:
             bucket.failed += n
-    estimates = status_estimates()
-    stalled_now = Job.objects.filter(stale_heartbeat(now)).order_by()[: STALLED_NOW_CAP + 1].count()
-    return Dashboard(
-        now=now,
-        by_status=estimates or counts_by_status(),
-        estimated=frozenset(estimates),
-        stalled_now=min(stalled_now, STALLED_NOW_CAP),
-        stalled_capped=stalled_now > STALLED_NOW_CAP,
-        failures_by_code=[(code or "(none)", n) for code, n in failures],
-        hours=list(buckets.values()),
-    )
 
 
 @dataclass

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from jobs import reports, services
 from jobs.models import BulkOperation, Job
-from jobs.monitoring import triage
+from jobs.models import RollupGranularity as JobRollupGranularity
+from jobs.monitoring import rollups, triage
 from jobs.states import JobStatus
 from tests.factories import AccountFactory, JobFactory
 from tests.monitoring.test_triage_counts import seed as seed_counted
@@ -157,3 +158,18 @@ def test_the_triage_page_says_when_the_scheduler_counted(operator_client, settin
     assert 'id="triage-total">6<' in html
     assert 'id="triage-counted">Counted by the scheduler' in html
     assert "every 30 s" in html
+
+
+def test_on_a_large_table_the_hours_come_from_the_rollups(db, account, monkeypatch):
+    # Statistics say the table is large: a day of finished jobs is not grouped per load.
+    monkeypatch.setattr(reports, "status_estimates", lambda: {S.SUCCEEDED.value: 10_000_000})
+    now = timezone.now()
+    JobFactory(account=account, status=S.SUCCEEDED, finished_at=now - timedelta(hours=2))
+    hour = rollups.floor_hour(now) - timedelta(hours=1)
+    rollups.Tally(succeeded=7, failed=2, retried=1).row(
+        JobRollupGranularity.HOUR, hour, rollups.EVERY_ACCOUNT, "noop"
+    ).save()
+    board = reports.dashboard(now=now)
+    by_hour = {bucket.hour: (bucket.succeeded, bucket.failed) for bucket in board.hours}
+    assert by_hour[hour] == (7, 2)
+    assert sum(b.succeeded for b in board.hours) == 7  # the job table was not read
