@@ -284,7 +284,7 @@ JOBS_ROLLUP_SETTLE_SECONDS = env_float("JOBS_ROLLUP_SETTLE_SECONDS", 10.0)
 # error code every JOBS_TRIAGE_COUNT_INTERVAL seconds for the triage page and /metrics, which
 # then read its counts (and say when they were taken) instead of grouping on every load.
 JOBS_TRIAGE_COUNT_ABOVE = env_int("JOBS_TRIAGE_COUNT_ABOVE", 100_000)
-JOBS_TRIAGE_COUNT_INTERVAL = env_float("JOBS_TRIAGE_COUNT_INTERVAL", 30.0)
+JOBS_TRIAGE_COUNT_INTERVAL = env_float("JOBS_TRIAGE_COUNT_INTERVAL", 60.0)
 # Who may read /metrics without an operator API key (comma-separated addresses).
 JOBS_METRICS_ALLOWED_IPS = env_list("JOBS_METRICS_ALLOWED_IPS", [])
 
