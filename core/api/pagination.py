@@ -23,8 +23,10 @@ from core.ids import id_pattern, is_valid_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-# The rows a page scans in order before it asks the condition's own index (see Scan).
-SCAN_WINDOWS = (500, 2_500)
+# A text page reads the base rows in order, SCAN_FIRST first, and at most SCAN_MAX before it asks
+# the condition's own index (see Scan).
+SCAN_FIRST = 300
+SCAN_MAX = 3_000
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
 
@@ -85,9 +87,11 @@ class Scan:
     guess, and with the trigram index it chose a bitmap of every match in the table, sorted,
     for a common word too (333 ms for one page of an account of 40,000 jobs, where reading the
     account's newest rows in order and keeping the matching ones needs a few hundred rows).
-    So the page reads the base rows in order, in windows of SCAN_WINDOWS rows, with the
-    condition computed for each row as a column (not in WHERE, so nothing can move it onto
-    another index); what a window does not fill is asked with the condition in WHERE, below
+    So the page reads the base rows in order, in windows, with the condition computed for each
+    row as a column (not in WHERE, so nothing can move it onto another index). The first window
+    (SCAN_FIRST rows) is a sample: from the share of its rows that match, the page sizes the
+    next window to what it still needs, and when that share cannot fill the page within
+    SCAN_MAX rows read (no match at all, for a full page), it asks the condition in WHERE, below
     the last row read, where the condition's own index serves a rare match. Same rows, same
     order as the plain query."""
 
@@ -98,7 +102,8 @@ class Scan:
         """The first `limit` rows of base matching the condition, newest first, below `below`."""
         found: list[Any] = []
         hit = ExpressionWrapper(self.condition, output_field=BooleanField())
-        for window in SCAN_WINDOWS:
+        read, window = 0, SCAN_FIRST
+        while window > 0:
             rows = self.base.order_by("-pk")
             if below is not None:
                 rows = rows.filter(pk__lt=below)
@@ -106,7 +111,11 @@ class Scan:
             found += [pk for pk, matches in marks if matches]
             if len(found) >= limit or len(marks) < window:
                 return self._rows(found[:limit])
-            below = marks[-1][0]
+            read, below = read + window, marks[-1][0]
+            # The rows still needed at the share seen so far (none seen: as if one were), and a
+            # fifth more, so that most pages end with this window.
+            needed = (limit - len(found)) * read // max(len(found), 1)
+            window = min(needed + needed // 5, SCAN_MAX - read) if read + needed <= SCAN_MAX else 0
         rest = self.base.filter(self.condition, pk__lt=below).order_by("-pk")
         return self._rows(found) + list(rest[: limit - len(found)])
 

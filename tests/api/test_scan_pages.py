@@ -5,8 +5,11 @@ or in none; and a rare match below every window is found through the condition's
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from core.api import pagination
 from jobs.models import Job
@@ -38,8 +41,10 @@ def walk(api, key, url: str, body: dict) -> list[str]:
 
 @pytest.fixture
 def small_windows(monkeypatch):
-    # Windows of 4 and 9 rows, so a few dozen jobs cross both and reach the last query.
-    monkeypatch.setattr(pagination, "SCAN_WINDOWS", (4, 9))
+    # A first window of 4 rows and at most 13 read, so a few dozen jobs cross several windows
+    # and reach the last query.
+    monkeypatch.setattr(pagination, "SCAN_FIRST", 4)
+    monkeypatch.setattr(pagination, "SCAN_MAX", 13)
 
 
 @pytest.mark.parametrize("limit", [1, 3, 7, 50])
@@ -85,3 +90,39 @@ def test_a_rare_match_below_the_windows_is_found_by_its_own_query(
     page = api.post(f"/api/accounts/{account.pk}/jobs/search", {"q": "zephyr"}, key=keys.a).json()
     assert [row["id"] for row in page["results"]] == [old.pk]
     assert page["next_cursor"] is None
+
+
+def windows_read(api, key, account, text: str, limit: int) -> list[int]:
+    """The rows each window of one page's scan asked for (its LIMIT), in order."""
+    url = f"/api/accounts/{account.pk}/jobs/search"
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post(url, {"q": text, "limit": limit}, key=key).status_code == 200
+    return [
+        int(re.search(r"LIMIT (\d+)", q["sql"]).group(1))
+        for q in queries.captured_queries
+        if "scan_hit" in q["sql"]
+    ]
+
+
+def test_the_first_window_sizes_the_next_one(api, keys, account, monkeypatch):
+    monkeypatch.setattr(pagination, "SCAN_FIRST", 20)
+    monkeypatch.setattr(pagination, "SCAN_MAX", 200)
+    # One job in four has the text, the rest is noise: 5 of the first 20 rows match, so the
+    # 6 rows a page of 11 (limit 10, and one to know there is more) still needs are about 24
+    # more rows (and a fifth more: 28), not the rest of SCAN_MAX.
+    for n in range(120):
+        detail = "read timed out" if n % 4 == 0 else "connection refused"
+        JobFactory(account=account, status=S.FAILED, last_error_detail=detail)
+    assert windows_read(api, keys.a, account, "timed out", 10) == [20, 28]
+
+
+def test_a_text_the_first_window_lacks_goes_to_its_own_query(api, keys, account, monkeypatch):
+    monkeypatch.setattr(pagination, "SCAN_FIRST", 20)
+    monkeypatch.setattr(pagination, "SCAN_MAX", 200)
+    JobFactory(account=account, status=S.FAILED, last_error_detail="zephyr gateway")
+    for _ in range(40):
+        JobFactory(account=account, status=S.FAILED, last_error_detail="connection refused")
+    # None in 20 rows: a page of 51 cannot be filled within 200 rows, so no second window.
+    assert windows_read(api, keys.a, account, "zephyr", 50) == [20]
+    # A page of 2 may be: the scan goes on as if one in 20 matched (40 rows, and a fifth more).
+    assert windows_read(api, keys.a, account, "zephyr", 1) == [20, 48]
