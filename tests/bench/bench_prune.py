@@ -30,6 +30,7 @@ from jobs.states import JobStatus
 from tests.bench.timing import p95
 
 JOBS_PER_DAY = 2_900_000
+PRUNE_PREFIX = "bench-prune-"  # the names of the accounts the bench loads
 AUDIT_PER_JOB = 4  # create, dispatch, claim, succeed
 _JOB, _ATTEMPT, _AUDIT = (m._meta.db_table for m in (Job, JobAttempt, AuditEvent))
 
@@ -204,6 +205,18 @@ def main(argv: list[str]) -> int:
     if connection.vendor != "postgresql":
         print("bench prune needs PostgreSQL (DATABASE_URL=postgres://...)")
         return 2
+    # The policy prunes the whole database, not only the bench's rows: on a database holding
+    # other work (the 10M data set of bench scale) it would delete that work.
+    own = Account.objects.filter(name__startswith=PRUNE_PREFIX).values("pk")
+    if (
+        Job.objects.exclude(account_id__in=own).exists()
+        or AuditEvent.objects.exclude(account_id__in=own).exists()
+    ):
+        print(
+            "bench prune removes every row its policy matches, and this database holds jobs or "
+            "audit events of other accounts: point DATABASE_URL at a database of its own"
+        )
+        return 2
     policy = RetentionPolicy(
         job_days={
             JobStatus.SUCCEEDED: 7.0,
@@ -219,7 +232,7 @@ def main(argv: list[str]) -> int:
     results: dict[str, dict[str, tuple[float, float]]] = {}
     for method in ("service", "bare SQL"):
         account = Account.objects.create(
-            id=new_id("acc"), name=f"bench-prune-{method}", email="bench@example.test"
+            id=new_id("acc"), name=f"{PRUNE_PREFIX}{method}", email="bench@example.test"
         )
         started = time.perf_counter()
         load(account.pk, args.expired, args.kept_failed, args.young, args.old_audit)
