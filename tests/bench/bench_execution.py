@@ -463,18 +463,13 @@ def _drop_backlog(deployment: Deployment) -> None:
     """Remove what is left of a backlog (its queued jobs and their messages) instead of waiting
     for it to drain: on a loaded machine 10,000 jobs take minutes and measure nothing more."""
     from django.db import router
-    from django_q.brokers import get_broker
-    from django_q.models import OrmQ
 
     from jobs.models import Job
 
     Job.objects.filter(account=deployment.account, status="queued")._raw_delete(
         router.db_for_write(Job)
     )
-    if deployment.broker == "redis":
-        get_broker(deployment.queue).delete_queue()
-    else:
-        OrmQ.objects.filter(key=deployment.queue).delete()
+    _drop_messages(deployment.queue, deployment.broker)
     # Messages a cluster already took claim nothing (their jobs are gone); running ones finish.
     _wait(lambda: not _any_waiting(deployment.account.pk), "the backlog's running jobs")
 
@@ -491,8 +486,9 @@ def memory(deployment: Deployment) -> None:
     for pid in deployment.worker_pids():
         with contextlib.suppress(FileNotFoundError):
             status = Path(f"/proc/{pid}/status").read_text()
-            rss = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-            sizes.append((pid, int(rss.split()[1]) / 1024))
+            rss = next((line for line in status.splitlines() if line.startswith("VmRSS:")), None)
+            if rss is not None:  # None: the process exited and is not reaped yet (a zombie)
+                sizes.append((pid, int(rss.split()[1]) / 1024))
     alive = ", ".join(f"pid {pid} {mb:.0f} MB" for pid, mb in sizes) or "none alive"
     print(
         f"  memory after {ran:,} jobs: worker processes alive that ran jobs: {alive} "
@@ -814,7 +810,6 @@ def _wait(
 
 def _cleanup(account: Any, queue: str, broker: str) -> None:
     from django.db import router
-    from django_q.models import OrmQ
 
     from accounts.models import ApiKey
     from core.models import AuditEvent, AuditEventJob
@@ -828,13 +823,20 @@ def _cleanup(account: Any, queue: str, broker: str) -> None:
     AuditEventJob.objects.filter(event__account_id=account.pk)._raw_delete(db)
     AuditEvent.objects.filter(account_id=account.pk)._raw_delete(db)
     ApiKey.objects.filter(account=account).delete()
-    # The queue's lane and every account's line (the fair brokers keep one per account).
+    _drop_messages(queue, broker)
+    account.delete()
+
+
+def _drop_messages(queue: str, broker: str) -> None:
+    """Every message of the queue: its lane and every account's line (the fair brokers keep
+    one per account; a backlog's stale messages left in a line would sit ahead of the next
+    section's jobs of that account)."""
+    from django_q.brokers import get_broker
+    from django_q.models import OrmQ
+
     OrmQ.objects.filter(key=queue).delete()
     OrmQ.objects.filter(key__startswith=f"{queue}:").delete()
-    account.delete()
     if broker == "redis":
-        from django_q.brokers import get_broker
-
         get_broker(queue).delete_queue()  # the line and the lane ahead (LanedRedis)
 
 
