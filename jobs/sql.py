@@ -357,6 +357,34 @@ SELECT 2, id, key, lock, payload FROM (
 ) AS first_line
 """
 
+# PostgreSQL: the same read and the take in one statement. Each part locks the rows it reads
+# and skips rows another pusher is taking at that moment (SKIP LOCKED), so the pushers of two
+# clusters reading one line take its next messages instead of colliding on its head (with a
+# compare-and-set after the read, the loser of each collision read again). Same choice as the
+# read above and OrderedORM.dequeue make of its rows: the lane's, or else the lines' in turn.
+_ORMQ_NEXT_LOCKED = _ORMQ_NEXT.replace("LIMIT %(batch)s", "LIMIT %(batch)s FOR UPDATE SKIP LOCKED")
+ORMQ_FAIR_TAKE_POSTGRESQL = f"""
+WITH found AS (
+    SELECT 0 AS part, id, key, lock FROM (
+        SELECT id, key, lock FROM {_ORMQ}
+        WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ) AS lane
+    UNION ALL
+    SELECT 1, id, key, lock FROM ({_ORMQ_NEXT_LOCKED.format(where="> %(cursor)s")}) AS next_line
+    UNION ALL
+    SELECT 2, id, key, lock FROM (
+        {_ORMQ_NEXT_LOCKED.format(where="> %(lane)s AND key <= %(cursor)s")}
+    ) AS first_line
+), chosen AS (
+    SELECT part, id, key, lock FROM found
+    WHERE part = 0 OR NOT EXISTS (SELECT FROM found WHERE part = 0)
+    ORDER BY part, key, lock, id LIMIT %(batch)s
+)
+UPDATE {_ORMQ} AS message SET lock = %(until)s FROM chosen WHERE message.id = chosen.id
+RETURNING chosen.part, message.id, chosen.key, chosen.lock, message.payload
+"""
+
 
 def ormq_take(count: int) -> str:
     """Take the `count` messages found above (%(id0)s, ...) that nobody took since: a

@@ -78,7 +78,9 @@ class OrderedORM(ORM):
     account's key "<queue>:<account>"; within a line by the time a message became visible:
     when sent, or when a dead cluster's hold on it expired). The stock broker takes any
     waiting row (its read has no ORDER BY). The index jobs_ormq_line (migration jobs 0002)
-    makes each part of the read one index probe (jobs.sql.ORMQ_FAIR_DEQUEUE)."""
+    makes each part of the read one index probe (jobs.sql.ORMQ_FAIR_DEQUEUE). On PostgreSQL
+    the read and the take are one statement that skips what another cluster is taking
+    (jobs.sql.ORMQ_FAIR_TAKE_POSTGRESQL); elsewhere a compare-and-set follows the read."""
 
     _cursor = ""  # the key of the account line served last, per broker (one per cluster)
 
@@ -96,6 +98,8 @@ class OrderedORM(ORM):
             "now": now,
             "batch": batch,
         }
+        if db.vendor == "postgresql":
+            return self._take_in_one_statement(db, params)
         with db.cursor() as cursor:
             cursor.execute(sql.ORMQ_FAIR_DEQUEUE, params)
             rows = cursor.fetchall()
@@ -116,6 +120,26 @@ class OrderedORM(ORM):
         # In line order; a message another cluster took first is left to it (asked again at
         # once by django-q2's pusher).
         return [(row[1], row[4]) for row in chosen if row[1] in taken]
+
+    def _take_in_one_statement(
+        self, db: Any, params: dict[str, Any]
+    ) -> list[tuple[Any, Any]] | None:
+        """dequeue on PostgreSQL: the read and the take in one statement
+        (jobs.sql.ORMQ_FAIR_TAKE_POSTGRESQL)."""
+        from jobs import sql
+
+        until = db.ops.adapt_datetimefield_value(timezone.now() + timedelta(seconds=Conf.RETRY))
+        with db.cursor() as cursor:
+            cursor.execute(sql.ORMQ_FAIR_TAKE_POSTGRESQL, {**params, "until": until})
+            # RETURNING keeps no order: the read's (the lane, then the lines in turn).
+            rows = sorted(cursor.fetchall(), key=lambda row: (row[0], row[2], row[3], row[1]))
+        if not rows:
+            sleep(Conf.POLL)  # nothing to take: spare the CPU, as ORM.dequeue does
+            return None
+        lines = [row[2] for row in rows if row[0] != 0]
+        if lines:
+            self._cursor = lines[-1]
+        return [(row[1], row[4]) for row in rows]
 
     def queue_size(self) -> int:
         return self._lines().filter(lock__lte=timezone.now()).count()

@@ -3,11 +3,16 @@ first in, first out, with a lane ahead of the line for trigger."""
 
 from __future__ import annotations
 
+import threading
+import uuid
 from datetime import timedelta
 
+import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
 from jobs import services
 from jobs.execution import broker
@@ -231,3 +236,42 @@ def test_on_redis_a_job_triggered_between_two_batches_goes_before_the_next(
     assert take() == [triggered.pk]  # ...unless the lane ahead holds a message
     assert take() == waiting[2:4]
     assert take() == waiting[4:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_message_another_pusher_is_taking_is_skipped_not_waited_for(
+    monkeypatch, account, actor, django_capture_on_commit_callbacks
+):
+    """Two clusters' pushers reading one line: while one holds the line's head (taking it, in
+    its own transaction), the other takes the next message at once, instead of waiting for the
+    head or reading it again after a lost compare-and-set."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite has one writer at a time")
+    from tests.execution.conftest import use_broker
+
+    use_broker(monkeypatch, queue=f"test-{uuid.uuid4().hex[:10]}", redis_url=None)
+    first, second = create_queued(account, actor, django_capture_on_commit_callbacks, 2)
+    head = OrmQ.objects.filter(key__startswith=f"{get_broker().list_key}:").order_by("lock", "id")
+    head_id = head.values_list("id", flat=True)[0]
+    holding, done = threading.Event(), threading.Event()
+
+    def other_pusher() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT id FROM django_q_ormq WHERE id = %s FOR UPDATE", [head_id])
+                holding.set()
+                done.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_pusher)
+    thread.start()
+    try:
+        assert holding.wait(timeout=30)
+        # Waiting for the head would hand it out once the other transaction ends: `first`.
+        taken = get_broker().dequeue()
+    finally:
+        done.set()
+        thread.join()
+    assert [SignedPackage.loads(message)["args"][0] for _, message in taken] == [second]
+    assert [SignedPackage.loads(m)["args"][0] for _, m in get_broker().dequeue()] == [first]
