@@ -542,45 +542,60 @@ def fairness(deployment: Deployment, args: argparse.Namespace) -> None:
 
 def scale_out(deployment: Deployment, args: argparse.Namespace) -> None:
     """Taskless throughput with 1, 2 and 3 clusters of `--workers` workers on one database and
-    broker, and the jobs that ran more than once (each no-op job should have one attempt) or
-    twice at the same time."""
-    from django.db.models import Count
+    broker, three rounds each, the cluster counts alternating (1 2 3, then 2 3 1, then 3 1 2:
+    the tables grow as rounds go, and no count gets only the fresh or only the grown ones), and
+    the jobs that ran more than once (each no-op job should have one attempt) or twice at the
+    same time."""
+    from django.db.models import Count, Q
 
     from jobs.models import JobAttempt
 
+    counts = (1, 2, 3)
     extra: list[subprocess.Popen] = []
+    rates: dict[int, list[float]] = {n: [] for n in counts}
+    runs: dict[int, list[tuple[str, str]]] = {n: [] for n in counts}  # job id ranges
     try:
-        for clusters in (1, 2, 3):
-            while len(extra) < clusters - 1:
-                deployment._spawn(
-                    f"worker{len(extra) + 2}", [sys.executable, "manage.py", "qcluster"]
-                )
-                extra.append(deployment.procs[f"worker{len(extra) + 2}"])
-                _taskless_run(deployment, 200)  # its workers start and connect
-            since = _newest_job_id(deployment)
-            rates = [_taskless_run(deployment, args.jobs) for _ in range(3)]
-            attempts = JobAttempt.objects.filter(job__account=deployment.account, job_id__gt=since)
-            twice = attempts.values("job_id").annotate(n=Count("*")).filter(n__gt=1).count()
-            workers = attempts.values("worker").distinct().count()
-            print(
-                f"  scale-out: {clusters} cluster(s), {workers} workers ran jobs: "
-                + ", ".join(f"{rate:.0f}" for rate in rates)
-                + f" jobs/s (median {statistics.median(rates):.0f}); jobs run more than once: "
-                f"{twice}; at the same time: {_overlapping(attempts)}",
-                flush=True,
-            )
+        for round_ in range(3):
+            for clusters in counts[round_:] + counts[:round_]:
+                _set_clusters(deployment, extra, clusters)
+                since = _newest_job_id(deployment)
+                rates[clusters].append(_taskless_run(deployment, args.jobs))
+                runs[clusters].append((since, _newest_job_id(deployment)))
     finally:
-        for proc in extra:
-            proc.send_signal(signal.SIGTERM)
-        for proc in extra:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(30)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        for name in [
-            name for name in deployment.procs if name.startswith("worker") and name != "worker"
-        ]:
-            del deployment.procs[name]
+        _set_clusters(deployment, extra, 1)
+    for clusters in counts:
+        ran = Q()
+        for since, until in runs[clusters]:
+            ran |= Q(job_id__gt=since, job_id__lte=until)
+        attempts = JobAttempt.objects.filter(ran, job__account=deployment.account)
+        twice = attempts.values("job_id").annotate(n=Count("*")).filter(n__gt=1).count()
+        workers = attempts.values("worker").distinct().count()
+        print(
+            f"  scale-out: {clusters} cluster(s), {workers} workers ran jobs: "
+            + ", ".join(f"{rate:.0f}" for rate in rates[clusters])
+            + f" jobs/s (median {statistics.median(rates[clusters]):.0f}); jobs run more than "
+            f"once: {twice}; at the same time: {_overlapping(attempts)}",
+            flush=True,
+        )
+
+
+def _set_clusters(deployment: Deployment, extra: list[subprocess.Popen], clusters: int) -> None:
+    """Start or stop clusters (`manage.py qcluster`, as the Procfile's worker) beside the
+    deployment's own until `clusters` run. A stopped one ran its last jobs to the end: the
+    runs between wait for every job."""
+    while len(extra) < clusters - 1:
+        name = f"worker{len(extra) + 2}"
+        deployment._spawn(name, [sys.executable, "manage.py", "qcluster"])
+        extra.append(deployment.procs[name])
+        _taskless_run(deployment, 200)  # its workers start and connect
+    while len(extra) > clusters - 1:
+        proc = extra.pop()
+        del deployment.procs[f"worker{len(extra) + 2}"]
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _newest_job_id(deployment: Deployment) -> str:
