@@ -339,16 +339,17 @@ def _ormq_table() -> str:
 
 
 _ORMQ = _ormq_table()
+_ORMQ_LANE = f"""
+SELECT id, key, lock, payload FROM {_ORMQ}
+WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(batch)s
+"""
 _ORMQ_NEXT = f"""
 SELECT id, key, lock, payload FROM {_ORMQ}
 WHERE key {{where}} AND key LIKE %(prefix)s ESCAPE '\\' AND lock < %(now)s
 ORDER BY key, lock, id LIMIT %(batch)s
 """
 ORMQ_FAIR_DEQUEUE = f"""
-SELECT 0 AS part, id, key, lock, payload FROM (
-    SELECT id, key, lock, payload FROM {_ORMQ}
-    WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(batch)s
-) AS lane
+SELECT 0 AS part, id, key, lock, payload FROM ({_ORMQ_LANE}) AS lane
 UNION ALL
 SELECT 1, id, key, lock, payload FROM ({_ORMQ_NEXT.format(where="> %(cursor)s")}) AS next_line
 UNION ALL
@@ -362,14 +363,12 @@ SELECT 2, id, key, lock, payload FROM (
 # clusters reading one line take its next messages instead of colliding on its head (with a
 # compare-and-set after the read, the loser of each collision read again). Same choice as the
 # read above and OrderedORM.dequeue make of its rows: the lane's, or else the lines' in turn.
-_ORMQ_NEXT_LOCKED = _ORMQ_NEXT.replace("LIMIT %(batch)s", "LIMIT %(batch)s FOR UPDATE SKIP LOCKED")
+_LOCKED = "LIMIT %(batch)s FOR UPDATE SKIP LOCKED"
+_ORMQ_LANE_LOCKED = _ORMQ_LANE.replace("LIMIT %(batch)s", _LOCKED)
+_ORMQ_NEXT_LOCKED = _ORMQ_NEXT.replace("LIMIT %(batch)s", _LOCKED)
 ORMQ_FAIR_TAKE_POSTGRESQL = f"""
 WITH found AS (
-    SELECT 0 AS part, id, key, lock FROM (
-        SELECT id, key, lock FROM {_ORMQ}
-        WHERE key = %(lane)s AND lock < %(now)s ORDER BY lock, id LIMIT %(batch)s
-        FOR UPDATE SKIP LOCKED
-    ) AS lane
+    SELECT 0 AS part, id, key, lock FROM ({_ORMQ_LANE_LOCKED}) AS lane
     UNION ALL
     SELECT 1, id, key, lock FROM ({_ORMQ_NEXT_LOCKED.format(where="> %(cursor)s")}) AS next_line
     UNION ALL
