@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
 import weakref
 from collections.abc import Mapping, Sequence
@@ -96,14 +97,15 @@ def insert_rows(objs: Sequence[models.Model]) -> None:
         field.attname: field.encoder for field in fields if isinstance(field, models.JSONField)
     }
     attnames = [field.attname for field in fields]
+    get = operator.attrgetter(*attnames)  # one call per row, not one per field
+    values_of = get if len(attnames) > 1 else lambda obj: (get(obj),)
+    json_at = [(n, json_fields[name]) for n, name in enumerate(attnames) if name in json_fields]
 
     def row(obj: models.Model) -> list[Any]:
-        values = []
-        for attname in attnames:
-            value = getattr(obj, attname)
-            if attname in json_fields and value is not None:
-                value = json.dumps(value, cls=json_fields[attname])
-            values.append(value)
+        values = list(values_of(obj))
+        for n, encoder in json_at:
+            if values[n] is not None:
+                values[n] = json.dumps(values[n], cls=encoder)
         return values
 
     sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"

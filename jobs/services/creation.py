@@ -111,7 +111,9 @@ def jobs_create(
                 # One COPY of (event, job) links: a fraction of the job rows' own cost.
                 link_jobs(task_event, [job.pk for job in jobs])
             _rows.refresh_task_statuses([task.pk])
-        enqueue_on_commit([job.pk for job in jobs if job.status == JobStatus.QUEUED])
+        enqueue_on_commit(
+            [job.pk for job in jobs if job.status == JobStatus.QUEUED], account_id=account.pk
+        )
     return jobs
 
 

@@ -41,11 +41,12 @@ def test_the_deployment_reads_through_the_ordered_brokers(any_broker):
 def test_batches_keep_their_order(
     any_broker, account, actor, monkeypatch, django_capture_on_commit_callbacks, next_job_ids
 ):
+    monkeypatch.setattr(broker, "FIRST_BATCH", 1)
     monkeypatch.setattr(broker, "BATCH_SIZE", 2)
-    ids = create_queued(account, actor, django_capture_on_commit_callbacks, 3)
+    ids = create_queued(account, actor, django_capture_on_commit_callbacks, 4)
     ids += create_queued(account, actor, django_capture_on_commit_callbacks, 2)
 
-    assert next_job_ids(5) == ids
+    assert next_job_ids(6) == ids
 
 
 def test_triggered_jobs_go_ahead_of_the_line_in_the_order_they_were_triggered(
@@ -125,6 +126,21 @@ def test_a_message_of_a_job_no_longer_stored_still_goes_out(
     broker.enqueue(["job_01J00000000000000000000000"])
 
     assert next_job_ids(1) == ["job_01J00000000000000000000000"]
+
+
+def test_an_enqueue_that_names_the_account_sends_to_its_line_without_a_lookup(any_broker, account):
+    """jobs_create knows the account of the jobs it creates, so their messages need no query
+    to find it: a job id the table does not hold (a lookup would send it to the main line)
+    still goes to the account's line."""
+    broker.enqueue(["job_01J00000000000000000000000"], account_id=account.pk)
+
+    queue = get_broker()
+    if any_broker == "orm":
+        line = broker.account_line_key(queue.list_key, account.pk)
+        assert list(OrmQ.objects.values_list("key", flat=True)) == [line]
+    else:
+        assert queue.connection.llen(queue.line_key(account.pk)) == 1
+        assert queue.connection.llen(queue.list_key) == 0
 
 
 def test_on_the_orm_broker_a_turn_is_a_batch_of_the_next_accounts_messages(
