@@ -8,13 +8,15 @@ against one database and broker. For each broker (ORM; Redis when it answers) an
 mode of the workers (JOBS_WORKER_ASYNC_COMMIT=1, the default, and 0: durable), one deployment
 runs these sides, alternating (the order rotates each round) for `--rounds` rounds:
   - raw django-q2: N messages for a function that only notes it ran, enqueued inside the
-    window, drained by the same cluster with django-q2's `save` on (a Success row per task):
-    the baseline, unchanged;
+    window, drained by the same cluster with django-q2's `save` on (a Success row per task),
+    timed until every Success row is saved: the baseline, unchanged;
   - ours, jobs of a task: `POST /api/accounts/:id/tasks {"kind": "noop_batch"}` with N jobs,
     timed from the POST until all N succeeded (what every API client's work is);
   - ours, taskless: N `noop` jobs created by jobs_create in the bench process, in batches of
     1,000 (the path a provider event's jobs take, without the HTTP request and event row),
     timed from the first create until all succeeded.
+  Between two sides, off the clock, the queue empties (the ORM broker's messages are deleted
+  by the cluster's monitor after their runs), so no side's trailing work runs in another's.
 Then, in the same deployment:
   - latency: taskless jobs created one by one at about half the median throughput of the
     jobs of a task, for `--latency-seconds`: created -> started p50, p99 and max;
@@ -39,7 +41,8 @@ jobs starts in < 1 s.
 Two sections run only when asked for (`--sections ...,fairness,scale_out`), as they belong to
 the fair-share and scale-out work of issue 16: `fairness` (50,000 jobs of account A queued,
 then 100 of account B: B's started p50/p99) and `scale_out` (1, 2 and 3 clusters on one
-database: throughput, and the jobs run more than once or twice at the same time).
+database, `--scale-out-jobs` taskless jobs per round: throughput, and the jobs run more than
+once or twice at the same time).
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--triggers", type=int, default=3)
     parser.add_argument("--fairness-jobs", type=int, default=50_000)
+    # Rounds of 3,000 jobs lasted 3 to 10 s and spread too widely to compare cluster counts
+    # (2 clusters on Redis: 640 to 1,300 jobs/s in one run): a round here lasts 10 s or more.
+    parser.add_argument("--scale-out-jobs", type=int, default=10_000)
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     )
@@ -183,6 +189,7 @@ class Deployment:
     key: str
     base_url: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    posts: list[float] = field(default_factory=list)  # seconds each task's POST took
 
     @property
     def label(self) -> str:
@@ -348,10 +355,12 @@ def throughput(deployment: Deployment, args: argparse.Namespace) -> float:
         order = names[n % 3 :] + names[: n % 3]
         for name in order:
             rounds[name].append(sides[name](args.jobs))
+            _settle(deployment)
         print(
             f"  round {n + 1} ({' > '.join(order)}): "
             + ", ".join(f"{name} {rounds[name][-1]:.0f}" for name in names)
-            + " jobs/s",
+            + f" jobs/s (the task's POST took {deployment.posts[-1]:.2f} s of "
+            + f"{args.jobs / rounds['task'][-1]:.2f} s)",
             flush=True,
         )
     median = {name: statistics.median(values) for name, values in rounds.items()}
@@ -559,7 +568,7 @@ def scale_out(deployment: Deployment, args: argparse.Namespace) -> None:
             for clusters in counts[round_:] + counts[:round_]:
                 _set_clusters(deployment, extra, clusters)
                 since = _newest_job_id(deployment)
-                rates[clusters].append(_taskless_run(deployment, args.jobs))
+                rates[clusters].append(_taskless_run(deployment, args.scale_out_jobs))
                 runs[clusters].append((since, _newest_job_id(deployment)))
     finally:
         _set_clusters(deployment, extra, 1)
@@ -636,13 +645,15 @@ def _raw_run(path: Path, count: int) -> float:
     from django_q.signing import SignedPackage
 
     broker = get_broker()
+    tag = path.name  # the run's group: its Success rows are counted by it
     started = time.perf_counter()
     for start in range(0, count, 1000):
         packages = [
             SignedPackage.dumps(
                 {
                     "id": q_uuid()[1],
-                    "name": f"raw{n}",
+                    "name": f"{tag}-{n}",
+                    "group": tag,
                     "func": RAW_FUNC,
                     "args": (str(path),),
                     "kwargs": {},
@@ -664,7 +675,22 @@ def _raw_run(path: Path, count: int) -> float:
         else:
             broker.connection.rpush(broker.list_key, *packages)
     _wait(lambda: path.exists() and path.stat().st_size >= count, f"{count} raw runs")
+    # Done when its Success rows are saved too, as ours is done when its jobs are recorded
+    # succeeded: the cluster's monitor saves them after the functions ran, and a backlog of
+    # saves left behind ran into the next side's window (always ours, jobs of a task, which
+    # follows raw in the rotation), taking its CPU. Polled only now, and less often: the count
+    # reads django-q2's task table, which has no index on the group.
+    _wait(lambda: _saved(tag) >= count, f"{count} raw Success rows", poll=0.05)
     return count / (time.perf_counter() - started)
+
+
+def _saved(group: str) -> int:
+    from django.db import connection
+    from django_q.models import Task
+
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT count(*) FROM {Task._meta.db_table} WHERE "group" = %s', [group])
+        return int(cursor.fetchone()[0])
 
 
 def _task_run(deployment: Deployment, count: int) -> float:
@@ -675,6 +701,7 @@ def _task_run(deployment: Deployment, count: int) -> float:
         f"/accounts/{deployment.account.pk}/tasks",
         {"kind": "noop_batch", "params": {"count": count}},
     )
+    deployment.posts.append(time.perf_counter() - started)
     _wait(lambda: not _any_waiting(deployment.account.pk, task_id=task["id"]), "the task's jobs")
     elapsed = time.perf_counter() - started
     shown = deployment.api("GET", f"/tasks/{task['id']}")
@@ -840,6 +867,18 @@ def _cleanup(account: Any, queue: str, broker: str) -> None:
     ApiKey.objects.filter(account=account).delete()
     _drop_messages(queue, broker)
     account.delete()
+
+
+def _settle(deployment: Deployment) -> None:
+    """Wait, off the clock, until the queue holds no message, so that no side's trailing work
+    (on the ORM broker, the monitor deletes each message after its run) runs into the next
+    side's window."""
+    from django_q.brokers import get_broker
+
+    queue = get_broker()
+    _wait(
+        lambda: queue.queue_size() + (queue.lock_size() or 0) == 0, "the queue to empty", poll=0.05
+    )
 
 
 def _drop_messages(queue: str, broker: str) -> None:
