@@ -41,8 +41,8 @@ jobs starts in < 1 s.
 Two sections run only when asked for (`--sections ...,fairness,scale_out`), as they belong to
 the fair-share and scale-out work of issue 16: `fairness` (50,000 jobs of account A queued,
 then 100 of account B: B's started p50/p99) and `scale_out` (1, 2 and 3 clusters on one
-database, `--scale-out-jobs` taskless jobs per round: throughput, and the jobs run more than
-once or twice at the same time).
+database, `--scale-out-jobs` taskless jobs per round, `--rounds` rounds: throughput, and the
+jobs run more than once or twice at the same time; target: 2 clusters >= 1).
 """
 
 from __future__ import annotations
@@ -551,10 +551,10 @@ def fairness(deployment: Deployment, args: argparse.Namespace) -> None:
 
 def scale_out(deployment: Deployment, args: argparse.Namespace) -> None:
     """Taskless throughput with 1, 2 and 3 clusters of `--workers` workers on one database and
-    broker, three rounds each, the cluster counts alternating (1 2 3, then 2 3 1, then 3 1 2:
-    the tables grow as rounds go, and no count gets only the fresh or only the grown ones), and
-    the jobs that ran more than once (each no-op job should have one attempt) or twice at the
-    same time."""
+    broker, `--rounds` rounds each, the cluster counts alternating (1 2 3, then 2 3 1, then
+    3 1 2, ...: the tables grow as rounds go, and no count gets only the fresh or only the grown
+    ones), and the jobs that ran more than once (each no-op job should have one attempt) or
+    twice at the same time. Target: the median with 2 clusters >= the median with 1."""
     from django.db.models import Count, Q
 
     from jobs.models import JobAttempt
@@ -564,8 +564,9 @@ def scale_out(deployment: Deployment, args: argparse.Namespace) -> None:
     rates: dict[int, list[float]] = {n: [] for n in counts}
     runs: dict[int, list[tuple[str, str]]] = {n: [] for n in counts}  # job id ranges
     try:
-        for round_ in range(3):
-            for clusters in counts[round_:] + counts[:round_]:
+        for round_ in range(args.rounds):
+            turn = round_ % len(counts)
+            for clusters in counts[turn:] + counts[:turn]:
                 _set_clusters(deployment, extra, clusters)
                 since = _newest_job_id(deployment)
                 rates[clusters].append(_taskless_run(deployment, args.scale_out_jobs))
@@ -586,6 +587,11 @@ def scale_out(deployment: Deployment, args: argparse.Namespace) -> None:
             f"once: {twice}; at the same time: {_overlapping(attempts)}",
             flush=True,
         )
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    print(
+        f"  scale-out: 2 clusters / 1 = {two / one:.2f} (target >= 1.0: {_verdict(two >= one)})",
+        flush=True,
+    )
 
 
 def _set_clusters(deployment: Deployment, extra: list[subprocess.Popen], clusters: int) -> None:
