@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,7 +352,7 @@ def throughput(deployment: Deployment, args: argparse.Namespace) -> float:
     names = list(sides)
     rounds: dict[str, list[float]] = {name: [] for name in names}
     for n in range(args.rounds):
-        order = names[n % 3 :] + names[: n % 3]
+        order = _rotated(names, n)
         for name in order:
             rounds[name].append(sides[name](args.jobs))
             _settle(deployment)
@@ -565,8 +565,7 @@ def scale_out(deployment: Deployment, args: argparse.Namespace) -> None:
     runs: dict[int, list[tuple[str, str]]] = {n: [] for n in counts}  # job id ranges
     try:
         for round_ in range(args.rounds):
-            turn = round_ % len(counts)
-            for clusters in counts[turn:] + counts[:turn]:
+            for clusters in _rotated(counts, round_):
                 _set_clusters(deployment, extra, clusters)
                 since = _newest_job_id(deployment)
                 rates[clusters].append(_taskless_run(deployment, args.scale_out_jobs))
@@ -836,6 +835,13 @@ def _redis_up(url: str) -> bool:
         return bool(redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
+
+
+def _rotated(items: Sequence[Any], round_: int) -> list[Any]:
+    """The order of the sides in round `round_`: shifted by one each round, so that no side
+    always runs first or always follows the same one."""
+    shift = round_ % len(items)
+    return [*items[shift:], *items[:shift]]
 
 
 def _pct(ordered: list[float], pct: float) -> float:
